@@ -1,0 +1,45 @@
+"""Run a graph with the reference kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TteError
+from ..ir import Graph, Node
+from .kernels import KERNELS
+
+
+def run_node(g: Graph, node: Node, args: list[np.ndarray]) -> np.ndarray:
+    """Evaluate one node on the given operand arrays."""
+    return KERNELS[node.op](g, node, *args)
+
+
+def run(g: Graph, feeds: dict[str, np.ndarray], keep: bool = False) -> dict[str, np.ndarray]:
+    """Run ``g`` on ``feeds`` (graph input name -> array).
+
+    Returns the graph outputs, or with ``keep=True`` every value (inputs, constants excluded,
+    intermediates and outputs), so that tests can reach each intermediate int8 tensor.
+    """
+    env: dict[str, np.ndarray] = {}
+    for name in g.inputs:
+        if name not in feeds:
+            raise TteError(f"missing input '{name}' (graph inputs: {', '.join(g.inputs)})")
+        v = g[name]
+        arr = np.asarray(feeds[name])
+        if arr.shape != v.shape:
+            raise TteError(f"input '{name}' has shape {arr.shape}, the graph expects {v.shape}")
+        env[name] = arr.astype(v.dtype, copy=False)
+    for v in g.constants():
+        env[v.name] = v.data
+    for node in g.nodes:
+        env[node.output] = run_node(g, node, [env[i] for i in node.inputs])
+    if keep:
+        return {k: a for k, a in env.items() if not g[k].is_const}
+    return {name: env[name] for name in g.outputs}
+
+
+def infer(g: Graph, x: np.ndarray) -> np.ndarray:
+    """Run a single-input, single-output graph on a float32 input and return its float32 output."""
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise TteError(f"infer() needs one input and one output; use run() for {g.inputs} -> {g.outputs}")
+    return run(g, {g.inputs[0]: np.asarray(x, dtype=np.float32)})[g.outputs[0]]

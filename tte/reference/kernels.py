@@ -1,0 +1,193 @@
+"""numpy kernels of the reference executor, one per IR op, following :mod:`.semantics` exactly.
+
+Each kernel takes the graph, the node and the input arrays and returns the output array.  Integer
+sums are computed exactly: small-integer products summed in float64 (exact below 2**53, far beyond
+any layer here) so that the heavy lifting can use BLAS, then converted to int64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..ir import Graph, Node, QuantParams
+from . import semantics as sem
+
+
+def _zp(q: QuantParams) -> int:
+    return int(q.zero_point)
+
+
+def _centered(x: np.ndarray, q: QuantParams) -> np.ndarray:
+    """x - z as float64 (exact)."""
+    return x.astype(np.float64) - float(q.zero_point)
+
+
+def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
+    t, l, b, r = pads
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+def _windows(x: np.ndarray, kernel, strides) -> np.ndarray:
+    """[N, C, Ho, Wo, kh, kw] view of windows of a padded NCHW array."""
+    w = sliding_window_view(x, tuple(kernel), axis=(2, 3))
+    return w[:, :, :: strides[0], :: strides[1]]
+
+
+def _weight_centered(w: np.ndarray, q: QuantParams) -> np.ndarray:
+    zw = q.zero_point.astype(np.float64)
+    if q.axis is not None:
+        zw = zw.reshape((-1,) + (1,) * (w.ndim - 1))
+    return w.astype(np.float64) - zw
+
+
+def _exact(acc: np.ndarray) -> np.ndarray:
+    return np.rint(acc).astype(np.int64)
+
+
+def conv_accumulator(g: Graph, node: Node, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The exact int64 accumulator of a conv (point 1 of the semantics), NCHW."""
+    xv, wv = g[node.inputs[0]], g[node.inputs[1]]
+    xc = _pad(_centered(x, xv.quant), node.attrs["pads"])
+    wc = _weight_centered(w, wv.quant)
+    groups = node.attrs["groups"]
+    strides = node.attrs["strides"]
+    kh, kw = w.shape[2:]
+    cout, cin_g = w.shape[0], w.shape[1]
+    cout_g = cout // groups
+    n, cin = x.shape[:2]
+    ho = (xc.shape[2] - kh) // strides[0] + 1
+    wo = (xc.shape[3] - kw) // strides[1] + 1
+    if cin_g == 1 and groups == cin:  # depthwise (channel multiplier cout_g)
+        xe = np.repeat(xc, cout_g, axis=1) if cout_g > 1 else xc
+        acc = np.zeros((n, cout, ho, wo))
+        for i in range(kh):
+            for j in range(kw):
+                patch = xe[:, :, i : i + strides[0] * (ho - 1) + 1 : strides[0], j : j + strides[1] * (wo - 1) + 1 : strides[1]]
+                acc += patch * wc[:, 0, i, j][None, :, None, None]
+    else:
+        acc = np.empty((n, cout, ho, wo))
+        win = _windows(xc, (kh, kw), strides)  # N, C, Ho, Wo, kh, kw
+        for gi in range(groups):
+            wg = wc[gi * cout_g : (gi + 1) * cout_g]  # O_g, C_g, kh, kw
+            xg = win[:, gi * cin_g : (gi + 1) * cin_g]
+            acc[:, gi * cout_g : (gi + 1) * cout_g] = np.einsum("nchwij,ocij->nohw", xg, wg, optimize=True)
+    return _exact(acc) + b.astype(np.int64)[None, :, None, None]
+
+
+def conv_multiplier(g: Graph, node: Node) -> np.ndarray:
+    xq, wq, yq = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    return sem.multiplier(sem.f64(xq.scale) * sem.f64(wq.scale), yq.scale)
+
+
+def conv(g: Graph, node: Node, x, w, b) -> np.ndarray:
+    acc = conv_accumulator(g, node, x, w, b)
+    m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1, 1, 1)
+    return sem.requantize(acc, m, _zp(g[node.output].quant), node.attrs["qmin"], node.attrs["qmax"])
+
+
+def gemm_accumulator(g: Graph, node: Node, x, w, b) -> np.ndarray:
+    xc = _centered(x, g[node.inputs[0]].quant)
+    wc = _weight_centered(w, g[node.inputs[1]].quant)
+    return _exact(xc @ wc.T) + b.astype(np.int64)[None, :]
+
+
+def gemm(g: Graph, node: Node, x, w, b) -> np.ndarray:
+    acc = gemm_accumulator(g, node, x, w, b)
+    m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1)
+    return sem.requantize(acc, m, _zp(g[node.output].quant), node.attrs["qmin"], node.attrs["qmax"])
+
+
+def add_preround(g: Graph, node: Node, a, b) -> np.ndarray:
+    qa, qb, qy = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    ma, mb = sem.multiplier(qa.scale, qy.scale), sem.multiplier(qb.scale, qy.scale)
+    va = (a.astype(np.int32) - _zp(qa)).astype(np.float32) * ma
+    vb = (b.astype(np.int32) - _zp(qb)).astype(np.float32) * mb
+    return (va + vb).astype(np.float32)
+
+
+def add(g: Graph, node: Node, a, b) -> np.ndarray:
+    v = add_preround(g, node, a, b)
+    return sem.round_clamp(v, _zp(g[node.output].quant), node.attrs["qmin"], node.attrs["qmax"])
+
+
+def rescale(x: np.ndarray, qx: QuantParams, qy: QuantParams, qmin: int = -128, qmax: int = 127) -> np.ndarray:
+    """Re-express int8 ``x`` in ``qy`` (the requantize op; maxpool and concat operands)."""
+    if qx == qy:
+        return np.clip(x, qmin, qmax).astype(np.int8)
+    acc = x.astype(np.int64) - _zp(qx)
+    return sem.requantize(acc, sem.multiplier(qx.scale, qy.scale), _zp(qy), qmin, qmax)
+
+
+def requantize(g: Graph, node: Node, x) -> np.ndarray:
+    return rescale(x, g[node.inputs[0]].quant, g[node.output].quant, node.attrs["qmin"], node.attrs["qmax"])
+
+
+def avgpool_accumulator(g: Graph, node: Node, x) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of q - z over each window, element count of each window)."""
+    pads, kernel, strides = node.attrs["pads"], node.attrs["kernel"], node.attrs["strides"]
+    xc = _pad(_centered(x, g[node.inputs[0]].quant), pads)
+    acc = _exact(_windows(xc, kernel, strides).sum(axis=(-2, -1)))
+    if node.attrs["count_include_pad"]:
+        count = np.full(acc.shape[2:], kernel[0] * kernel[1])
+    else:
+        ones = _pad(np.ones((1, 1) + x.shape[2:]), pads)
+        count = _exact(_windows(ones, kernel, strides).sum(axis=(-2, -1)))[0, 0]
+    return acc, count
+
+
+def avgpool(g: Graph, node: Node, x) -> np.ndarray:
+    acc, count = avgpool_accumulator(g, node, x)
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    m = sem.multiplier(qx.scale, sem.f64(qy.scale) * count)
+    return sem.requantize(acc, m, _zp(qy), node.attrs["qmin"], node.attrs["qmax"])
+
+
+def global_avgpool(g: Graph, node: Node, x) -> np.ndarray:
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    acc = x.astype(np.int64).sum(axis=(2, 3), keepdims=True) - _zp(qx) * x.shape[2] * x.shape[3]
+    m = sem.multiplier(qx.scale, sem.f64(qy.scale) * (x.shape[2] * x.shape[3]))
+    return sem.requantize(acc, m, _zp(qy), node.attrs["qmin"], node.attrs["qmax"])
+
+
+def maxpool(g: Graph, node: Node, x) -> np.ndarray:
+    xp = _pad(x.astype(np.int16), node.attrs["pads"], value=-32768)
+    pooled = _windows(xp, node.attrs["kernel"], node.attrs["strides"]).max(axis=(-2, -1)).astype(np.int8)
+    return rescale(pooled, g[node.inputs[0]].quant, g[node.output].quant, node.attrs["qmin"], node.attrs["qmax"])
+
+
+def concat(g: Graph, node: Node, *xs) -> np.ndarray:
+    qy = g[node.output].quant
+    parts = [rescale(x, g[name].quant, qy, node.attrs["qmin"], node.attrs["qmax"]) for name, x in zip(node.inputs, xs)]
+    return np.concatenate(parts, axis=node.attrs["axis"])
+
+
+def reshape(g: Graph, node: Node, x) -> np.ndarray:
+    return x.reshape(node.attrs["shape"])
+
+
+def quantize(g: Graph, node: Node, x) -> np.ndarray:
+    q = g[node.output].quant
+    return sem.quantize(x, float(q.scale), _zp(q))
+
+
+def dequantize(g: Graph, node: Node, x) -> np.ndarray:
+    q = g[node.inputs[0]].quant
+    return sem.dequantize(x, q.scale, q.zero_point)
+
+
+KERNELS = {
+    "conv": conv,
+    "gemm": gemm,
+    "add": add,
+    "requantize": requantize,
+    "avgpool": avgpool,
+    "global_avgpool": global_avgpool,
+    "maxpool": maxpool,
+    "concat": concat,
+    "reshape": reshape,
+    "quantize": quantize,
+    "dequantize": dequantize,
+}
