@@ -1,0 +1,103 @@
+"""The ``tte`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+import click
+
+from . import __version__
+from .errors import TteError
+
+
+def parse_input_shapes(specs: tuple[str, ...]):
+    """``--input-shape`` values: ``1,3,128,128`` (the only input) or ``NAME=1,3,128,128``."""
+    if not specs:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    single = None
+    for spec in specs:
+        name, _, dims = spec.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            raise click.BadParameter(f"'{spec}' is not a shape like 1,3,128,128 or input=1,3,128,128",
+                                     param_hint="--input-shape") from None
+        if not shape:
+            raise click.BadParameter(f"'{spec}' gives no dimensions", param_hint="--input-shape")
+        if name:
+            shapes[name] = shape
+        else:
+            single = shape
+    if single is not None:
+        if shapes:
+            raise click.BadParameter("mix of named and unnamed shapes", param_hint="--input-shape")
+        return single
+    return shapes
+
+
+class TteGroup(click.Group):
+    """Turns every :class:`TteError` into one line on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TteError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # a bug in tte, not in the user's input
+            if os.environ.get("TTE_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"internal error: {type(e).__name__}: {e} (a bug in tte; rerun with TTE_DEBUG=1 for "
+                       f"the traceback and report it)", err=True)
+            ctx.exit(70)
+
+
+@click.group(cls=TteGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tte")
+def main() -> None:
+    """tte, the tiny training engine: compile int8 ONNX CNNs into training loops for microcontrollers.
+
+    Models are int8-quantized ONNX files (QDQ or QOperator form, as onnxruntime's quantize_static
+    writes them).  Run `tte COMMAND --help` for each command.
+    """
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
+              help="Fix a dynamic input shape, e.g. 1,3,128,128 or input=1,3,128,128 (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+@click.option("--dump-ir", is_flag=True, help="Print the lifted IR as text instead of the table.")
+def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bool) -> None:
+    """Show MODEL layer by layer: shapes, kernel/stride/groups, parameters, MACs, output quantization.
+
+    Totals: parameters (int8 weights + int32 biases), MACs and the peak int8 activation memory of
+    one inference (all activations live at once, no in-place reuse).
+    """
+    from .frontend import load
+    from .inspect import inspect as run_inspect
+
+    g = load(model, input_shape=parse_input_shapes(input_shape))
+    if dump_ir:
+        click.echo(g.dump())
+        return
+    report = run_inspect(g)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    from .report import print_inspect
+
+    print_inspect(report)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
