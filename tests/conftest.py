@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import pathlib
 
-import pytest
-
 import modelzoo
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("TTE_SHARED", ROOT.parent / "shared"))

@@ -25,8 +25,8 @@ produces; they are informative, not asserted here.
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import onnx
 

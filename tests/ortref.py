@@ -9,8 +9,8 @@ import onnx
 import onnxruntime as ort
 
 from tte.ir import Graph
-from tte.reference import run_node
-from tte.reference import kernels, semantics as sem
+from tte.reference import kernels, run_node
+from tte.reference import semantics as sem
 
 
 def session(model: onnx.ModelProto | str, optimize: bool = True) -> ort.InferenceSession:

@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-
 from conftest import ROOT, SHARED_MODELS, shared_model
+
 from tte.cli import main
 from tte.zoo import INPUT_NAME, GraphBuilder, quantize
 
@@ -174,10 +174,10 @@ def test_partially_quantized_model(tmp_path):
 
 
 def test_uint8_activations(tmp_path):
+    import examples_loader
     from onnxruntime.quantization import QuantType, quantize_static
 
     from tte.zoo import _Reader, calibration_inputs  # noqa: PLC2701 (test-only use)
-    import examples_loader
 
     fpath = tmp_path / "tiny.float.onnx"
     onnx.save(examples_loader.tiny_cnn(), str(fpath))

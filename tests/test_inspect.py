@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import pytest
-from onnx import numpy_helper, shape_inference
-
 import ortref
-import tte
+import pytest
 from conftest import ALL_MODELS, shared_model
+from onnx import numpy_helper, shape_inference
 from test_ir import small_graph
+
+import tte
 from tte.inspect import inspect, peak_activation_memory
 
 WEIGHTED = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1, None), "QLinearConv": (3, 8), "QGemm": (3, 6),
@@ -53,11 +53,11 @@ def onnx_counts(path) -> tuple[int, int]:
             macs += int(np.prod(shapes[node.output[0]])) * k
             if node.op_type in ("MatMul", "QLinearMatMul"):
                 # the bias arrives as a separate Add (QDQ: through Q/DQ); count it like a Gemm bias
-                q = next((n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == node.output[0]),
-                         None)
+                nodes = model.graph.node
+                q = next((n for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] == node.output[0]), None)
                 add = bias_adds.get(node.output[0])
                 if add is None and q is not None:
-                    dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0])
+                    dq = next(n for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0])
                     add = bias_adds.get(dq.output[0])
                 if add is not None:
                     params += init(add.input[1]).size

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ALL_MODELS
 
 import tte
-from conftest import ALL_MODELS
 from tte.errors import IRError
 from tte.ir import Graph, QuantParams, Value
 

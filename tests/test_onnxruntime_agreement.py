@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import ortref
-import tte
+import pytest
 from conftest import ALL_MODELS, SHARED_MODELS, shared_model
 from inputs import inputs
+
+import tte
 
 
 @pytest.mark.parametrize("model_path", ALL_MODELS, indirect=True)

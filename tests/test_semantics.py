@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import shared_model
 
 import tte
-from conftest import shared_model
 from tte.reference import semantics as sem
 
 

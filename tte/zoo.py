@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import pathlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import onnx

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import onnx
@@ -83,7 +83,7 @@ class Pending:
     hi: float | None = None
 
 
-Entry = Union[Int8, Real, Const, QConst, FloatInput, Pending]
+Entry = Int8 | Real | Const | QConst | FloatInput | Pending
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -166,7 +166,8 @@ class Lifter:
                                   f"weight_type=QuantType.QInt8")
         q = e.quant
         if q.axis is not None and q.axis != cout_axis:
-            raise self.fail(node, f"{what} is quantized along axis {q.axis}; expected the output-channel axis {cout_axis}")
+            raise self.fail(node, f"{what} is quantized along axis {q.axis}; expected the output-channel axis "
+                                  f"{cout_axis}")
         return e.data, q
 
     # -- the walk ---------------------------------------------------------------------------
@@ -372,7 +373,8 @@ class Lifter:
         x = self.real(node, node.input[0])
         rank = len(self.g[x.name].shape)
         if rank != 4 or sorted(int(ax) % 4 for ax in (axes or [])) != [2, 3]:
-            raise self.fail(node, f"only ReduceMean over the spatial axes [2, 3] of an NCHW tensor is supported (axes={axes})")
+            raise self.fail(node, f"only ReduceMean over the spatial axes [2, 3] of an NCHW tensor is supported "
+                                  f"(axes={axes})")
         self.pend(node, "global_avgpool", (x,), keepdims=a.get("keepdims", 1))
 
     def op_Concat(self, node):
@@ -577,7 +579,8 @@ class Lifter:
         zp = self.const(node, node.input[i + 2]) if self.opt_input(node, i + 2) else None
         q = self.act_quant(node, self.const(node, node.input[i + 1]), zp)
         if self.g[e.name].quant != q:
-            raise self.fail(node, f"reads '{node.input[i]}' with {q!r}, but it was quantized with {self.g[e.name].quant!r}")
+            raise self.fail(node, f"reads '{node.input[i]}' with {q!r}, but it was quantized with "
+                                  f"{self.g[e.name].quant!r}")
         return e.name, q
 
     def qweight(self, node, i: int, cout_axis: int) -> tuple[np.ndarray, QuantParams]:
@@ -722,15 +725,14 @@ def _quantize_const(data: np.ndarray, q: QuantParams, dtype) -> np.ndarray:
 def _fold_clamps(g: Graph) -> None:
     """Fold a ``requantize`` that only clamps (same parameters) into the op producing its operand.
 
-    Explicit Relu/Clip in QDQ models become such nodes; folding them is exact because the clamp
-    commutes with nothing in between (the operand has no other use).
+    Explicit Relu/Clip in QDQ models become such nodes.  Folding is exact: the producer's result has
+    no other use, and clamping after rounding equals clamping inside the producer's requantization.
+    The producer then writes the clamped tensor under the requantize's result name.
     """
     uses = g.use_counts()
     producers = {n.output: n for n in g.nodes}
     kept = []
-    renames: dict[str, str] = {}
     for node in g.nodes:
-        node.inputs = [renames.get(i, i) for i in node.inputs]
         if node.op == "requantize":
             src = node.inputs[0]
             prod = producers.get(src)
@@ -738,11 +740,11 @@ def _fold_clamps(g: Graph) -> None:
                     and src not in g.outputs and g[src].quant == g[node.output].quant):
                 prod.attrs["qmin"] = max(prod.attrs["qmin"], node.attrs["qmin"])
                 prod.attrs["qmax"] = min(prod.attrs["qmax"], node.attrs["qmax"])
-                renames[node.output] = src
+                prod.outputs = [node.output]
+                producers[node.output] = prod
                 continue
         kept.append(node)
     g.nodes = kept
-    g.outputs = [renames.get(o, o) for o in g.outputs]
 
 
 def load(path: str | os.PathLike, input_shape: InputShapes = None) -> Graph:

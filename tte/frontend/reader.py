@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import onnx
 from onnx import shape_inference
@@ -105,10 +105,14 @@ def fix_input_shapes(model: onnx.ModelProto, input_shape: InputShapes, path) -> 
         for axis, d in enumerate(dims):
             if not d.HasField("dim_value") or d.dim_value <= 0:
                 what = f"'{d.dim_param}'" if d.dim_param else "unknown"
-                shown = ",".join(str(x.dim_value) if x.HasField("dim_value") and x.dim_value > 0 else "?" for x in dims)
+                fixed = [x.HasField("dim_value") and x.dim_value > 0 for x in dims]
+                shown = ",".join(str(x.dim_value) if ok else "?" for x, ok in zip(dims, fixed))
+                # suggest batch 1; other unknown sizes must come from the user
+                hint = ",".join(str(x.dim_value) if ok else ("1" if i == 0 else f"D{i}")
+                                for i, (x, ok) in enumerate(zip(dims, fixed)))
                 raise DynamicShapeError(
                     f"{path}: input '{inp.name}' has a dynamic dimension {what} at axis {axis} (shape [{shown}]); "
-                    f"tte compiles static shapes: fix it with --input-shape {inp.name}={shown.replace('?', '1' if axis == 0 else 'N')} "
+                    f"tte compiles static shapes: fix it with --input-shape {inp.name}={hint} "
                     f"(Python: tte.load(path, input_shape=...))"
                 )
     return model

@@ -8,8 +8,9 @@ their :class:`QuantParams` (real = scale * (q - zero_point)).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class QuantParams:
         object.__setattr__(self, "zero_point", zero_point)
 
     @classmethod
-    def per_tensor(cls, scale: float, zero_point: int = 0) -> "QuantParams":
+    def per_tensor(cls, scale: float, zero_point: int = 0) -> QuantParams:
         return cls(np.float32(scale), np.int32(zero_point))
 
     @property

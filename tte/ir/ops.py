@@ -10,8 +10,8 @@ Integer semantics of each op are defined in one place, :mod:`tte.reference.seman
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

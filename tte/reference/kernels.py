@@ -24,10 +24,10 @@ def _centered(x: np.ndarray, q: QuantParams) -> np.ndarray:
 
 
 def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
-    t, l, b, r = pads
+    top, left, bottom, right = pads
     if not any(pads):
         return x
-    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
 def _windows(x: np.ndarray, kernel, strides) -> np.ndarray:
@@ -65,7 +65,9 @@ def conv_accumulator(g: Graph, node: Node, x: np.ndarray, w: np.ndarray, b: np.n
         acc = np.zeros((n, cout, ho, wo))
         for i in range(kh):
             for j in range(kw):
-                patch = xe[:, :, i : i + strides[0] * (ho - 1) + 1 : strides[0], j : j + strides[1] * (wo - 1) + 1 : strides[1]]
+                rows = slice(i, i + strides[0] * (ho - 1) + 1, strides[0])
+                cols = slice(j, j + strides[1] * (wo - 1) + 1, strides[1])
+                patch = xe[:, :, rows, cols]
                 acc += patch * wc[:, 0, i, j][None, :, None, None]
     else:
         acc = np.empty((n, cout, ho, wo))

@@ -1,0 +1,34 @@
+"""README.md starts with the two commands, CI runs exactly the test one, and the API example runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_starts_with_install_and_test_commands():
+    (lang1, run), (lang2, test) = BLOCKS[:2]
+    assert (lang1, lang2) == ("bash", "bash")
+    assert run.strip() == "pip install -e . && tte inspect examples/tiny_cnn.int8.onnx"
+    assert "pytest" in test
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test.strip() in ci.splitlines(), "CI must run exactly the README's test command"
+
+
+def test_first_command_runs():
+    cmd = BLOCKS[0][1].strip().split("&&")[-1].split()
+    p = subprocess.run([sys.executable, "-m", "tte", *cmd[1:]], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "MACs: 1,175,280" in p.stdout
+
+
+def test_python_example_runs():
+    code = next(body for lang, body in BLOCKS if lang == "python")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
