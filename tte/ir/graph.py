@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-DTYPES = ("int8", "int32", "float32")
+DTYPES = ("int8", "int32", "float32", "bool")
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +125,10 @@ class Graph:
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self.metadata: dict[str, str] = {}
+        # Training graphs: inputs that persist across steps (trained parameters, optimizer state), and
+        # for each the value holding its next state, written back after a step.
+        self.state: list[str] = []
+        self.state_updates: dict[str, str] = {}
 
     # -- construction -------------------------------------------------------------------------
     def add_value(self, value: Value) -> Value:
@@ -136,6 +140,12 @@ class Graph:
     def add_input(self, value: Value) -> Value:
         self.add_value(value)
         self.inputs.append(value.name)
+        return value
+
+    def add_state(self, value: Value) -> Value:
+        """A persistent input (trained parameter or optimizer state) of a training graph."""
+        self.add_input(value)
+        self.state.append(value.name)
         return value
 
     def add_const(self, name: str, data: np.ndarray, quant: QuantParams | None = None) -> Value:

@@ -113,9 +113,19 @@ def _reshape(g: Graph, n: Node) -> Shape:
     return shape
 
 
+def _mask_output(g: Graph, n: Node) -> list[tuple[str, Shape]]:
+    """Requantizing forward ops in a training graph may also write their saturation mask."""
+    return [("bool", g[n.outputs[0]].shape)] if n.attrs.get("save_mask") else []
+
+
 @dataclass(frozen=True)
 class OpDef:
-    """Operand dtypes (``None`` = any number of int8 operands) and the output shape rule."""
+    """Operand dtypes, the first output's dtype and shape rule, and any further outputs.
+
+    ``operands``: one dtype per operand (alternatives separated by ``|``, ``*`` for any), or ``None``
+    for any number of int8 operands.  ``out_dtype`` ``"same"`` means the first operand's dtype.
+    ``extra`` gives (dtype, shape) of outputs after the first.
+    """
 
     name: str
     operands: tuple[str, ...] | None
@@ -123,26 +133,42 @@ class OpDef:
     shape: Callable[[Graph, Node], Shape]
     attrs: tuple[str, ...] = ()
     requantizes: bool = True  # output has its own quant params and qmin/qmax clamps
+    extra: Callable[[Graph, Node], list[tuple[str, Shape]]] | None = None
+    optional_operands: int = 0  # trailing operands that may be absent
 
 
-OPS: dict[str, OpDef] = {
-    d.name: d
-    for d in [
-        OpDef("quantize", ("float32",), "int8", _same_as_inputs, (), requantizes=False),
-        OpDef("dequantize", ("int8",), "float32", _same_as_inputs, (), requantizes=False),
-        OpDef("conv", ("int8", "int8", "int32"), "int8", _conv, ("strides", "pads", "groups", "qmin", "qmax")),
-        OpDef("gemm", ("int8", "int8", "int32"), "int8", _gemm, ("qmin", "qmax")),
-        OpDef("add", ("int8", "int8"), "int8", _add, ("qmin", "qmax")),
-        OpDef("requantize", ("int8",), "int8", _same_as_inputs, ("qmin", "qmax")),
-        OpDef("avgpool", ("int8",), "int8", _pool, ("kernel", "strides", "pads", "count_include_pad", "qmin", "qmax")),
-        OpDef("global_avgpool", ("int8",), "int8", _global_pool, ("qmin", "qmax")),
-        OpDef("maxpool", ("int8",), "int8", _pool, ("kernel", "strides", "pads", "qmin", "qmax")),
-        OpDef("concat", None, "int8", _concat, ("axis", "qmin", "qmax")),
-        OpDef("reshape", ("int8",), "int8", _reshape, ("shape",), requantizes=False),
-    ]
-}
+OPS: dict[str, OpDef] = {}
+
+
+def register(*defs: OpDef) -> None:
+    for d in defs:
+        OPS[d.name] = d
+
+
+register(
+    OpDef("quantize", ("float32",), "int8", _same_as_inputs, (), requantizes=False),
+    OpDef("dequantize", ("int8",), "float32", _same_as_inputs, (), requantizes=False),
+    OpDef("conv", ("int8", "int8", "int32"), "int8", _conv, ("strides", "pads", "groups", "qmin", "qmax"),
+          extra=_mask_output),
+    OpDef("gemm", ("int8", "int8", "int32"), "int8", _gemm, ("qmin", "qmax"), extra=_mask_output),
+    OpDef("add", ("int8", "int8"), "int8", _add, ("qmin", "qmax"), extra=_mask_output),
+    OpDef("requantize", ("int8",), "int8", _same_as_inputs, ("qmin", "qmax"), extra=_mask_output),
+    OpDef("avgpool", ("int8",), "int8", _pool, ("kernel", "strides", "pads", "count_include_pad", "qmin", "qmax"),
+          extra=_mask_output),
+    OpDef("global_avgpool", ("int8",), "int8", _global_pool, ("qmin", "qmax"), extra=_mask_output),
+    OpDef("maxpool", ("int8",), "int8", _pool, ("kernel", "strides", "pads", "qmin", "qmax"), extra=_mask_output),
+    OpDef("concat", None, "int8", _concat, ("axis", "qmin", "qmax"), extra=_mask_output),
+    OpDef("reshape", ("int8",), "int8", _reshape, ("shape",), requantizes=False),
+)
 
 
 def output_shape(g: Graph, node: Node) -> Shape:
-    """The output shape of ``node`` by its op's rule (raises ValueError when operands disagree)."""
+    """The first output's shape of ``node`` by its op's rule (raises ValueError when operands disagree)."""
     return OPS[node.op].shape(g, node)
+
+
+def output_types(g: Graph, node: Node) -> list[tuple[str, Shape]]:
+    """(dtype, shape) of every output of ``node``."""
+    d = OPS[node.op]
+    dtype = g[node.inputs[0]].dtype if d.out_dtype == "same" else d.out_dtype
+    return [(dtype, tuple(d.shape(g, node)))] + [(t, tuple(s)) for t, s in (d.extra(g, node) if d.extra else [])]

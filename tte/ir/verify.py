@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import IRError
 from .graph import Graph, Node
-from .ops import OPS
+from .ops import OPS, output_types
 
 
 def _fail(g: Graph, node: Node | None, msg: str) -> None:
@@ -24,11 +24,13 @@ def _fail(g: Graph, node: Node | None, msg: str) -> None:
 
 def _check_quant(g: Graph, node: Node | None, name: str) -> None:
     v = g[name]
-    if v.dtype == "float32":
+    if v.dtype in ("float32", "bool"):
         if v.quant is not None:
-            _fail(g, node, f"float32 value '{name}' has quantization parameters")
+            _fail(g, node, f"{v.dtype} value '{name}' has quantization parameters")
         return
     if v.quant is None:
+        if v.dtype == "int32" and not v.is_const and name not in g.state:
+            return  # plain integers (class labels)
         _fail(g, node, f"{v.dtype} value '{name}' has no quantization parameters")
     q = v.quant
     if q.axis is not None:
@@ -69,47 +71,53 @@ def verify(g: Graph) -> None:
             if name not in defined:
                 _fail(g, node, f"operand '{name}' is used before it is defined")
         if opdef.operands is not None:
-            if len(node.inputs) != len(opdef.operands):
+            n_min = len(opdef.operands) - opdef.optional_operands
+            if not n_min <= len(node.inputs) <= len(opdef.operands):
                 _fail(g, node, f"expects {len(opdef.operands)} operands, has {len(node.inputs)}")
             for name, dtype in zip(node.inputs, opdef.operands):
-                if g[name].dtype != dtype:
+                if dtype != "*" and g[name].dtype not in dtype.split("|"):
                     _fail(g, node, f"operand '{name}' is {g[name].dtype}, expected {dtype}")
         elif not node.inputs or any(g[i].dtype != "int8" for i in node.inputs):
             _fail(g, node, "expects one or more int8 operands")
-        if len(node.outputs) != 1:
-            _fail(g, node, f"has {len(node.outputs)} outputs, expected 1")
-        out = node.outputs[0]
-        if out in defined:
-            _fail(g, node, f"value '{out}' is assigned twice")
-        if out not in g.values:
-            _fail(g, node, f"result '{out}' has no value")
-        ov = g[out]
-        if ov.is_const:
-            _fail(g, node, f"result '{out}' is a constant")
-        if ov.dtype != opdef.out_dtype:
-            _fail(g, node, f"result '{out}' is {ov.dtype}, expected {opdef.out_dtype}")
         try:
-            shape = opdef.shape(g, node)
+            types = output_types(g, node)
         except (ValueError, KeyError, IndexError) as e:
             _fail(g, node, str(e))
-        if tuple(shape) != ov.shape:
-            _fail(g, node, f"result '{out}' has shape {ov.shape}, the op's rule gives {tuple(shape)}")
-        defined.add(out)
-        _check_quant(g, node, out)
+        if len(node.outputs) != len(types):
+            _fail(g, node, f"has {len(node.outputs)} outputs, expected {len(types)}")
+        for out, (dtype, shape) in zip(node.outputs, types):
+            if out in defined:
+                _fail(g, node, f"value '{out}' is assigned twice")
+            if out not in g.values:
+                _fail(g, node, f"result '{out}' has no value")
+            ov = g[out]
+            if ov.is_const:
+                _fail(g, node, f"result '{out}' is a constant")
+            if ov.dtype != dtype:
+                _fail(g, node, f"result '{out}' is {ov.dtype}, expected {dtype}")
+            if tuple(shape) != ov.shape:
+                _fail(g, node, f"result '{out}' has shape {ov.shape}, the op's rule gives {tuple(shape)}")
+            defined.add(out)
+            _check_quant(g, node, out)
         _check_node_quant(g, node)
 
     for name in g.outputs:
         if name not in defined:
             _fail(g, None, f"graph output '{name}' is never defined")
+    for param, new in g.state_updates.items():
+        if param not in g.state or new not in defined:
+            _fail(g, None, f"state update {param} <- {new} names an unknown value")
+        if g[param].dtype != g[new].dtype or g[param].shape != g[new].shape:
+            _fail(g, None, f"state update {param} <- {new} changes type {g[param].type_str()} -> {g[new].type_str()}")
 
 
 def _check_node_quant(g: Graph, node: Node) -> None:
     for name in node.inputs:
         v = g[name]
-        if v.dtype == "int8" and not v.is_const and v.quant.axis is not None:
+        if v.dtype == "int8" and not v.is_const and name not in g.state and v.quant.axis is not None:
             _fail(g, node, f"activation '{name}' is quantized per channel; activations must be per tensor")
     out = g[node.outputs[0]]
-    if out.dtype == "int8" and out.quant.axis is not None:
+    if out.dtype == "int8" and out.quant.axis is not None and node.op in OPS and OPS[node.op].requantizes:
         _fail(g, node, f"activation '{out.name}' is quantized per channel")
     if "qmin" in node.attrs:
         lo, hi = node.attrs["qmin"], node.attrs["qmax"]
@@ -119,7 +127,7 @@ def _check_node_quant(g: Graph, node: Node) -> None:
         _fail(g, node, "reshape changes quantization parameters")
     if node.op in ("conv", "gemm"):
         w, b = g[node.inputs[1]], g[node.inputs[2]]
-        if not (w.is_const and b.is_const):
-            _fail(g, node, "weight and bias must be constants")
+        if not all(v.is_const or v.name in g.state for v in (w, b)):
+            _fail(g, node, "weight and bias must be constants or trained parameters")
         if w.quant.axis not in (None, 0):
             _fail(g, node, f"weight '{w.name}' must be quantized per output channel (axis 0)")
