@@ -167,6 +167,18 @@ class Graph:
             i += 1
         return f"{base}.{i}"
 
+    def copy(self) -> Graph:
+        """A copy whose nodes and values can be changed freely (constant arrays are shared, read-only)."""
+        from dataclasses import replace
+
+        g = Graph(self.name)
+        g.values = {k: replace(v) for k, v in self.values.items()}
+        g.nodes = [Node(n.op, n.name, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in self.nodes]
+        g.inputs, g.outputs = list(self.inputs), list(self.outputs)
+        g.metadata = dict(self.metadata)
+        g.state, g.state_updates = list(self.state), dict(self.state_updates)
+        return g
+
     # -- queries ------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Value:
         return self.values[name]

@@ -9,9 +9,19 @@ from ..ir import Graph, Node
 from .kernels import KERNELS
 
 
-def run_node(g: Graph, node: Node, args: list[np.ndarray]) -> np.ndarray:
-    """Evaluate one node on the given operand arrays."""
+def run_node(g: Graph, node: Node, args: list[np.ndarray]):
+    """Evaluate one node on the given operand arrays (a tuple for multi-output nodes)."""
     return KERNELS[node.op](g, node, *args)
+
+
+def evaluate(g: Graph, env: dict[str, np.ndarray]) -> None:
+    """Run every node of ``g`` in order, reading operands from and writing results into ``env``."""
+    for node in g.nodes:
+        result = run_node(g, node, [env[i] for i in node.inputs])
+        if len(node.outputs) == 1:
+            env[node.outputs[0]] = result
+        else:
+            env.update(zip(node.outputs, result))
 
 
 def run(g: Graph, feeds: dict[str, np.ndarray], keep: bool = False) -> dict[str, np.ndarray]:
@@ -31,8 +41,7 @@ def run(g: Graph, feeds: dict[str, np.ndarray], keep: bool = False) -> dict[str,
         env[name] = arr.astype(v.dtype, copy=False)
     for v in g.constants():
         env[v.name] = v.data
-    for node in g.nodes:
-        env[node.output] = run_node(g, node, [env[i] for i in node.inputs])
+    evaluate(g, env)
     if keep:
         return {k: a for k, a in env.items() if not g[k].is_const}
     return {name: env[name] for name in g.outputs}

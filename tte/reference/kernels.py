@@ -43,6 +43,14 @@ def _weight_centered(w: np.ndarray, q: QuantParams) -> np.ndarray:
     return w.astype(np.float64) - zw
 
 
+def _finish(node: Node, v: np.ndarray, zero_point: int):
+    """Round and clamp the float32 pre-rounding value ``v``; with ``save_mask`` also return the mask."""
+    lo, hi = node.attrs["qmin"], node.attrs["qmax"]
+    if node.attrs.get("save_mask"):
+        return sem.round_clamp_mask(v, zero_point, lo, hi)
+    return sem.round_clamp(v, zero_point, lo, hi)
+
+
 def _exact(acc: np.ndarray) -> np.ndarray:
     return np.rint(acc).astype(np.int64)
 
@@ -84,10 +92,10 @@ def conv_multiplier(g: Graph, node: Node) -> np.ndarray:
     return sem.multiplier(sem.f64(xq.scale) * sem.f64(wq.scale), yq.scale)
 
 
-def conv(g: Graph, node: Node, x, w, b) -> np.ndarray:
+def conv(g: Graph, node: Node, x, w, b):
     acc = conv_accumulator(g, node, x, w, b)
     m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1, 1, 1)
-    return sem.requantize(acc, m, _zp(g[node.output].quant), node.attrs["qmin"], node.attrs["qmax"])
+    return _finish(node, sem.preround(acc, m), _zp(g[node.output].quant))
 
 
 def gemm_accumulator(g: Graph, node: Node, x, w, b) -> np.ndarray:
@@ -96,10 +104,10 @@ def gemm_accumulator(g: Graph, node: Node, x, w, b) -> np.ndarray:
     return _exact(xc @ wc.T) + b.astype(np.int64)[None, :]
 
 
-def gemm(g: Graph, node: Node, x, w, b) -> np.ndarray:
+def gemm(g: Graph, node: Node, x, w, b):
     acc = gemm_accumulator(g, node, x, w, b)
     m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1)
-    return sem.requantize(acc, m, _zp(g[node.output].quant), node.attrs["qmin"], node.attrs["qmax"])
+    return _finish(node, sem.preround(acc, m), _zp(g[node.output].quant))
 
 
 def add_preround(g: Graph, node: Node, a, b) -> np.ndarray:
@@ -110,21 +118,20 @@ def add_preround(g: Graph, node: Node, a, b) -> np.ndarray:
     return (va + vb).astype(np.float32)
 
 
-def add(g: Graph, node: Node, a, b) -> np.ndarray:
-    v = add_preround(g, node, a, b)
-    return sem.round_clamp(v, _zp(g[node.output].quant), node.attrs["qmin"], node.attrs["qmax"])
+def add(g: Graph, node: Node, a, b):
+    return _finish(node, add_preround(g, node, a, b), _zp(g[node.output].quant))
 
 
-def rescale(x: np.ndarray, qx: QuantParams, qy: QuantParams, qmin: int = -128, qmax: int = 127) -> np.ndarray:
-    """Re-express int8 ``x`` in ``qy`` (the requantize op; maxpool and concat operands)."""
-    if qx == qy:
-        return np.clip(x, qmin, qmax).astype(np.int8)
-    acc = x.astype(np.int64) - _zp(qx)
-    return sem.requantize(acc, sem.multiplier(qx.scale, qy.scale), _zp(qy), qmin, qmax)
+def rescale_preround(x: np.ndarray, qx: QuantParams, qy: QuantParams) -> np.ndarray:
+    """int8 ``x`` re-expressed in ``qy``, before rounding: float32(x - z_x) * (s_x / s_y).
+
+    When the parameters are equal the multiplier is exactly 1 and rounding gives back ``x``."""
+    return sem.preround(x.astype(np.int64) - _zp(qx), sem.multiplier(qx.scale, qy.scale))
 
 
-def requantize(g: Graph, node: Node, x) -> np.ndarray:
-    return rescale(x, g[node.inputs[0]].quant, g[node.output].quant, node.attrs["qmin"], node.attrs["qmax"])
+def requantize(g: Graph, node: Node, x):
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    return _finish(node, rescale_preround(x, qx, qy), _zp(qy))
 
 
 def avgpool_accumulator(g: Graph, node: Node, x) -> tuple[np.ndarray, np.ndarray]:
@@ -140,30 +147,31 @@ def avgpool_accumulator(g: Graph, node: Node, x) -> tuple[np.ndarray, np.ndarray
     return acc, count
 
 
-def avgpool(g: Graph, node: Node, x) -> np.ndarray:
+def avgpool(g: Graph, node: Node, x):
     acc, count = avgpool_accumulator(g, node, x)
     qx, qy = g[node.inputs[0]].quant, g[node.output].quant
     m = sem.multiplier(qx.scale, sem.f64(qy.scale) * count)
-    return sem.requantize(acc, m, _zp(qy), node.attrs["qmin"], node.attrs["qmax"])
+    return _finish(node, sem.preround(acc, m), _zp(qy))
 
 
-def global_avgpool(g: Graph, node: Node, x) -> np.ndarray:
+def global_avgpool(g: Graph, node: Node, x):
     qx, qy = g[node.inputs[0]].quant, g[node.output].quant
     acc = x.astype(np.int64).sum(axis=(2, 3), keepdims=True) - _zp(qx) * x.shape[2] * x.shape[3]
     m = sem.multiplier(qx.scale, sem.f64(qy.scale) * (x.shape[2] * x.shape[3]))
-    return sem.requantize(acc, m, _zp(qy), node.attrs["qmin"], node.attrs["qmax"])
+    return _finish(node, sem.preround(acc, m), _zp(qy))
 
 
-def maxpool(g: Graph, node: Node, x) -> np.ndarray:
+def maxpool(g: Graph, node: Node, x):
     xp = _pad(x.astype(np.int16), node.attrs["pads"], value=-32768)
     pooled = _windows(xp, node.attrs["kernel"], node.attrs["strides"]).max(axis=(-2, -1)).astype(np.int8)
-    return rescale(pooled, g[node.inputs[0]].quant, g[node.output].quant, node.attrs["qmin"], node.attrs["qmax"])
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    return _finish(node, rescale_preround(pooled, qx, qy), _zp(qy))
 
 
-def concat(g: Graph, node: Node, *xs) -> np.ndarray:
+def concat(g: Graph, node: Node, *xs):
     qy = g[node.output].quant
-    parts = [rescale(x, g[name].quant, qy, node.attrs["qmin"], node.attrs["qmax"]) for name, x in zip(node.inputs, xs)]
-    return np.concatenate(parts, axis=node.attrs["axis"])
+    v = np.concatenate([rescale_preround(x, g[n].quant, qy) for n, x in zip(node.inputs, xs)], axis=node.attrs["axis"])
+    return _finish(node, v, _zp(qy))
 
 
 def reshape(g: Graph, node: Node, x) -> np.ndarray:
@@ -193,3 +201,7 @@ KERNELS = {
     "quantize": quantize,
     "dequantize": dequantize,
 }
+
+from .grad_kernels import GRAD_KERNELS  # noqa: E402  (the training ops' kernels)
+
+KERNELS.update(GRAD_KERNELS)

@@ -60,6 +60,13 @@ def round_clamp(v: np.ndarray, zero_point: int, qmin: int = -128, qmax: int = 12
     return np.clip(r.astype(np.int32) + int(zero_point), qmin, qmax).astype(np.int8)
 
 
+def round_clamp_mask(v: np.ndarray, zero_point: int, qmin: int = -128, qmax: int = 127):
+    """:func:`round_clamp` and its saturation mask: True where ``round(v) + zero_point`` lies in
+    [qmin, qmax], i.e. where the clamp did not act (the straight-through gradient passes there)."""
+    r = np.rint(np.clip(np.asarray(v, dtype=np.float32), -256.0, 256.0)).astype(np.int32) + int(zero_point)
+    return np.clip(r, qmin, qmax).astype(np.int8), (r >= qmin) & (r <= qmax)
+
+
 def saturate_int32(acc: np.ndarray) -> np.ndarray:
     return np.clip(acc, INT32_MIN, INT32_MAX).astype(np.int32)
 

@@ -1,0 +1,57 @@
+"""Replace a model's classifier with a new N-class head.
+
+The new head keeps the old one's op, input and output quantization (so the saved ONNX model keeps its
+structure), and gets:
+
+* weights drawn like PyTorch's default for a linear layer, ``U(-1/sqrt(K), 1/sqrt(K))`` with
+  ``K`` = inputs per output (numpy ``default_rng(seed)``), quantized per output channel with scale
+  ``4 / (127 * sqrt(K))``: the initial weights use a quarter of the int8 range, leaving room to grow;
+* zero biases (int32, scale ``s_x * s_w``, as every bias).
+
+It is stored under the old classifier's initializer names; being trained, it lives in SRAM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..ir import Graph, QuantParams
+from ..ir.ops import output_types
+from .scheme import weighted_layers
+
+HEADROOM = 4.0
+
+
+def replace_head(g: Graph, classes: int, seed: int = 0) -> Graph:
+    if classes < 1:
+        raise ValueError(f"classes must be >= 1, got {classes}")
+    g = g.copy()
+    _, head = weighted_layers(g)
+    w, b, x = g[head.inputs[1]], g[head.inputs[2]], g[head.inputs[0]]
+    old = w.shape[0]
+    fan_in = int(np.prod(w.shape[1:]))
+    bound = 1.0 / np.sqrt(fan_in)
+    real = np.random.default_rng(seed).uniform(-bound, bound, (classes,) + w.shape[1:])
+    scale = np.full(classes, HEADROOM * bound / 127.0, np.float32)
+    wq = np.clip(np.rint(real / scale.reshape(-1, *[1] * (real.ndim - 1))), -127, 127).astype(np.int8)
+    g.values[w.name] = replace(w, shape=wq.shape, data=wq, quant=QuantParams(scale, np.zeros(classes, np.int32), 0))
+    bscale = (x.quant.scale.astype(np.float64) * scale).astype(np.float32)
+    g.values[b.name] = replace(b, shape=(classes,), data=np.zeros(classes, np.int32),
+                               quant=QuantParams(bscale, np.zeros(classes, np.int32), 0))
+    # the head's output and everything after it change their class dimension
+    after = False
+    for node in g.nodes:
+        if node is head:
+            after = True
+        elif after and node.op == "reshape":
+            shape = list(node.attrs["shape"])
+            axis = max(i for i, d in enumerate(shape) if d == old)
+            shape[axis] = classes
+            node.attrs["shape"] = tuple(shape)
+        if after:
+            for name, (_, shape) in zip(node.outputs, output_types(g, node)):
+                g.values[name] = replace(g[name], shape=shape)
+    g.metadata["head"] = f"new {classes}-class head (seed {seed})"
+    return g

@@ -1,0 +1,230 @@
+"""numpy kernels of the training ops: float32 backward in real units, loss, parameter updates.
+
+Saved int8 tensors are read in real units, ``s * (q - z)``, with zero padding (padding with the zero
+point in int8 is zero in real units).  Every float result is float32, as the C runtime computes it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph, Node
+from .kernels import _pad, _windows
+
+F32 = np.float32
+
+
+def _real(g: Graph, name: str, q: np.ndarray) -> np.ndarray:
+    p = g[name].quant
+    return ((q.astype(np.int32) - int(p.zero_point)).astype(F32) * F32(p.scale)).astype(F32)
+
+
+def _weight_real(g: Graph, name: str, w: np.ndarray) -> np.ndarray:
+    p = g[name].quant
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    zp = p.zero_point.reshape(shape) if p.axis is not None else p.zero_point
+    s = p.scale.reshape(shape) if p.axis is not None else p.scale
+    return ((w.astype(np.int32) - zp).astype(F32) * s.astype(F32)).astype(F32)
+
+
+def xent(g: Graph, node: Node, logits, label):
+    """Softmax cross-entropy, mean over the batch: (loss, dloss/dlogits)."""
+    z = logits.astype(F32)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=1, keepdims=True)
+    n = z.shape[0]
+    idx = np.arange(n), label.astype(np.int64)
+    loss = F32(-(z[idx] - np.log(e.sum(axis=1))).mean())
+    d = p.copy()
+    d[idx] -= 1
+    return np.asarray(loss, F32), (d / F32(n)).astype(F32)
+
+
+def ste(g: Graph, node: Node, gy, mask):
+    return np.where(mask, gy, F32(0)).astype(F32)
+
+
+def conv_grad_input(g: Graph, node: Node, gy, w):
+    n, c, h, wd = node.attrs["in_shape"]
+    top, left, bottom, right = node.attrs["pads"]
+    sh, sw = node.attrs["strides"]
+    groups = node.attrs["groups"]
+    wr = _weight_real(g, node.inputs[1], w)
+    o, cg, kh, kw = wr.shape
+    og = o // groups
+    ho, wo = gy.shape[2:]
+    dx = np.zeros((n, c, h + top + bottom, wd + left + right), F32)
+    depthwise = cg == 1 and groups == c
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + sh * (ho - 1) + 1, sh)
+            cols = slice(j, j + sw * (wo - 1) + 1, sw)
+            if depthwise:
+                contrib = gy * wr[:, 0, i, j][None, :, None, None]
+                if og > 1:  # channel multiplier: output channel o reads input channel o // og
+                    contrib = contrib.reshape(n, c, og, ho, wo).sum(axis=2)
+                dx[:, :, rows, cols] += contrib
+            else:
+                for gi in range(groups):
+                    dz = gy[:, gi * og:(gi + 1) * og]
+                    wk = wr[gi * og:(gi + 1) * og, :, i, j]  # Og, Cg
+                    dx[:, gi * cg:(gi + 1) * cg, rows, cols] += np.einsum("nohw,oc->nchw", dz, wk)
+    return dx[:, :, top:top + h, left:left + wd].astype(F32)
+
+
+def conv_grad_weight(g: Graph, node: Node, gy, x):
+    """dL/dW in real units for the leading ``channels`` input channels (depthwise: channels)."""
+    k = node.attrs["channels"]
+    xr = _pad(_real(g, node.inputs[1], x), node.attrs["pads"])
+    kh, kw = node.attrs["kernel"]
+    win = _windows(xr, (kh, kw), node.attrs["strides"])  # N, C, Ho, Wo, kh, kw
+    if node.attrs["depthwise"]:
+        return np.einsum("nchw,nchwij->cij", gy[:, :k], win[:, :k], optimize=True)[:, None].astype(F32)
+    groups = node.attrs["groups"]
+    if groups == 1:
+        return np.einsum("nohw,nchwij->ocij", gy, win[:, :k], optimize=True).astype(F32)
+    o = gy.shape[1]
+    og, cg = o // groups, xr.shape[1] // groups
+    return np.concatenate([np.einsum("nohw,nchwij->ocij", gy[:, gi * og:(gi + 1) * og],
+                                     win[:, gi * cg:(gi + 1) * cg], optimize=True)
+                           for gi in range(groups)], axis=0)[:, :k].astype(F32)
+
+
+def bias_grad(g: Graph, node: Node, gy):
+    axes = (0,) + tuple(range(2, gy.ndim))
+    return gy.sum(axis=axes).astype(F32)
+
+
+def gemm_grad_input(g: Graph, node: Node, gy, w):
+    return (gy @ _weight_real(g, node.inputs[1], w)).astype(F32)
+
+
+def gemm_grad_weight(g: Graph, node: Node, gy, x):
+    k = node.attrs["channels"]
+    return (gy.T @ _real(g, node.inputs[1], x)[:, :k]).astype(F32)
+
+
+def avgpool_grad(g: Graph, node: Node, gy):
+    n, c, h, w = node.attrs["in_shape"]
+    top, left, bottom, right = pads = node.attrs["pads"]
+    kh, kw = node.attrs["kernel"]
+    sh, sw = node.attrs["strides"]
+    ho, wo = gy.shape[2:]
+    if node.attrs["count_include_pad"]:
+        count = np.full((ho, wo), kh * kw, F32)
+    else:
+        ones = _pad(np.ones((1, 1, h, w), F32), pads)
+        count = _windows(ones, (kh, kw), (sh, sw)).sum(axis=(-2, -1))[0, 0].astype(F32)
+    share = (gy / count).astype(F32)
+    dx = np.zeros((n, c, h + top + bottom, w + left + right), F32)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += share
+    return dx[:, :, top:top + h, left:left + w]
+
+
+def global_avgpool_grad(g: Graph, node: Node, gy):
+    n, c, h, w = node.attrs["in_shape"]
+    return np.broadcast_to(gy / F32(h * w), (n, c, h, w)).astype(F32)
+
+
+def maxpool_grad(g: Graph, node: Node, gy, x):
+    """Route each output's gradient to the first maximum of its window (row-major), as PyTorch does."""
+    top, left, bottom, right = pads = node.attrs["pads"]
+    kh, kw = node.attrs["kernel"]
+    sh, sw = node.attrs["strides"]
+    n, c, h, w = x.shape
+    win = _windows(_pad(x.astype(np.int16), pads, value=-32768), (kh, kw), (sh, sw))
+    ho, wo = win.shape[2:4]
+    arg = win.reshape(n, c, ho, wo, kh * kw).argmax(axis=-1)
+    di, dj = np.divmod(arg, kw)
+    rows = np.arange(ho)[None, None, :, None] * sh + di
+    cols = np.arange(wo)[None, None, None, :] * sw + dj
+    dx = np.zeros((n, c, h + top + bottom, w + left + right), F32)
+    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+    np.add.at(dx, (nn[..., None, None], cc[..., None, None], rows, cols), gy)
+    return dx[:, :, top:top + h, left:left + w]
+
+
+def slice_(g: Graph, node: Node, gy):
+    idx = [slice(None)] * gy.ndim
+    idx[node.attrs["axis"]] = slice(node.attrs["start"], node.attrs["stop"])
+    return np.ascontiguousarray(gy[tuple(idx)])
+
+
+def freshape(g: Graph, node: Node, gy):
+    return gy.reshape(node.attrs["shape"])
+
+
+def grad_add(g: Graph, node: Node, a, b):
+    return (a + b).astype(F32)
+
+
+def momentum(g: Graph, node: Node, velocity, grad):
+    return (F32(node.attrs["beta"]) * velocity + grad).astype(F32)
+
+
+def count(g: Graph, node: Node, step):
+    return (step + 1).astype(np.int32)
+
+
+def uniform_hash(seed: int, step: int, n: int) -> np.ndarray:
+    """Deterministic uniforms in [0, 1) for elements 0..n-1 of one update (a counter-based hash,
+    the same in C: murmur3's 32-bit finalizer of seed ^ step * 0x9E3779B9 ^ index * 0x85EBCA6B)."""
+    i = np.arange(n, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        h = np.uint32(seed) ^ (np.uint32(step) * np.uint32(0x9E3779B9)) ^ (i * np.uint32(0x85EBCA6B))
+        h ^= h >> np.uint32(16)
+        h *= np.uint32(0x85EBCA6B)
+        h ^= h >> np.uint32(13)
+        h *= np.uint32(0xC2B2AE35)
+        h ^= h >> np.uint32(16)
+    return (h >> np.uint32(8)).astype(F32) * F32(2.0 ** -24)
+
+
+def sgd(g: Graph, node: Node, param, grad, factor, aux=None):
+    """param -= absorb(lr * grad * factor) on the trained slice (see tte.autodiff.update)."""
+    a = node.attrs
+    step = (F32(a["lr"]) * grad * factor).astype(F32)  # in integer units of the parameter
+    mode = a["rounding"]
+    residual = None
+    if mode == "nearest":
+        delta = np.rint(step)
+    elif mode == "trunc":
+        delta = np.trunc(step)
+    elif mode == "stochastic":
+        u = uniform_hash(a["seed"], int(aux), step.size).reshape(step.shape)
+        delta = np.floor(step + u)
+    elif mode == "accumulate":
+        total = (aux + step).astype(F32)
+        delta = np.rint(total)
+        residual = (total - delta).astype(F32)
+    else:
+        raise ValueError(f"unknown rounding '{mode}'")
+    idx = [slice(None)] * param.ndim
+    idx[a["axis"]] = slice(0, a["channels"])
+    out = param.copy()
+    cur = out[tuple(idx)].astype(np.int64)
+    out[tuple(idx)] = np.clip(cur - delta.astype(np.int64), a["qmin"], a["qmax"]).astype(param.dtype)
+    return out if residual is None else (out, residual)
+
+
+GRAD_KERNELS = {
+    "xent": xent,
+    "ste": ste,
+    "conv_grad_input": conv_grad_input,
+    "conv_grad_weight": conv_grad_weight,
+    "bias_grad": bias_grad,
+    "gemm_grad_input": gemm_grad_input,
+    "gemm_grad_weight": gemm_grad_weight,
+    "avgpool_grad": avgpool_grad,
+    "global_avgpool_grad": global_avgpool_grad,
+    "maxpool_grad": maxpool_grad,
+    "slice": slice_,
+    "freshape": freshape,
+    "grad_add": grad_add,
+    "momentum": momentum,
+    "count": count,
+    "sgd": sgd,
+}
