@@ -137,10 +137,14 @@ def build(g: Graph, x: np.ndarray, leaves: dict[str, torch.Tensor], all_pre: boo
     pres: dict[str, torch.Tensor] = {}
 
     def tensor(name: str) -> torch.Tensor:
-        if name not in env:  # a constant not trained, or a graph input
+        if name not in env:  # not produced by a node: a leaf, another constant, or a graph input
             v = g[name]
-            env[name] = leaves[name] if name in leaves else (
-                real(v, v.data) if v.is_const else torch.from_numpy(acts[name].astype(np.float64)))
+            if name in leaves:
+                env[name] = leaves[name]
+            elif v.is_const:
+                env[name] = real(v, v.data)
+            else:
+                env[name] = torch.from_numpy(acts[name].astype(np.float64))
         return env[name]
 
     for n in g.nodes:

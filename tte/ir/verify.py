@@ -29,8 +29,8 @@ def _check_quant(g: Graph, node: Node | None, name: str) -> None:
             _fail(g, node, f"{v.dtype} value '{name}' has quantization parameters")
         return
     if v.quant is None:
-        if v.dtype == "int32" and not v.is_const and name not in g.state:
-            return  # plain integers (class labels)
+        if v.dtype == "int32":
+            return  # plain integers (class labels, step counters); biases are checked at their conv/gemm
         _fail(g, node, f"{v.dtype} value '{name}' has no quantization parameters")
     q = v.quant
     if q.axis is not None:
@@ -119,7 +119,7 @@ def _check_node_quant(g: Graph, node: Node) -> None:
     out = g[node.outputs[0]]
     if out.dtype == "int8" and out.quant.axis is not None and node.op in OPS and OPS[node.op].requantizes:
         _fail(g, node, f"activation '{out.name}' is quantized per channel")
-    if "qmin" in node.attrs:
+    if "qmin" in node.attrs and OPS[node.op].requantizes:
         lo, hi = node.attrs["qmin"], node.attrs["qmax"]
         if not -128 <= lo <= hi <= 127:
             _fail(g, node, f"clamp [{lo}, {hi}] is not inside [-128, 127]")
@@ -129,5 +129,7 @@ def _check_node_quant(g: Graph, node: Node) -> None:
         w, b = g[node.inputs[1]], g[node.inputs[2]]
         if not all(v.is_const or v.name in g.state for v in (w, b)):
             _fail(g, node, "weight and bias must be constants or trained parameters")
+        if b.quant is None:
+            _fail(g, node, f"bias '{b.name}' has no quantization parameters")
         if w.quant.axis not in (None, 0):
             _fail(g, node, f"weight '{w.name}' must be quantized per output channel (axis 0)")

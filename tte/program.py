@@ -1,0 +1,158 @@
+"""A compiled training program: the Python face of tte (`tte.compile(...)`)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .autodiff.backward import LABEL, LOSS, TrainedParam, TrainOptions, build_training_graph
+from .autodiff.channels import Permutation, select_channels
+from .autodiff.head import replace_head
+from .autodiff.scheme import SparseScheme, TrainPlan, resolve
+from .errors import TteError
+from .ir import Graph
+from .reference.executor import evaluate
+
+
+class Program:
+    """Forward graph, training graph and the trained parameters' current values.
+
+    ``infer``, ``grads`` and ``train_step`` run the numpy reference executor.  Parameters are exposed
+    in the model's own layout (offline channel permutations are undone) and keyed by ONNX initializer.
+    """
+
+    def __init__(self, forward: Graph, train: Graph, plan: TrainPlan, params: dict[str, TrainedParam],
+                 state: dict[str, np.ndarray], perms: dict[str, Permutation], opts: TrainOptions,
+                 source: str | None, notes: list[str]):
+        self.forward = forward
+        self.train = train
+        self.plan = plan
+        self.params = params
+        self.state = {k: np.array(v, copy=True) for k, v in state.items()}
+        self.perms = perms
+        self.options = opts
+        self.source = source
+        self.notes = notes
+
+    # -- running --------------------------------------------------------------------------------
+    def _consts(self, g: Graph) -> dict[str, np.ndarray]:
+        return {v.name: v.data for v in g.constants()}
+
+    def _batch(self, x: np.ndarray, label=None):
+        x = np.asarray(x, np.float32)
+        shape = self.forward[self.forward.inputs[0]].shape
+        if x.shape == shape[1:]:
+            x = x[None]
+        if x.shape != shape:
+            raise TteError(f"input has shape {x.shape}, the model expects {shape}")
+        if label is None:
+            return x
+        label = np.asarray(label, np.int32).reshape(-1)
+        classes = self.forward[self.forward.outputs[0]].shape[1]
+        if label.shape != (shape[0],) or (label < 0).any() or (label >= classes).any():
+            raise TteError(f"label must be {shape[0]} class index(es) in [0, {classes}), got {label.tolist()}")
+        return x, label
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """float32 logits of the current model for a float32 NCHW input."""
+        env = self._consts(self.forward)
+        env.update({k: v for k, v in self.state.items() if k in self.forward.values})
+        env[self.forward.inputs[0]] = self._batch(x)
+        evaluate(self.forward, env)
+        return env[self.forward.outputs[0]]
+
+    def _run_train(self, x, label) -> dict[str, np.ndarray]:
+        x, label = self._batch(x, label)
+        env = self._consts(self.train)
+        env.update(self.state)
+        env[self.train.inputs[0]] = x
+        env[LABEL] = label
+        evaluate(self.train, env)
+        return env
+
+    def grads(self, x: np.ndarray, label) -> dict[str, np.ndarray]:
+        """dLoss/dParameter in real (dequantized) units for each trained parameter, by ONNX initializer
+        name, in the model's layout; entries outside a partially trained slice are zero."""
+        env = self._run_train(x, label)
+        out = {}
+        for p in self.params.values():
+            full = np.zeros(self.train[p.name].shape, np.float32)
+            if p.grad:
+                idx = [slice(None)] * full.ndim
+                idx[p.axis] = slice(0, p.channels)
+                full[tuple(idx)] = env[p.grad]
+            out[p.name] = self._unpermute(p.name, full)
+        return out
+
+    def train_step(self, x: np.ndarray, label) -> float:
+        """One SGD step on (x, label); returns the loss before the step."""
+        env = self._run_train(x, label)
+        for name, new in self.train.state_updates.items():
+            self.state[name] = env[new]
+        return float(env[LOSS])
+
+    # -- parameters ---------------------------------------------------------------------------------
+    def _unpermute(self, name: str, a: np.ndarray) -> np.ndarray:
+        return self.perms[name].undo(a) if name in self.perms else a
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Current integer values of the trained parameters (int8 weights, int32 biases), model layout."""
+        return {name: self._unpermute(name, self.state[name]) for name in self.params}
+
+    def trained_channels(self, name: str) -> np.ndarray:
+        """Indices (in the model's layout, along the trained axis) of the channels of ``name`` that train."""
+        p = self.params[name]
+        size = self.train[name].shape[p.axis]
+        order = np.arange(size)
+        if name in self.perms:
+            for axis, perm in self.perms[name].steps:
+                if axis == p.axis:
+                    order = order[perm]
+        return np.sort(order[: p.channels])
+
+    def dump(self) -> str:
+        """The training graph as text."""
+        return self.train.dump()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the trained model as an ONNX file (same format as the input model)."""
+        from .frontend.export import save_trained
+
+        if self.source is None:
+            raise TteError("this program was not compiled from an ONNX file; nothing to save into")
+        save_trained(self, path)
+
+    def __repr__(self) -> str:
+        n = sum(int(np.prod(self.train[p].shape)) for p in self.params)
+        return (f"<Program {self.forward.name}: scheme {self.plan.scheme.name}, {len(self.params)} trained tensors "
+                f"({n:,} values), {len(self.train.nodes)} training ops>")
+
+
+def compile(model, scheme=None, classes: int | None = None, lr: float = 0.05, momentum: float = 0.0,
+            qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None) -> Program:
+    """Compile a model for training.
+
+    ``model``: an ONNX path or a :class:`Graph` from :func:`tte.load`.  ``scheme``: ``"full"``
+    (default), ``"bias-only"``, ``"last-K"``, a scheme JSON file or dict (see
+    :mod:`tte.autodiff.scheme`).  ``classes=N`` puts a new N-class head on the model
+    (:mod:`tte.autodiff.head`); ``None`` keeps the model's own.  ``lr``, ``momentum``, ``qas``,
+    ``rounding`` and ``seed`` set the update (:class:`tte.autodiff.backward.TrainOptions`).
+    """
+    from .frontend import load
+
+    source = None
+    if isinstance(model, Graph):
+        g = model
+        source = g.metadata.get("source")
+    else:
+        source = os.fspath(model)
+        g = load(source, input_shape=input_shape)
+    opts = TrainOptions(lr=lr, momentum=momentum, qas=qas, rounding=rounding, seed=seed)
+    if classes is not None:
+        g = replace_head(g, int(classes), seed=seed)
+    plan = resolve(g, SparseScheme.parse(scheme))
+    g, perms, notes = select_channels(g, plan)
+    g.verify()
+    b = build_training_graph(g, plan, opts)
+    return Program(g, b.g, plan, b.params, b.initial, perms, opts, source, notes)
