@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 
-from .autodiff.backward import LABEL, LOSS, TrainedParam, TrainOptions, build_training_graph
+from .autodiff.backward import LABEL, LOSS, Builder, TrainedParam, TrainOptions, build_training_graph
 from .autodiff.channels import Permutation, select_channels
 from .autodiff.head import replace_head
-from .autodiff.scheme import SparseScheme, TrainPlan, resolve
+from .autodiff.scheme import SparseScheme, resolve
 from .errors import TteError
 from .ir import Graph
 from .reference.executor import evaluate
@@ -22,14 +22,16 @@ class Program:
     in the model's own layout (offline channel permutations are undone) and keyed by ONNX initializer.
     """
 
-    def __init__(self, forward: Graph, train: Graph, plan: TrainPlan, params: dict[str, TrainedParam],
-                 state: dict[str, np.ndarray], perms: dict[str, Permutation], opts: TrainOptions,
+    def __init__(self, forward: Graph, builder: Builder, perms: dict[str, Permutation], opts: TrainOptions,
                  source: str | None, notes: list[str]):
         self.forward = forward
-        self.train = train
-        self.plan = plan
-        self.params = params
-        self.state = {k: np.array(v, copy=True) for k, v in state.items()}
+        self.train = builder.g
+        self.plan = builder.plan
+        self.params: dict[str, TrainedParam] = builder.params
+        self.state = {k: np.array(v, copy=True) for k, v in builder.initial.items()}
+        # forward values that backward reads, and for each backward op the forward op it differentiates
+        self.saved = set(builder.saved_values)
+        self.backward_origin = dict(builder.origin)
         self.perms = perms
         self.options = opts
         self.source = source
@@ -154,5 +156,4 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.05, mo
     plan = resolve(g, SparseScheme.parse(scheme))
     g, perms, notes = select_channels(g, plan)
     g.verify()
-    b = build_training_graph(g, plan, opts)
-    return Program(g, b.g, plan, b.params, b.initial, perms, opts, source, notes)
+    return Program(g, build_training_graph(g, plan, opts), perms, opts, source, notes)

@@ -294,3 +294,20 @@ def quantize(
     return int8_path
 
 
+
+
+def gratings(count: int, shape: tuple[int, ...], classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A small synthetic classification task: class c is a sinusoidal grating at angle pi * c / classes
+    with a random phase, plus noise.  Returns (images [count, C, H, W] float32 in [-1, 1], labels)."""
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    images, labels = [], []
+    for i in range(count):
+        label = i % classes
+        angle = np.pi * label / classes
+        wave = np.sin(2 * np.pi * (np.cos(angle) * xx + np.sin(angle) * yy) / 8 + rng.uniform(0, 2 * np.pi))
+        img = wave[None].repeat(c, 0) + rng.normal(0, 0.3, (c, h, w))
+        images.append(np.clip(img, -1, 1).astype(np.float32))
+        labels.append(label)
+    return np.stack(images), np.array(labels, np.int32)

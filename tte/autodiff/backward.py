@@ -17,7 +17,7 @@ from ..errors import TteError
 from ..ir import Graph, Node, Value
 from ..ir.ops import output_types
 from .rules import RULES
-from .scheme import TrainPlan
+from .scheme import TrainPlan, is_depthwise
 
 ROUNDINGS = ("nearest", "trunc", "stochastic", "accumulate")
 LABEL = "label"
@@ -78,6 +78,8 @@ class Builder:
         self.contribs: dict[str, list[str]] = {}
         self.masks: dict[str, str] = {}
         self.saved_values: set[str] = set()
+        self.origin: dict[str, str] = {}  # backward node -> the forward node it differentiates
+        self._current: str | None = None
 
     # -- what rules call ----------------------------------------------------------------------------
     def wants(self, name: str) -> bool:
@@ -106,6 +108,8 @@ class Builder:
         for i, (dtype, shape) in enumerate(output_types(self.g, node)):
             outs.append(Value(self.g.unique_name(hint if i == 0 else f"{hint}.{i}"), dtype, shape))
         node.name = outs[0].name
+        if self._current is not None:
+            self.origin[node.name] = self._current
         for v in outs:
             self.g.add_value(v)
         node.outputs = [v.name for v in outs]
@@ -139,10 +143,12 @@ class Builder:
             grads = self.contribs.get(node.output)
             if not grads or node.output not in self.requires:
                 continue  # symbolic zero: nothing downstream of a trained parameter reaches the loss here
+            self._current = node.name
             gy = grads[0]
             for other in grads[1:]:
                 gy = self.emit("grad_add", [gy, other], f"{node.output}.grad")
             RULES[node.op](self, node, gy)
+        self._current = None
         self._updates()
         g.outputs = [LOSS, logits]
         g.verify()
@@ -154,10 +160,8 @@ class Builder:
             if node.op not in ("conv", "gemm") or not self.plan.trains(node.name):
                 continue
             w, b = node.inputs[1], node.inputs[2]
-            wshape = g[w].shape
             if node.name in self.plan.weight_channels:
-                depthwise = node.op == "conv" and node.attrs["groups"] > 1 and wshape[1] == 1
-                axis = 0 if depthwise else 1
+                axis = 0 if is_depthwise(g, node) else 1
                 self._to_state(TrainedParam(w, node.name, "weight", axis, self.plan.weight_channels[node.name]))
             if node.name in self.plan.bias:
                 self._to_state(TrainedParam(b, node.name, "bias", 0, g[b].shape[0]))

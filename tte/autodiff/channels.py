@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..ir import Graph, Node, QuantParams
-from .scheme import TrainPlan, channel_count
+from .scheme import TrainPlan, channel_count, is_depthwise
 
 
 @dataclass
@@ -66,16 +66,11 @@ class _Components:
         return self.find(v) in self.frozen
 
 
-def _is_depthwise(g: Graph, n: Node) -> bool:
-    return n.op == "conv" and n.attrs["groups"] > 1 and g[n.inputs[1]].shape[1] == 1 and \
-        g[n.inputs[1]].shape[0] == g[n.inputs[0]].shape[1]
-
-
 def _components(g: Graph) -> _Components:
     c = _Components()
     for n in g.nodes:
         x, y = n.inputs[0], n.outputs[0]
-        if n.op in ("requantize", "maxpool", "avgpool", "global_avgpool") or _is_depthwise(g, n):
+        if n.op in ("requantize", "maxpool", "avgpool", "global_avgpool") or is_depthwise(g, n):
             c.union(x, y)
         elif n.op == "add":
             c.union(x, y)
@@ -112,7 +107,7 @@ def _column_magnitude(g: Graph, n: Node) -> np.ndarray:
     w = g[n.inputs[1]]
     real = (w.data.astype(np.float64) - w.quant.zero_point.reshape(-1, *[1] * (w.data.ndim - 1))) * \
         w.quant.scale.astype(np.float64).reshape(-1, *[1] * (w.data.ndim - 1))
-    if _is_depthwise(g, n):
+    if is_depthwise(g, n):
         mag = np.sqrt((real ** 2).reshape(real.shape[0], -1).sum(axis=1))
     else:
         mag = np.sqrt((np.moveaxis(real, 1, 0) ** 2).reshape(real.shape[1], -1).sum(axis=1))
@@ -160,7 +155,7 @@ def select_channels(g: Graph, plan: TrainPlan) -> tuple[Graph, dict[str, Permuta
             w, b = n.inputs[1], n.inputs[2]
             x_in = comps.find(n.inputs[0]) == root
             y_in = comps.find(n.outputs[0]) == root
-            if _is_depthwise(g, n):
+            if is_depthwise(g, n):
                 if x_in:  # input and output channels are the same channels
                     _permute_const(g, w, 0, perm, perms)
                     _permute_const(g, b, 0, perm, perms)

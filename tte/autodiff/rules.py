@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..ir import Node
+from .scheme import is_depthwise
 
 if TYPE_CHECKING:
     from .backward import Builder
@@ -31,11 +32,9 @@ def conv(b: Builder, node: Node, gy: str) -> None:
         b.contribute(x, b.emit("conv_grad_input", [dz, w], f"{x}.grad_from.{node.name}", strides=a["strides"],
                                pads=a["pads"], groups=a["groups"], in_shape=b.g[x].shape))
     if b.wants(w):
-        wshape = b.g[w].shape
-        depthwise = a["groups"] > 1 and wshape[1] == 1
         b.param_grad(w, b.emit("conv_grad_weight", [dz, b.saved(x)], f"{w}.grad", strides=a["strides"],
-                               pads=a["pads"], groups=a["groups"], kernel=wshape[2:], channels=b.channels(w),
-                               depthwise=depthwise))
+                               pads=a["pads"], groups=a["groups"], kernel=b.g[w].shape[2:], channels=b.channels(w),
+                               depthwise=is_depthwise(b.g, node)))
     if b.wants(bias):
         b.param_grad(bias, b.emit("bias_grad", [dz], f"{bias}.grad"))
 

@@ -135,12 +135,18 @@ def weighted_layers(g: Graph) -> tuple[list[Node], Node]:
     return weighted[:-1], weighted[-1]
 
 
-def channel_count(g: Graph, node: Node) -> int:
-    """The channels a weight ratio applies to: input channels, or channels of a depthwise conv."""
+def is_depthwise(g: Graph, node: Node) -> bool:
+    """A conv with one input and one output channel per group (channel multiplier 1)."""
+    if node.op != "conv" or node.attrs["groups"] == 1:
+        return False
     w = g[node.inputs[1]].shape
-    if node.op == "conv" and node.attrs["groups"] > 1:
-        return w[0] if w[1] == 1 else w[1]
-    return w[1]
+    return w[1] == 1 and w[0] == node.attrs["groups"]
+
+
+def channel_count(g: Graph, node: Node) -> int:
+    """The channels a weight ratio applies to: input channels (per group), or a depthwise conv's channels."""
+    w = g[node.inputs[1]].shape
+    return w[0] if is_depthwise(g, node) else w[1]
 
 
 def resolve(g: Graph, scheme: SparseScheme) -> TrainPlan:
@@ -159,7 +165,7 @@ def resolve(g: Graph, scheme: SparseScheme) -> TrainPlan:
             raise SchemeError(f"scheme '{scheme.name}': weight_update names layer {idx}, but model '{g.name}' has "
                               f"layers 0..{n - 1} besides the classifier")
         node = layers[i]
-        if node.op == "conv" and node.attrs["groups"] > 1 and g[node.inputs[1]].shape[1] != 1 and ratio < 1:
+        if node.op == "conv" and node.attrs["groups"] > 1 and not is_depthwise(g, node) and 0 < ratio < 1:
             raise SchemeError(f"scheme '{scheme.name}': layer {idx} ('{node.name}') is a grouped conv; "
                               f"only ratio 0 or 1 is supported there")
         k = round(ratio * channel_count(g, node))

@@ -1,7 +1,7 @@
 """tte's IR for int8-quantized CNNs."""
 
-from .graph import DTYPES, Graph, Node, QuantParams, Value
 from . import train_ops  # noqa: F401  (registers the training ops)
+from .graph import DTYPES, Graph, Node, QuantParams, Value
 from .ops import OPS, output_shape, output_types
 from .verify import verify
 

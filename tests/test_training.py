@@ -1,0 +1,131 @@
+"""Training end to end on the reference executor: QAS makes int8 SGD learn; the trained model saves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import ortref
+import pytest
+from conftest import ROOT, SHARED
+
+import tte
+from tte.autodiff.scheme import SchemeError
+from tte.zoo import gratings
+
+EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
+
+
+def mean_loss(program: tte.Program, images, labels) -> float:
+    total = 0.0
+    for x, y in zip(images, labels):
+        z = program.infer(x).astype(np.float64)[0]
+        z -= z.max()
+        total += np.log(np.exp(z).sum()) - z[y]
+    return total / len(images)
+
+
+def train(program, images, labels, steps=100):
+    for s in range(steps):
+        i = s % len(images)
+        program.train_step(images[i], labels[i])
+
+
+def test_qas_sgd_learns_a_small_task(figures):
+    images, labels = gratings(32, (3, 32, 32), classes=4)
+    results = {}
+    for qas in (True, False):
+        program = tte.compile(EXAMPLE, scheme="full", classes=4, qas=qas)
+        start = mean_loss(program, images, labels)
+        train(program, images, labels)
+        results[qas] = (start, mean_loss(program, images, labels))
+    figures(f"100 SGD steps, tiny_cnn, 4-class gratings: QAS {results[True][0]:.3f} -> {results[True][1]:.3f}, "
+            f"without QAS {results[False][0]:.3f} -> {results[False][1]:.3f}")
+    assert results[True][1] < 0.3 * results[True][0]
+    assert results[False][1] > 0.9 * results[False][0]  # integer-unit gradients barely move int8 weights
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "trunc", "stochastic", "accumulate"])
+def test_every_rounding_mode_trains(rounding):
+    images, labels = gratings(16, (3, 32, 32), classes=4)
+    program = tte.compile(EXAMPLE, scheme="last-3", classes=4, rounding=rounding, lr=0.05, momentum=0.5)
+    start = mean_loss(program, images, labels)
+    train(program, images, labels, steps=48)
+    assert mean_loss(program, images, labels) < start
+
+
+def test_training_is_deterministic():
+    images, labels = gratings(8, (3, 32, 32), classes=4)
+    runs = []
+    for _ in range(2):
+        program = tte.compile(EXAMPLE, scheme="full", classes=4, rounding="stochastic", seed=5)
+        train(program, images, labels, steps=10)
+        runs.append(program.parameters())
+    assert all(np.array_equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("classes", [None, 4])
+def test_trained_model_saves_to_onnx(tmp_path, classes):
+    images, labels = gratings(16, (3, 32, 32), classes=classes or 10)
+    program = tte.compile(EXAMPLE, scheme="full", classes=classes)
+    train(program, images, labels, steps=30)
+    path = tmp_path / "trained.onnx"
+    program.save(path)
+    reloaded = tte.load(path)
+    sess = ortref.session(str(path))
+    q = float(reloaded[reloaded.nodes[-1].inputs[0]].quant.scale)
+    for x in images[:8]:
+        ours = program.infer(x)
+        assert np.array_equal(reloaded.infer(x[None]), ours)
+        assert np.abs(sess.run(None, {"input": x[None]})[0] - ours).max() <= q * 1.01
+    params = program.parameters()
+    changed = [k for k in params if not np.array_equal(params[k], tte.load(EXAMPLE)[k].data)] if classes is None \
+        else list(params)
+    assert changed
+
+
+def test_grads_are_keyed_by_onnx_initializer(tmp_path):
+    program = tte.compile(EXAMPLE, scheme="last-1")
+    x, _ = gratings(1, (3, 32, 32), classes=10)
+    grads = program.grads(x[0], 3)
+    assert set(grads) == {"conv_param9_w_quantized", "conv_param9_b_quantized", "gemm_param0_w_quantized",
+                          "gemm_param0_b_quantized"}
+    assert grads["gemm_param0_w_quantized"].shape == (10, 24)
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("{not json", "not valid JSON"),
+    ('{"weight_update": {}}', "missing 'bias_update_last'"),
+    ('{"bias_update_last": -1}', "non-negative integer"),
+    ('{"bias_update_last": 2, "weight_update": {"3": 1.5}}', "number in [0, 1]"),
+    ('{"bias_update_last": 2, "weight_update": {"x": 1}}', "not a layer index"),
+    ('{"bias_update_last": 2, "weight_update": {"99": 1}}', "has layers 0..9"),
+    ('{"bias_update_last": 50}', "only 10 layers"),
+    ('{"bias_update_last": 1, "weights": {}}', "unknown key"),
+    ('[1, 2]', "expected a JSON object"),
+])
+def test_bad_scheme_files(tmp_path, content, needle):
+    path = tmp_path / "scheme.json"
+    path.write_text(content)
+    with pytest.raises(SchemeError) as e:
+        tte.compile(EXAMPLE, scheme=path)
+    assert needle in str(e.value) and "scheme.json" in str(e.value), str(e.value)
+
+
+def test_scheme_presets_and_unknown_names():
+    # tiny_cnn: 10 conv layers + the classifier; bias-only trains 10 biases + the classifier's weight and bias
+    assert len(tte.compile(EXAMPLE, scheme="bias-only").params) == 10 + 2
+    assert len(tte.compile(EXAMPLE, scheme="last-2").params) == 2 * 2 + 2
+    with pytest.raises(SchemeError, match="unknown scheme 'most'"):
+        tte.compile(EXAMPLE, scheme="most")
+    with pytest.raises(tte.TteError, match="unknown rounding"):
+        tte.compile(EXAMPLE, rounding="up")
+
+
+def test_published_scheme_format():
+    path = SHARED / "schemes" / "mbv2-w0.35.99kb.json"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    scheme = json.loads(path.read_text())
+    parsed = tte.SparseScheme.from_dict(scheme)
+    assert parsed.bias_last == 25 and parsed.weights[42] == 0.125 and parsed.weights[27] == 1.0
