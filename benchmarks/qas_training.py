@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--scheme", default="99kb")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--test", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=0.003)
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

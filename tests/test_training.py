@@ -35,7 +35,7 @@ def test_qas_sgd_learns_a_small_task(figures):
     images, labels = gratings(32, (3, 32, 32), classes=4)
     results = {}
     for qas in (True, False):
-        program = tte.compile(EXAMPLE, scheme="full", classes=4, qas=qas)
+        program = tte.compile(EXAMPLE, scheme="full", classes=4, qas=qas, lr=0.05)
         start = mean_loss(program, images, labels)
         train(program, images, labels)
         results[qas] = (start, mean_loss(program, images, labels))
@@ -67,7 +67,7 @@ def test_training_is_deterministic():
 @pytest.mark.parametrize("classes", [None, 4])
 def test_trained_model_saves_to_onnx(tmp_path, classes):
     images, labels = gratings(16, (3, 32, 32), classes=classes or 10)
-    program = tte.compile(EXAMPLE, scheme="full", classes=classes)
+    program = tte.compile(EXAMPLE, scheme="full", classes=classes, lr=0.05)
     train(program, images, labels, steps=30)
     path = tmp_path / "trained.onnx"
     program.save(path)

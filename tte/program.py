@@ -131,7 +131,7 @@ class Program:
                 f"({n:,} values), {len(self.train.nodes)} training ops>")
 
 
-def compile(model, scheme=None, classes: int | None = None, lr: float = 0.05, momentum: float = 0.0,
+def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
             qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None) -> Program:
     """Compile a model for training.
 

@@ -39,7 +39,7 @@ class TrainOptions:
     the fraction for the next step; costs 4 bytes per trained parameter).
     """
 
-    lr: float = 0.05
+    lr: float = 0.005
     momentum: float = 0.0
     qas: bool = True
     rounding: str = "stochastic"

@@ -30,7 +30,8 @@ def _set(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
             old = numpy_helper.to_array(init)
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value.astype(old.dtype), name))
             return
-    raise TteError(f"initializer '{name}' not found in the source model; cannot save")
+    raise TteError(f"cannot save: trained parameter '{name}' has no int8/int32 initializer of that name in the "
+                   f"source model (its bias was stored in float or another scale and tte re-quantized it)")
 
 
 def _quant_inputs(model: onnx.ModelProto, name: str) -> tuple[str | None, str | None]:

@@ -532,10 +532,11 @@ class Lifter:
         """Add weight and int32 bias constants, named after their ONNX initializers."""
         cout = wdata.shape[0]
         wq = _per_channel(wq, cout)
-        bias = self.bias(node, b, self.g[x].quant, wq, cout)
+        bias, as_stored = self.bias(node, b, self.g[x].quant, wq, cout)
         w_src = node.input[1] if node.op_type in ("Conv", "Gemm", "MatMul") else node.input[3]
         w_name = self.g.add_const(_init_name(self.env, w_src) or f"{name}.weight", wdata, wq).name
-        b_src = getattr(b, "name", "") if b is not None else ""
+        # keep the ONNX initializer's name only for a bias used as stored (save() writes it back)
+        b_src = getattr(b, "name", "") if as_stored else ""
         b_name = self.g.add_const(b_src or f"{name}.bias", bias, _bias_quant(self.g[x].quant, wq)).name
         return w_name, b_name
 
@@ -548,10 +549,12 @@ class Lifter:
         w_name, b_name = self.params(node, name, x, wdata, wq, b)
         return self.emit("gemm", name, [x, w_name, b_name], out, quant, **clamp)
 
-    def bias(self, node, b: Entry | None, xq: QuantParams, wq: QuantParams, cout: int) -> np.ndarray:
-        """int32 bias in units of s_x * s_w[c]; a float or differently scaled bias is rounded to it."""
+    def bias(self, node, b: Entry | None, xq: QuantParams, wq: QuantParams, cout: int) -> tuple[np.ndarray, bool]:
+        """(int32 bias in units of s_x * s_w[c], whether the initializer was used as stored).
+
+        A missing, float or differently scaled bias is rounded to those units."""
         if b is None:
-            return np.zeros(cout, np.int32)
+            return np.zeros(cout, np.int32), False
         target = xq.scale.astype(np.float64) * wq.scale.astype(np.float64)
         if isinstance(b, QConst):
             data = b.data.reshape(-1)
@@ -559,7 +562,7 @@ class Lifter:
                 raise self.fail(node, f"bias has {data.size} entries for {cout} output channels")
             if b.data.dtype == np.int32 and not b.quant.zero_point.any() and np.allclose(
                     np.broadcast_to(b.quant.scale, (cout,)), target, rtol=1e-5, atol=0):
-                return data.astype(np.int32)
+                return data.astype(np.int32), True
             real = (data.astype(np.float64) - b.quant.zero_point.astype(np.float64).reshape(-1)) * \
                 b.quant.scale.astype(np.float64).reshape(-1)
         elif isinstance(b, Const):
@@ -568,7 +571,7 @@ class Lifter:
                 raise self.fail(node, f"bias has {real.size} entries for {cout} output channels")
         else:
             raise self.fail(node, "bias must be a constant")
-        return np.clip(np.rint(real / target), -(2**31), 2**31 - 1).astype(np.int32)
+        return np.clip(np.rint(real / target), -(2**31), 2**31 - 1).astype(np.int32), False
 
     # -- QOperator ops ------------------------------------------------------------------------
     def qinput(self, node, i: int) -> tuple[str, QuantParams]:
