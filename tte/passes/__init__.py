@@ -1,0 +1,1 @@
+"""Passes over tte graphs: memory planning (more to come: pruning, reordering, fusion)."""
