@@ -38,7 +38,7 @@ def whole_model_cases():
         yield pytest.param(f"zoo:{name}", "full", None, id=f"{name}-full")
 
 
-@pytest.mark.parametrize("model_path,scheme,classes", whole_model_cases(), indirect=["model_path"])
+@pytest.mark.parametrize("model_path,scheme,classes", list(whole_model_cases()), indirect=["model_path"])
 def test_gradients_match_pytorch(model_path, scheme, classes, figures):
     if scheme != "full":
         scheme = SHARED / "schemes" / f"{scheme}.json"
