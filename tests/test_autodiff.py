@@ -57,16 +57,16 @@ def test_gradients_match_pytorch(model_path, scheme, classes, figures):
 def test_sparse_scheme_prunes_the_backward_graph(name):
     program = tte.compile(shared_model(name), scheme=SHARED / "schemes" / f"{name}.{PUBLISHED[name]}.json",
                           classes=10)
-    fwd = [n.name for n in program.train.nodes if n.name in {m.name for m in program.forward.nodes}]
+    fwd = [n.name for n in program.autodiff.nodes if n.name in {m.name for m in program.forward.nodes}]
     position = {n: i for i, n in enumerate(fwd)}
     trained_layers = {p.node for p in program.params.values()}
     earliest = min(position[n] for n in trained_layers)
-    backward = [n for n in program.train.nodes if n.name in program.backward_origin]
+    backward = [n for n in program.autodiff.nodes if n.name in program.backward_origin]
     below = [n.name for n in backward if position[program.backward_origin[n.name]] < earliest]
     assert backward and not below
     # the frozen prefix has no backward op at all; the full model has many more
     full = tte.compile(shared_model(name), scheme="full", classes=10)
-    assert len(backward) < len([n for n in full.train.nodes if n.name in full.backward_origin]) / 2
+    assert len(backward) < len([n for n in full.autodiff.nodes if n.name in full.backward_origin]) / 2
     # only inputs of weight-trained layers are saved for backward
     weight_trained = {p.node for p in program.params.values() if p.kind == "weight"}
     inputs_of = {n.inputs[0] for n in program.forward.nodes if n.name in weight_trained}
@@ -109,5 +109,6 @@ def test_training_graph_dump_is_readable():
     program = tte.compile(shared_model("mbv2-w0.35"), scheme="last-2", classes=10)
     text = program.dump()
     assert "= xent(%logits, %label)" in text
-    assert "conv_grad_weight(" in text and "sgd(" in text and "return %loss, %logits" in text
+    assert "conv_weight_update(" in text and "bias_update(" in text and "return %loss, %logits" in text
     program.train.verify()
+    assert "conv_grad_weight(" in program.autodiff.dump()

@@ -23,9 +23,14 @@ class Program:
     """
 
     def __init__(self, forward: Graph, builder: Builder, perms: dict[str, Permutation], opts: TrainOptions,
-                 source: str | None, notes: list[str]):
+                 source: str | None, notes: list[str], optimize: bool = True):
+        from .passes.training import optimize as run_passes
+
         self.forward = forward
-        self.train = builder.g
+        # the graph autodiff built (every gradient materialized: grads() reads it) and the optimized
+        # one that train_step runs and the planner and codegen use
+        self.autodiff = builder.g
+        self.train, self.pass_log = run_passes(builder.g) if optimize else (builder.g, [])
         self.plan = builder.plan
         self.params: dict[str, TrainedParam] = builder.params
         self.state = {k: np.array(v, copy=True) for k, v in builder.initial.items()}
@@ -64,19 +69,19 @@ class Program:
         evaluate(self.forward, env)
         return env[self.forward.outputs[0]]
 
-    def _run_train(self, x, label) -> dict[str, np.ndarray]:
+    def _run(self, g: Graph, x, label) -> dict[str, np.ndarray]:
         x, label = self._batch(x, label)
-        env = self._consts(self.train)
+        env = self._consts(g)
         env.update(self.state)
-        env[self.train.inputs[0]] = x
+        env[g.inputs[0]] = x
         env[LABEL] = label
-        evaluate(self.train, env)
+        evaluate(g, env)
         return env
 
     def grads(self, x: np.ndarray, label) -> dict[str, np.ndarray]:
         """dLoss/dParameter in real (dequantized) units for each trained parameter, by ONNX initializer
         name, in the model's layout; entries outside a partially trained slice are zero."""
-        env = self._run_train(x, label)
+        env = self._run(self.autodiff, x, label)
         out = {}
         for p in self.params.values():
             full = np.zeros(self.train[p.name].shape, np.float32)
@@ -89,7 +94,7 @@ class Program:
 
     def train_step(self, x: np.ndarray, label) -> float:
         """One SGD step on (x, label); returns the loss before the step."""
-        env = self._run_train(x, label)
+        env = self._run(self.train, x, label)
         for name, new in self.train.state_updates.items():
             self.state[name] = env[new]
         return float(env[LOSS])
@@ -126,13 +131,14 @@ class Program:
         save_trained(self, path)
 
     def __repr__(self) -> str:
-        n = sum(int(np.prod(self.train[p].shape)) for p in self.params)
+        n = sum(int(np.prod(self.autodiff[p].shape)) for p in self.params)
         return (f"<Program {self.forward.name}: scheme {self.plan.scheme.name}, {len(self.params)} trained tensors "
                 f"({n:,} values), {len(self.train.nodes)} training ops>")
 
 
 def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
-            qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None) -> Program:
+            qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None,
+            optimize: bool = True) -> Program:
     """Compile a model for training.
 
     ``model``: an ONNX path or a :class:`Graph` from :func:`tte.load`.  ``scheme``: ``"full"``
@@ -140,6 +146,7 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     :mod:`tte.autodiff.scheme`).  ``classes=N`` puts a new N-class head on the model
     (:mod:`tte.autodiff.head`); ``None`` keeps the model's own.  ``lr``, ``momentum``, ``qas``,
     ``rounding`` and ``seed`` set the update (:class:`tte.autodiff.backward.TrainOptions`).
+    ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`).
     """
     from .frontend import load
 
@@ -156,4 +163,4 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     plan = resolve(g, SparseScheme.parse(scheme))
     g, perms, notes = select_channels(g, plan)
     g.verify()
-    return Program(g, build_training_graph(g, plan, opts), perms, opts, source, notes)
+    return Program(g, build_training_graph(g, plan, opts), perms, opts, source, notes, optimize=optimize)

@@ -123,7 +123,7 @@ class OpDef:
     """Operand dtypes, the first output's dtype and shape rule, and any further outputs.
 
     ``operands``: one dtype per operand (alternatives separated by ``|``, ``*`` for any), or ``None``
-    for any number of int8 operands.  ``out_dtype`` ``"same"`` means the first operand's dtype.
+    for any number of int8 operands.  ``out_dtype`` ``"same"`` (``"same:K"``) means the dtype of the first (K-th) operand.
     ``extra`` gives (dtype, shape) of outputs after the first.
     """
 
@@ -170,5 +170,7 @@ def output_shape(g: Graph, node: Node) -> Shape:
 def output_types(g: Graph, node: Node) -> list[tuple[str, Shape]]:
     """(dtype, shape) of every output of ``node``."""
     d = OPS[node.op]
-    dtype = g[node.inputs[0]].dtype if d.out_dtype == "same" else d.out_dtype
+    dtype = d.out_dtype
+    if dtype.startswith("same"):  # "same" or "same:K": the dtype of operand K (default 0)
+        dtype = g[node.inputs[int(dtype.partition(":")[2] or 0)]].dtype
     return [(dtype, tuple(d.shape(g, node)))] + [(t, tuple(s)) for t, s in (d.extra(g, node) if d.extra else [])]

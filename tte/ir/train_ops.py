@@ -89,6 +89,27 @@ def _sgd(g: Graph, n: Node) -> Shape:
     return p
 
 
+def _fused_update(param_index: int, grad_rule):
+    """Shape rule of a fused gradient + update op: the gradient it would produce must fit the slice."""
+    def rule(g: Graph, n: Node) -> Shape:
+        p = g[n.inputs[param_index]].shape
+        want = list(p)
+        want[n.attrs["axis"]] = n.attrs["channels"]
+        grad = grad_rule(g, n) if grad_rule else (p[0],)
+        if tuple(want) != tuple(grad):
+            raise ValueError(f"{n.op}: gradient {tuple(grad)} does not match the trained slice {tuple(want)} of {p}")
+        return p
+    return rule
+
+
+def _fused_extra(aux_index: int):
+    def extra(g: Graph, n: Node):
+        return [("float32", g[n.inputs[aux_index]].shape)] if n.attrs["rounding"] == "accumulate" else []
+    return extra
+
+
+_UPDATE_ATTRS = ("lr", "rounding", "axis", "channels", "qmin", "qmax")
+
 register(
     OpDef("xent", ("float32", "int32"), "float32", _xent, (), requantizes=False, extra=_xent_extra),
     OpDef("ste", ("float32", "bool"), "float32", _ste, (), requantizes=False),
@@ -113,4 +134,12 @@ register(
           ("lr", "rounding", "axis", "channels", "qmin", "qmax"), requantizes=False, extra=_sgd_extra,
           optional_operands=1),
     OpDef("count", ("int32",), "int32", _first, (), requantizes=False),
+    # fused gradient + update (tte.passes.fuse): no gradient buffer; C computes it per output channel
+    OpDef("conv_weight_update", ("float32", "int8", "int8", "float32", "*"), "same:2", _fused_update(2, _conv_grad_weight),
+          ("strides", "pads", "groups", "kernel", "depthwise") + _UPDATE_ATTRS, requantizes=False,
+          extra=_fused_extra(4), optional_operands=1),
+    OpDef("gemm_weight_update", ("float32", "int8", "int8", "float32", "*"), "same:2", _fused_update(2, _gemm_grad_weight),
+          _UPDATE_ATTRS, requantizes=False, extra=_fused_extra(4), optional_operands=1),
+    OpDef("bias_update", ("float32", "int32", "float32", "*"), "same:1", _fused_update(1, None),
+          _UPDATE_ATTRS, requantizes=False, extra=_fused_extra(3), optional_operands=1),
 )

@@ -210,6 +210,19 @@ def sgd(g: Graph, node: Node, param, grad, factor, aux=None):
     return out if residual is None else (out, residual)
 
 
+def conv_weight_update(g: Graph, node: Node, gy, x, param, factor, aux=None):
+    """conv_grad_weight then sgd, without a gradient buffer in C (same numbers as the two ops)."""
+    return sgd(g, node, param, conv_grad_weight(g, node, gy, x), factor, aux)
+
+
+def gemm_weight_update(g: Graph, node: Node, gy, x, param, factor, aux=None):
+    return sgd(g, node, param, gemm_grad_weight(g, node, gy, x), factor, aux)
+
+
+def bias_update(g: Graph, node: Node, gy, param, factor, aux=None):
+    return sgd(g, node, param, bias_grad(g, node, gy), factor, aux)
+
+
 GRAD_KERNELS = {
     "xent": xent,
     "ste": ste,
@@ -227,4 +240,7 @@ GRAD_KERNELS = {
     "momentum": momentum,
     "count": count,
     "sgd": sgd,
+    "conv_weight_update": conv_weight_update,
+    "gemm_weight_update": gemm_weight_update,
+    "bias_update": bias_update,
 }
