@@ -1,0 +1,186 @@
+"""Where every byte of a training step lives: the arena (planned), static SRAM, flash.
+
+* **Arena** (SRAM, planned by :func:`tte.passes.arena.plan_arena`): every tensor a step creates: int8
+  activations (the int8 input included), saturation masks (bit-packed: one bit per element), float32
+  gradients, the loss.  Lifetimes come from the scheduled graph.  Reshapes alias their operand;
+  elementwise gradient ops (``ste``, ``grad_add``) write over their first operand when it dies there.
+* **Static SRAM**: the trained parameters (only the trained slice of a partially trained weight),
+  optimizer state (momentum buffers, residuals, the step counter) and kernel scratch.
+* **Flash**: frozen weights and biases (with the untrained remainder of partially trained weights),
+  per-channel requantization multipliers, step factors, the initial values of trained parameters, and
+  an estimate of code size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import Graph, Node
+from .arena import ArenaPlan, Buffer, plan_arena
+
+# Rough Thumb-2 code size per kernel kind, for the estimate only (replaced by the linker's figure once
+# the Cortex-M build exists).
+CODE_BYTES = {"conv": 1600, "gemm": 500, "add": 300, "requantize": 200, "avgpool": 400, "global_avgpool": 250,
+              "maxpool": 300, "concat": 200, "reshape": 0, "quantize": 150, "dequantize": 100, "xent": 400,
+              "ste": 100, "conv_grad_input": 1400, "conv_grad_weight": 1200, "bias_grad": 200,
+              "gemm_grad_input": 300, "gemm_grad_weight": 300, "avgpool_grad": 400, "global_avgpool_grad": 150,
+              "maxpool_grad": 400, "slice": 150, "freshape": 0, "grad_add": 100, "momentum": 150, "count": 20,
+              "sgd": 500, "conv_weight_update": 1700, "gemm_weight_update": 600, "bias_update": 500}
+RUNTIME_CODE_BYTES = 2048  # startup, the step driver, helpers
+
+ALIASES = ("reshape", "freshape")
+IN_PLACE = ("ste", "grad_add")
+
+
+def value_bytes(g: Graph, name: str) -> int:
+    v = g[name]
+    if v.dtype == "bool":
+        return -(-v.size // 8)
+    return v.nbytes
+
+
+def scratch_bytes(g: Graph, node: Node) -> int:
+    """Kernel scratch: the fused weight update holds one output channel's gradient slice."""
+    if node.op == "conv_weight_update":
+        kh, kw = node.attrs["kernel"]
+        return (1 if node.attrs["depthwise"] else node.attrs["channels"]) * kh * kw * 4
+    if node.op == "gemm_weight_update":
+        return node.attrs["channels"] * 4
+    return 0
+
+
+def liveness(g: Graph) -> tuple[list[Buffer], dict[str, str]]:
+    """Arena buffers of a scheduled graph, and which values share a buffer (value -> buffer name)."""
+    external = set(g.state) | {i for i in g.inputs if g[i].dtype == "float32"} | set(g.state_updates.values())
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(g.nodes):
+        for name in node.inputs:
+            last_use[name] = i
+    end = len(g.nodes) - 1
+    for name in g.outputs:
+        last_use[name] = end
+    root: dict[str, str] = {}
+    start: dict[str, int] = {}
+    stop: dict[str, int] = {}
+    for name in g.inputs:
+        if name not in external:
+            root[name], start[name] = name, 0
+    for i, node in enumerate(g.nodes):
+        for k, out in enumerate(node.outputs):
+            if out in external:
+                continue
+            src = node.inputs[0] if k == 0 and node.inputs else None
+            if src in root and (node.op in ALIASES or (node.op in IN_PLACE and last_use.get(src) == i
+                                                       and value_bytes(g, src) == value_bytes(g, out))):
+                root[out] = root[src]
+            else:
+                root[out], start[out] = out, i
+    for name, r in root.items():
+        stop[r] = max(stop.get(r, start[r]), last_use.get(name, start[r]))
+    buffers = [Buffer(r, value_bytes(g, r), start[r], stop[r]) for r in start]
+    return buffers, root
+
+
+@dataclass
+class MemoryReport:
+    graph: Graph
+    arena: ArenaPlan
+    trained: dict[str, int]  # trained parameter -> SRAM bytes (trained slice)
+    optimizer: dict[str, int]  # optimizer state -> bytes
+    scratch: int
+    frozen_flash: dict[str, int]  # constant -> flash bytes
+    quant_flash: int  # requantization multipliers
+    initial_flash: int  # initial values of the trained parameters
+    code_estimate: int
+    peak_step: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trained_bytes(self) -> int:
+        return sum(self.trained.values())
+
+    @property
+    def optimizer_bytes(self) -> int:
+        return sum(self.optimizer.values())
+
+    @property
+    def peak_sram(self) -> int:
+        return self.arena.size + self.trained_bytes + self.optimizer_bytes + self.scratch
+
+    @property
+    def flash(self) -> int:
+        return sum(self.frozen_flash.values()) + self.quant_flash + self.initial_flash + self.code_estimate
+
+    def live_at_peak(self) -> list[tuple[str, int]]:
+        t = self.peak_step
+        return sorted(((b.name, b.size) for b in self.arena.buffers if b.start <= t <= b.end),
+                      key=lambda x: -x[1])
+
+    def to_dict(self) -> dict:
+        return {
+            "peak_sram_bytes": self.peak_sram,
+            "arena_bytes": self.arena.size,
+            "arena_lower_bound_bytes": self.arena.lower_bound,
+            "trained_param_bytes": self.trained_bytes,
+            "optimizer_state_bytes": self.optimizer_bytes,
+            "scratch_bytes": self.scratch,
+            "flash_bytes": self.flash,
+            "frozen_param_flash_bytes": sum(self.frozen_flash.values()),
+            "quant_param_flash_bytes": self.quant_flash,
+            "initial_value_flash_bytes": self.initial_flash,
+            "code_bytes_estimate": self.code_estimate,
+            "arena_peak_step": self.peak_step,
+            "arena_peak_node": self.graph.nodes[self.peak_step].name if self.graph.nodes else "",
+            "live_at_peak": [{"value": n, "bytes": b} for n, b in self.live_at_peak()],
+            "trained": self.trained,
+            "optimizer": self.optimizer,
+            "arena_offsets": {b.name: {"offset": self.arena.offsets[b.name], "bytes": b.size, "first_step": b.start,
+                                       "last_step": b.end} for b in self.arena.buffers},
+        }
+
+
+def _trained_slice_bytes(g: Graph, node: Node, param: str) -> int:
+    v = g[param]
+    if node.op == "bias_update" or (node.op == "sgd" and v.dtype == "int32"):
+        return v.nbytes
+    axis, k = node.attrs["axis"], node.attrs["channels"]
+    return v.nbytes // v.shape[axis] * k
+
+
+def _requant_channels(g: Graph, node: Node) -> int:
+    if node.op in ("conv", "gemm"):
+        return g[node.inputs[1]].shape[0]
+    if node.op in ("add", "concat"):
+        return len(node.inputs)
+    return 1 if "qmin" in node.attrs else 0
+
+
+def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
+    """Plan the arena of the scheduled training graph ``g`` and account for every other byte."""
+    buffers, _ = liveness(g)
+    arena = plan_arena(buffers, alignment)
+    updates = {n.inputs[2] if "weight_update" in n.op else n.inputs[1] if n.op == "bias_update" else n.inputs[0]: n
+               for n in g.nodes if n.op in ("sgd", "conv_weight_update", "gemm_weight_update", "bias_update")}
+    trained, optimizer, frozen = {}, {}, {}
+    initial = 0
+    for name in g.state:
+        if name in updates:
+            trained[name] = _trained_slice_bytes(g, updates[name], name)
+            frozen_part = g[name].nbytes - trained[name]
+            if frozen_part:
+                frozen[name] = frozen_part
+            initial += trained[name]
+        else:
+            optimizer[name] = g[name].nbytes
+    for v in g.constants():
+        frozen[v.name] = v.nbytes
+    quant = 4 * sum(_requant_channels(g, n) for n in g.nodes)
+    code = RUNTIME_CODE_BYTES + sum(CODE_BYTES.get(op, 500) for op in {n.op for n in g.nodes})
+    scratch = max((scratch_bytes(g, n) for n in g.nodes), default=0)
+    peak_step = 0
+    if buffers:
+        steps = range(max(b.end for b in buffers) + 1)
+        peak_step = max(steps, key=lambda t: sum(b.size for b in buffers if b.start <= t <= b.end))
+    return MemoryReport(g, arena, trained, optimizer, scratch, frozen, quant, initial, code, peak_step)
