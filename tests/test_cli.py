@@ -193,3 +193,58 @@ def test_console_script_exit_code(bad_files):
                        text=True)
     assert p.returncode == 1
     assert p.stderr.startswith("error: ") and "Traceback" not in p.stderr and not p.stdout
+
+
+def _edited(tmp_path, edit, name="edited.onnx"):
+    model = onnx.load(str(EXAMPLE))
+    edit(model)
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+def _conv(model, i=0):
+    return [n for n in model.graph.node if n.op_type == "Conv"][i]
+
+
+def _set_attr(node, name, ints):
+    attr = next(a for a in node.attribute if a.name == name)
+    del attr.ints[:]
+    attr.ints.extend(ints)
+
+
+def _zero_scale(model):
+    init = next(i for i in model.graph.initializer if i.name.endswith("_scale") and not i.dims)
+    init.CopyFrom(onnx.numpy_helper.from_array(np.array(0.0, np.float32), init.name))
+
+
+def _drop_input_zero_point(model):
+    for n in model.graph.node:
+        if n.input[0] in ("input", "input_QuantizeLinear_Output"):
+            del n.input[2:]
+
+
+@pytest.mark.parametrize("edit,needles", [
+    (lambda m: _set_attr(_conv(m), "strides", [0, 0]), ["conv0", "strides [0, 0]"]),
+    (lambda m: _set_attr(_conv(m), "strides", [2]), ["conv0", "strides [2]"]),
+    (lambda m: _set_attr(_conv(m), "pads", [1, 1]), ["conv0", "pads [1, 1]"]),
+    (_zero_scale, ["scale", "positive"]),
+    (_drop_input_zero_point, ["uint8", "no zero point", "QInt8"]),
+])
+def test_bad_attributes_and_parameters(tmp_path, edit, needles):
+    path = _edited(tmp_path, edit)
+    r = run("inspect", path)
+    assert r.exit_code != 0 and "Traceback" not in r.output and "internal error" not in r.output, r.output
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    for needle in needles:
+        assert needle in r.stderr, (needle, r.stderr)
+
+
+def test_window_larger_than_input(tmp_path):
+    model = onnx.load(str(EXAMPLE))
+    pool = next(n for n in model.graph.node if n.op_type == "GlobalAveragePool")
+    pool.op_type = "AveragePool"
+    pool.attribute.extend([onnx.helper.make_attribute("kernel_shape", [16, 16])])
+    path = tmp_path / "bigpool.onnx"
+    onnx.save(model, str(path))
+    assert_clean_error(run("inspect", path), "does not fit the padded 8x8 input")

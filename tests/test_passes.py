@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ROOT, SHARED, shared_model
 
 import tte
-from conftest import ROOT, SHARED, shared_model
 from tte.ir import Node, Value
 from tte.passes import training as passes
 from tte.reference.executor import evaluate

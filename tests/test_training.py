@@ -51,17 +51,31 @@ def test_every_rounding_mode_trains(rounding):
     program = tte.compile(EXAMPLE, scheme="last-3", classes=4, rounding=rounding, lr=0.05, momentum=0.5)
     start = mean_loss(program, images, labels)
     train(program, images, labels, steps=48)
-    assert mean_loss(program, images, labels) < start
+    assert mean_loss(program, images, labels) < 0.8 * start
 
 
-def test_training_is_deterministic():
+def test_training_is_deterministic_and_seeded():
     images, labels = gratings(8, (3, 32, 32), classes=4)
     runs = []
-    for _ in range(2):
-        program = tte.compile(EXAMPLE, scheme="full", classes=4, rounding="stochastic", seed=5)
+    for seed in (5, 5, 6):
+        program = tte.compile(EXAMPLE, scheme="last-2", rounding="stochastic", seed=seed, lr=0.05)
         train(program, images, labels, steps=10)
         runs.append(program.parameters())
     assert all(np.array_equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not all(np.array_equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_sgd_step_edge_cases():
+    """Steps never wrap around: +-inf saturate, NaN moves nothing, an unmoved -128 stays."""
+    from tte.ir import Graph, Node
+    from tte.reference.grad_kernels import sgd
+
+    node = Node("sgd", "u", [], [], dict(lr=1.0, rounding="nearest", axis=0, channels=4, qmin=-127, qmax=127))
+    param = np.array([0, 5, -128, 100], np.int8)
+    grad = np.array([-np.inf, np.nan, 0.0, np.inf], np.float32)
+    with np.errstate(invalid="ignore"):
+        out = sgd(Graph(), node, param, grad, np.ones(4, np.float32))
+    assert out.tolist() == [127, 5, -128, -127]
 
 
 @pytest.mark.parametrize("classes", [None, 4])

@@ -168,10 +168,12 @@ def build(g: Graph, x: np.ndarray, leaves: dict[str, torch.Tensor], all_pre: boo
 
 
 def _weight_slice_axis(g: Graph, node: Node) -> int:
-    """Axis that ``trained[weight]`` slices: 0 (channels) for depthwise convs, else 1 (input channels)."""
+    """Axis that ``trained[weight]`` slices: 0 (channels) for depthwise convs (one input and one output
+    channel per group), else 1 (input channels)."""
     if node.op == "conv":
         cin, groups = g[node.inputs[0]].shape[1], node.attrs["groups"]
-        if groups > 1 and groups == cin:
+        cout = g[node.inputs[1]].shape[0]
+        if groups > 1 and groups == cin == cout:
             return 0
     return 1
 

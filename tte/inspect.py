@@ -26,7 +26,7 @@ class LayerRow:
 class Report:
     model: str
     layers: list[LayerRow]
-    params: int  # trainable-parameter elements: int8 weights + int32 biases
+    params: int  # parameter elements: int8 weights + int32 biases (+ constant bias operands of adds)
     weight_params: int
     bias_params: int
     param_bytes: int
@@ -58,7 +58,9 @@ def _row(g: Graph, node: Node) -> LayerRow:
         kernel, stride, groups = list(g[node.inputs[1]].shape[2:]), list(node.attrs["strides"]), node.attrs["groups"]
     elif node.op in ("avgpool", "maxpool"):
         kernel, stride = list(node.attrs["kernel"]), list(node.attrs["strides"])
-    params = sum(g[i].size for i in node.inputs if g[i].is_const and node.op in ("conv", "gemm"))
+    params = sum(g[i].size for i in node.inputs[1:]
+                 if (node.op in ("conv", "gemm") and f"synthetic:{i}" not in g.metadata)
+                 or (node.op == "add" and g[i].is_const))
     q = out.quant
     return LayerRow(
         name=node.name,
@@ -112,8 +114,13 @@ def inspect(g: Graph) -> Report:
     for node in g.nodes:
         if node.op in ("conv", "gemm"):
             weights += g[node.inputs[1]].size
-            biases += g[node.inputs[2]].size
-            nbytes += g[node.inputs[1]].nbytes + g[node.inputs[2]].nbytes
+            nbytes += g[node.inputs[1]].nbytes
+            if f"synthetic:{node.inputs[2]}" not in g.metadata:  # a bias the model really has
+                biases += g[node.inputs[2]].size
+                nbytes += g[node.inputs[2]].nbytes
+        elif node.op == "add" and g[node.inputs[1]].is_const:  # a MatMul's bias added as a constant
+            biases += g[node.inputs[1]].size
+            nbytes += g[node.inputs[1]].nbytes
     peak, where = peak_activation_memory(g)
     return Report(
         model=g.name,

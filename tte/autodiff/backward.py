@@ -48,8 +48,8 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.rounding not in ROUNDINGS:
             raise TteError(f"unknown rounding '{self.rounding}'; choose one of {', '.join(ROUNDINGS)}")
-        if not self.lr > 0:
-            raise TteError(f"learning rate must be positive, got {self.lr}")
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            raise TteError(f"learning rate must be positive and finite, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise TteError(f"momentum must be in [0, 1), got {self.momentum}")
 
@@ -187,7 +187,7 @@ class Builder:
         if o.rounding == "stochastic":
             step = self._state("train.step", np.zeros((), np.int32))
             g.state_updates[step] = self.emit("count", [step], "train.step.next")
-        for p in self.params.values():
+        for stream, p in enumerate(self.params.values()):
             if not p.grad:
                 continue  # a trained parameter whose layer does not reach the loss
             grad = p.grad
@@ -205,7 +205,7 @@ class Builder:
             info = np.iinfo(g[p.name].dtype)
             qmin = -127 if g[p.name].dtype == "int8" else info.min  # int8 weights are symmetric
             new = self.emit("sgd", inputs, f"{p.name}.next", lr=o.lr, rounding=o.rounding, axis=p.axis,
-                            channels=p.channels, qmin=qmin, qmax=info.max, seed=o.seed)
+                            channels=p.channels, qmin=qmin, qmax=info.max, seed=o.seed, stream=stream)
             node = g.nodes[-1]
             g[new].quant = g[p.name].quant
             g.state_updates[p.name] = new

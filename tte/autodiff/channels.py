@@ -140,7 +140,8 @@ def select_channels(g: Graph, plan: TrainPlan) -> tuple[Graph, dict[str, Permuta
     for n in partial:
         root = comps.find(n.inputs[0])
         if comps.is_frozen(n.inputs[0]):
-            notes.append(f"{n.name}: channels tied to the graph boundary, a concat or a grouped conv; "
+            notes.append(f"{n.name}: channels tied to the graph boundary, a concat, a grouped conv, a spatial "
+                         f"flatten or a broadcast constant; "
                          f"its first {plan.weight_channels[n.name]} channels train as stored")
             continue
         mag = _column_magnitude(g, n)

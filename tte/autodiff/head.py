@@ -6,7 +6,10 @@ structure), and gets:
 * weights drawn like PyTorch's default for a linear layer, ``U(-1/sqrt(K), 1/sqrt(K))`` with
   ``K`` = inputs per output (numpy ``default_rng(seed)``), quantized per output channel with scale
   ``4 / (127 * sqrt(K))``: the initial weights use a quarter of the int8 range, leaving room to grow;
-* zero biases (int32, scale ``s_x * s_w``, as every bias).
+* zero biases (int32, scale ``s_x * s_w``, as every bias);
+* its own output quantization, symmetric over +-``LOGIT_RANGE`` (zero point 0, scale 32/127): the old
+  head's range was calibrated for other logits, and logits that saturate stop every gradient (the
+  straight-through mask is zero there), which can freeze training for good.
 
 It is stored under the old classifier's initializer names; being trained, it lives in SRAM.
 """
@@ -17,18 +20,25 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..errors import TteError
 from ..ir import Graph, QuantParams
 from ..ir.ops import output_types
 from .scheme import weighted_layers
 
 HEADROOM = 4.0
+LOGIT_RANGE = 32.0
 
 
 def replace_head(g: Graph, classes: int, seed: int = 0) -> Graph:
     if classes < 1:
-        raise ValueError(f"classes must be >= 1, got {classes}")
+        raise TteError(f"classes must be at least 1, got {classes}")
     g = g.copy()
     _, head = weighted_layers(g)
+    for node in g.nodes[g.nodes.index(head) + 1:]:
+        if node.op not in ("reshape", "dequantize"):
+            raise TteError(f"classes={classes}: the classifier '{head.name}' is followed by {node.op} "
+                           f"'{node.name}' before the output; tte can only replace a head that feeds the logits "
+                           f"directly (through reshapes)")
     w, b, x = g[head.inputs[1]], g[head.inputs[2]], g[head.inputs[0]]
     old = w.shape[0]
     fan_in = int(np.prod(w.shape[1:]))
@@ -40,7 +50,8 @@ def replace_head(g: Graph, classes: int, seed: int = 0) -> Graph:
     bscale = (x.quant.scale.astype(np.float64) * scale).astype(np.float32)
     g.values[b.name] = replace(b, shape=(classes,), data=np.zeros(classes, np.int32),
                                quant=QuantParams(bscale, np.zeros(classes, np.int32), 0))
-    # the head's output and everything after it change their class dimension
+    # the head's output and everything after it change their class dimension and quantization
+    out_quant = QuantParams.per_tensor(LOGIT_RANGE / 127.0, 0)
     after = False
     for node in g.nodes:
         if node is head:
@@ -51,7 +62,8 @@ def replace_head(g: Graph, classes: int, seed: int = 0) -> Graph:
             shape[axis] = classes
             node.attrs["shape"] = tuple(shape)
         if after:
-            for name, (_, shape) in zip(node.outputs, output_types(g, node)):
-                g.values[name] = replace(g[name], shape=shape)
+            for name, (dtype, shape) in zip(node.outputs, output_types(g, node)):
+                g.values[name] = replace(g[name], shape=shape, quant=out_quant if dtype == "int8" else None)
+    head.attrs["qmin"], head.attrs["qmax"] = -128, 127
     g.metadata["head"] = f"new {classes}-class head (seed {seed})"
     return g

@@ -175,4 +175,7 @@ def resolve(g: Graph, scheme: SparseScheme) -> TrainPlan:
             chans[node.name] = k
     bias.add(classifier.name)
     chans[classifier.name] = channel_count(g, classifier)
-    return TrainPlan(scheme, [x.name for x in layers], classifier.name, bias, chans)
+    # a bias the model does not store as int32 (tte made it up, or re-quantized a float one) stays frozen:
+    # there is no initializer to report its gradient under or to save it into
+    synthetic = {n.name for n in layers + [classifier] if f"synthetic:{n.inputs[2]}" in g.metadata}
+    return TrainPlan(scheme, [x.name for x in layers], classifier.name, bias - synthetic, chans)

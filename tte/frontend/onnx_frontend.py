@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import UnsupportedModelError
+from ..errors import IRError, UnsupportedModelError
 from ..ir import Graph, QuantParams, Value, output_shape
 from ..reference.semantics import clamp_bounds
 from .reader import InputShapes, check_quantized, fix_input_shapes, graph_inputs, infer_shapes, read_model
@@ -81,6 +81,7 @@ class Pending:
     attrs: dict = field(default_factory=dict)
     lo: float | None = None
     hi: float | None = None
+    reshape: tuple[int, ...] | None = None  # a Flatten/Reshape/Squeeze applied before the QuantizeLinear
 
 
 Entry = Int8 | Real | Const | QConst | FloatInput | Pending
@@ -130,10 +131,15 @@ class Lifter:
         return name
 
     def act_quant(self, node: onnx.NodeProto, scale: np.ndarray, zero_point: np.ndarray | None) -> QuantParams:
-        """Per-tensor int8 activation parameters from a Q/DQ or QLinear* operand pair."""
-        if zero_point is not None and zero_point.dtype != np.int8:
-            raise self.fail(node, f"activations are {zero_point.dtype}; tte supports int8 activations only: "
-                                  f"quantize with activation_type=QuantType.QInt8")
+        """Per-tensor int8 activation parameters from a Q/DQ or QLinear* operand pair.
+
+        Without a zero point ONNX quantizes to uint8, which tte does not take."""
+        dtype = np.dtype(np.uint8) if zero_point is None else zero_point.dtype
+        if dtype != np.int8:
+            raise self.fail(node, f"activations are {dtype}"
+                                  f"{' (no zero point given)' if zero_point is None else ''}; tte supports int8 "
+                                  f"activations only: quantize with activation_type=QuantType.QInt8")
+        _check_scale(self, node, scale)
         if np.asarray(scale).size != 1:
             raise self.fail(node, "activations are quantized per channel; tte supports per-tensor activations")
         zp = 0 if zero_point is None else int(np.asarray(zero_point).reshape(()))
@@ -150,7 +156,7 @@ class Lifter:
         probe = Node(op, name, inputs, [], attrs)
         try:
             shape = output_shape(self.g, probe)
-        except ValueError as e:
+        except (ValueError, IndexError, ZeroDivisionError) as e:
             raise UnsupportedModelError(f"{self.path}: node '{name}': {e}") from None
         out = Value(self.g.unique_name(out_name), dtype, shape, quant)
         self.g.add_node(op, self.node_name(name), inputs, [out], **attrs)
@@ -260,7 +266,10 @@ class Lifter:
         zp_name = self.opt_input(node, 2)
         zp = self.const(node, zp_name) if zp_name else None
         if isinstance(x, Const):
+            _check_scale(self, node, scale)
             axis = _attrs(node).get("axis", 1) if np.asarray(scale).size > 1 else None
+            if axis is not None and not -x.data.ndim <= axis < x.data.ndim:
+                raise self.fail(node, f"axis {axis} is out of range for the {x.data.ndim}-d tensor '{node.input[0]}'")
             self.env[node.output[0]] = QConst(x.data, _quant_params(scale, zp, axis, x.data.ndim), x.name)
             return
         if not isinstance(x, Int8):
@@ -346,10 +355,26 @@ class Lifter:
             lo = float(self.const(node, node.input[1]))
         if self.opt_input(node, 2):
             hi = float(self.const(node, node.input[2]))
+        if lo is not None and hi is not None and lo > hi:
+            lo = hi  # ONNX: every output equals max
         self._activation(node, lo, hi)
+
+    def pending_shape(self, p: Pending) -> tuple[int, ...]:
+        """The shape a pending float op will produce (materialized on a scratch copy of the graph)."""
+        if p.reshape is not None:
+            return p.reshape
+        scratch = Lifter(self.model, self.path, {})
+        scratch.g = self.g.copy()
+        scratch.node_names = set(self.node_names)
+        out = scratch.materialize(replace(p, lo=None, hi=None), "__probe__", QuantParams.per_tensor(1.0, 0))
+        return scratch.g[out].shape
 
     def op_MaxPool(self, node):
         x = self.entry(node, node.input[0])
+        if isinstance(x, Pending) and x.op == "requantize" and x.reshape is None:
+            # DQ -> Relu/Clip -> MaxPool -> Q: max commutes with the (monotonic) clamp
+            self.env[node.output[0]] = Pending("maxpool", node, x.operands, _attrs(node), x.lo, x.hi)
+            return
         if isinstance(x, Int8):  # QOperator form: max on int8 directly
             attrs = self.window(node, self.g[x.name].shape)
             out = self.emit("maxpool", node.name or node.output[0], [x.name], node.output[0],
@@ -384,6 +409,10 @@ class Lifter:
     # -- data movement: works on int8 values and on their real views --------------------------
     def _reshape(self, node, shape_fn):
         e = self.entry(node, node.input[0])
+        if isinstance(e, Pending):  # e.g. GlobalAveragePool -> Squeeze -> QuantizeLinear: reshape after
+            src = self.pending_shape(e)
+            self.env[node.output[0]] = replace(e, reshape=tuple(int(d) for d in shape_fn(src)))
+            return
         if not isinstance(e, (Int8, Real)):
             raise self.fail(node, f"input '{node.input[0]}' is not an int8 tensor or its dequantized view")
         src = self.g[e.name]
@@ -405,6 +434,8 @@ class Lifter:
         allowzero = _attrs(node).get("allowzero", 0)
 
         def shape(s):
+            if not allowzero and any(d == 0 and i >= len(s) for i, d in enumerate(target)):
+                raise self.fail(node, f"shape {target} copies a dimension (0) beyond the input's rank {len(s)}")
             out = [s[i] if d == 0 and not allowzero else d for i, d in enumerate(target)]
             if out.count(-1) > 1:
                 raise self.fail(node, f"shape {target} has more than one -1")
@@ -455,6 +486,12 @@ class Lifter:
         if a.get("ceil_mode", 0):
             raise self.fail(node, "ceil_mode=1 is not supported")
         strides = tuple(a.get("strides", [1, 1]))
+        if len(strides) != 2 or min(strides) < 1:
+            raise self.fail(node, f"strides {list(strides)} must be two positive integers")
+        if "pads" in a and (len(a["pads"]) != 4 or min(a["pads"]) < 0):
+            raise self.fail(node, f"pads {list(a['pads'])} must be four non-negative integers")
+        if min(kernel) < 1:
+            raise self.fail(node, f"kernel {list(kernel)} must be positive")
         auto_pad = a.get("auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
         if auto_pad in ("NOTSET", ""):
@@ -474,6 +511,9 @@ class Lifter:
         return {"kernel": kernel, "strides": strides, "pads": pads}
 
     def materialize(self, p: Pending, out: str, quant: QuantParams) -> str:
+        if p.reshape is not None:
+            pre = self.materialize(replace(p, reshape=None), f"{out}.pre_reshape", quant)
+            return self.emit("reshape", f"{p.node.name or out}.reshape", [pre], out, quant, shape=p.reshape)
         qmin, qmax = clamp_bounds(p.lo, p.hi, float(quant.scale), int(quant.zero_point))
         clamp = {"qmin": qmin, "qmax": qmax}
         name = p.node.name or out
@@ -498,7 +538,7 @@ class Lifter:
             if not trans:
                 wdata = np.ascontiguousarray(wdata.T)
                 wq = QuantParams(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
-            return self.gemm_node(node, name, x.name, wdata, wq, b, out, quant, clamp)
+            return self.gemm_node(node, name, x.name, wdata, wq, b, out, quant, clamp, transposed=not trans)
         if p.op == "add":
             a, b = p.operands
             if isinstance(b, QConst):
@@ -528,8 +568,12 @@ class Lifter:
             return self.emit("concat", name, [x.name for x in p.operands], out, quant, axis=axis, **clamp)
         raise AssertionError(p.op)
 
-    def params(self, node, name, x, wdata, wq, b) -> tuple[str, str]:
-        """Add weight and int32 bias constants, named after their ONNX initializers."""
+    def params(self, node, name, x, wdata, wq, b, transposed: bool = False) -> tuple[str, str]:
+        """Add weight and int32 bias constants, named after their ONNX initializers.
+
+        Graph metadata records what ``save()`` must know: ``layout:W = KN`` for a weight stored
+        transposed in ONNX, ``synthetic:B`` for a bias the model does not have (tte adds zeros, never
+        trains them) or stores in another form."""
         cout = wdata.shape[0]
         wq = _per_channel(wq, cout)
         bias, as_stored = self.bias(node, b, self.g[x].quant, wq, cout)
@@ -538,6 +582,10 @@ class Lifter:
         # keep the ONNX initializer's name only for a bias used as stored (save() writes it back)
         b_src = getattr(b, "name", "") if as_stored else ""
         b_name = self.g.add_const(b_src or f"{name}.bias", bias, _bias_quant(self.g[x].quant, wq)).name
+        if transposed:
+            self.g.metadata[f"layout:{w_name}"] = "KN"
+        if not b_src:
+            self.g.metadata[f"synthetic:{b_name}"] = "no int32 bias initializer in the model"
         return w_name, b_name
 
     def conv_node(self, node, name, x, wdata, wq, b, out, quant, strides, pads, groups, clamp) -> str:
@@ -545,8 +593,8 @@ class Lifter:
         return self.emit("conv", name, [x, w_name, b_name], out, quant, strides=tuple(strides), pads=tuple(pads),
                          groups=groups, **clamp)
 
-    def gemm_node(self, node, name, x, wdata, wq, b, out, quant, clamp) -> str:
-        w_name, b_name = self.params(node, name, x, wdata, wq, b)
+    def gemm_node(self, node, name, x, wdata, wq, b, out, quant, clamp, transposed: bool = False) -> str:
+        w_name, b_name = self.params(node, name, x, wdata, wq, b, transposed)
         return self.emit("gemm", name, [x, w_name, b_name], out, quant, **clamp)
 
     def bias(self, node, b: Entry | None, xq: QuantParams, wq: QuantParams, cout: int) -> tuple[np.ndarray, bool]:
@@ -589,6 +637,7 @@ class Lifter:
     def qweight(self, node, i: int, cout_axis: int) -> tuple[np.ndarray, QuantParams]:
         data = self.const(node, node.input[i])
         scale = self.const(node, node.input[i + 1])
+        _check_scale(self, node, scale)
         zp = self.const(node, node.input[i + 2]) if self.opt_input(node, i + 2) else None
         axis = cout_axis if np.asarray(scale).size > 1 else None
         return self.weight(node, QConst(data, _quant_params(scale, zp, axis, data.ndim)),
@@ -623,17 +672,17 @@ class Lifter:
                              {"qmin": -128, "qmax": 127})
         self.env[node.output[0]] = Int8(out)
 
-    def _qgemm(self, node, x, xq, wdata, wq, bias, quant):
+    def _qgemm(self, node, x, xq, wdata, wq, bias, quant, transposed: bool):
         b = None if bias is None else QConst(bias, _bias_quant(xq, _per_channel(wq, wdata.shape[0])), node.input[6])
         out = self.gemm_node(node, node.name or node.output[0], x, wdata, wq, b, node.output[0], quant,
-                             {"qmin": -128, "qmax": 127})
+                             {"qmin": -128, "qmax": 127}, transposed)
         self.env[node.output[0]] = Int8(out)
 
     def op_QLinearMatMul(self, node):
         x, xq = self.qinput(node, 0)
         wdata, wq = self.qweight(node, 3, 1)
         wq = QuantParams(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
-        self._qgemm(node, x, xq, np.ascontiguousarray(wdata.T), wq, None, self.out_quant(node, 6))
+        self._qgemm(node, x, xq, np.ascontiguousarray(wdata.T), wq, None, self.out_quant(node, 6), True)
 
     def op_QGemm(self, node):
         a = _attrs(node)
@@ -645,14 +694,25 @@ class Lifter:
         if not trans:
             wdata = np.ascontiguousarray(wdata.T)
             wq = QuantParams(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
-        self._qgemm(node, x, xq, wdata, wq, self.int32_bias(node, 6), self.out_quant(node, 7))
+        self._qgemm(node, x, xq, wdata, wq, self.int32_bias(node, 6), self.out_quant(node, 7), not trans)
 
     def op_QLinearAdd(self, node):
+        if isinstance(self.entry(node, node.input[0]), Const):
+            raise self.fail(node, "the constant operand of QLinearAdd must come second")
         a, _ = self.qinput(node, 0)
-        b, _ = self.qinput(node, 3)
+        b = self.qconst_operand(node, 3) if isinstance(self.entry(node, node.input[3]), Const) else \
+            self.qinput(node, 3)[0]
         out = self.emit("add", node.name or node.output[0], [a, b], node.output[0], self.out_quant(node, 6),
                         qmin=-128, qmax=127)
         self.env[node.output[0]] = Int8(out)
+
+    def qconst_operand(self, node, i: int) -> str:
+        """A constant int8 operand (e.g. the bias of a QOperator MatMul + Add) as an IR constant."""
+        data = self.const(node, node.input[i])
+        zp = self.const(node, node.input[i + 2]) if self.opt_input(node, i + 2) else None
+        if data.dtype != np.int8:
+            raise self.fail(node, f"constant operand '{node.input[i]}' is {data.dtype}, expected int8")
+        return self.g.add_const(node.input[i], data, self.act_quant(node, self.const(node, node.input[i + 1]), zp)).name
 
     def _channels_first(self, node):
         if _attrs(node).get("channels_last", 0):
@@ -701,6 +761,13 @@ def _quant_params(scale, zero_point, axis: int | None, ndim: int) -> QuantParams
     if scale.size == 1 and axis is None:
         return QuantParams(scale.reshape(()), zp.reshape(()))
     return QuantParams(scale.reshape(-1), zp.reshape(-1), axis % ndim if axis is not None else None)
+
+
+def _check_scale(lifter: Lifter, node: onnx.NodeProto, scale) -> None:
+    scale = np.asarray(scale)
+    if not np.issubdtype(scale.dtype, np.floating) or not (np.isfinite(scale) & (scale > 0)).all():
+        raise lifter.fail(node, f"quantization scale '{node.input[1]}' must be positive and finite, got "
+                                f"{scale.ravel()[:4].tolist()}{'...' if scale.size > 4 else ''}")
 
 
 def _per_channel(q: QuantParams, cout: int) -> QuantParams:
@@ -762,5 +829,8 @@ def load(path: str | os.PathLike, input_shape: InputShapes = None) -> Graph:
     check_quantized(model, path)
     shapes = infer_shapes(model, path)
     g = Lifter(model, path, shapes).lift()
-    g.verify()
+    try:
+        g.verify()
+    except IRError as e:
+        raise UnsupportedModelError(f"{path}: {str(e).splitlines()[0]}") from None
     return g

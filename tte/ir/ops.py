@@ -27,12 +27,18 @@ def pool_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) 
 
 def _window_shape(x: Shape, kernel: tuple[int, int], strides, pads, channels: int) -> Shape:
     n, _, h, w = x
-    return (
+    if len(strides) != 2 or min(strides) < 1 or len(pads) != 4 or min(pads) < 0:
+        raise ValueError(f"strides {tuple(strides)} / pads {tuple(pads)} are not valid for a 2-d window")
+    out = (
         n,
         channels,
         pool_out(h, kernel[0], strides[0], pads[0], pads[2]),
         pool_out(w, kernel[1], strides[1], pads[1], pads[3]),
     )
+    if min(out[2:]) < 1:
+        raise ValueError(f"a {kernel[0]}x{kernel[1]} window does not fit the padded {h}x{w} input "
+                         f"(output {out[2]}x{out[3]})")
+    return out
 
 
 def _conv(g: Graph, n: Node) -> Shape:
@@ -123,7 +129,8 @@ class OpDef:
     """Operand dtypes, the first output's dtype and shape rule, and any further outputs.
 
     ``operands``: one dtype per operand (alternatives separated by ``|``, ``*`` for any), or ``None``
-    for any number of int8 operands.  ``out_dtype`` ``"same"`` (``"same:K"``) means the dtype of the first (K-th) operand.
+    for any number of int8 operands.  ``out_dtype`` ``"same"`` (``"same:K"``) means the dtype of the first
+    (the K-th) operand.
     ``extra`` gives (dtype, shape) of outputs after the first.
     """
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..ir import Graph, Node
 from .arena import ArenaPlan, Buffer, plan_arena
 

@@ -169,12 +169,15 @@ def count(g: Graph, node: Node, step):
     return (step + 1).astype(np.int32)
 
 
-def uniform_hash(seed: int, step: int, n: int) -> np.ndarray:
-    """Deterministic uniforms in [0, 1) for elements 0..n-1 of one update (a counter-based hash,
-    the same in C: murmur3's 32-bit finalizer of seed ^ step * 0x9E3779B9 ^ index * 0x85EBCA6B)."""
+def uniform_hash(seed: int, step: int, stream: int, n: int) -> np.ndarray:
+    """Deterministic uniforms in [0, 1) for elements 0..n-1 of one parameter's update (a counter-based
+    hash, the same in C: murmur3's 32-bit finalizer of
+    seed ^ step * 0x9E3779B9 ^ stream * 0x632BE5AB ^ index * 0x85EBCA6B, top 24 bits).  ``stream``
+    numbers the trained parameters, so no two tensors draw the same numbers."""
     i = np.arange(n, dtype=np.uint32)
     with np.errstate(over="ignore"):
-        h = np.uint32(seed) ^ (np.uint32(step) * np.uint32(0x9E3779B9)) ^ (i * np.uint32(0x85EBCA6B))
+        h = np.uint32(seed) ^ (np.uint32(step) * np.uint32(0x9E3779B9)) ^ \
+            (np.uint32(stream) * np.uint32(0x632BE5AB)) ^ (i * np.uint32(0x85EBCA6B))
         h ^= h >> np.uint32(16)
         h *= np.uint32(0x85EBCA6B)
         h ^= h >> np.uint32(13)
@@ -194,7 +197,7 @@ def sgd(g: Graph, node: Node, param, grad, factor, aux=None):
     elif mode == "trunc":
         delta = np.trunc(step)
     elif mode == "stochastic":
-        u = uniform_hash(a["seed"], int(aux), step.size).reshape(step.shape)
+        u = uniform_hash(a["seed"], int(aux), a["stream"], step.size).reshape(step.shape)
         delta = np.floor(step + u)
     elif mode == "accumulate":
         total = (aux + step).astype(F32)
@@ -202,11 +205,15 @@ def sgd(g: Graph, node: Node, param, grad, factor, aux=None):
         residual = (total - delta).astype(F32)
     else:
         raise ValueError(f"unknown rounding '{mode}'")
+    # a step can move a value across the whole range at most; a NaN step (a diverged gradient) moves nothing
+    span = float(a["qmax"]) - float(a["qmin"])
+    delta = np.clip(np.nan_to_num(delta, nan=0.0), -span, span).astype(np.int64)
     idx = [slice(None)] * param.ndim
     idx[a["axis"]] = slice(0, a["channels"])
     out = param.copy()
     cur = out[tuple(idx)].astype(np.int64)
-    out[tuple(idx)] = np.clip(cur - delta.astype(np.int64), a["qmin"], a["qmax"]).astype(param.dtype)
+    # values that do not move keep their value (even an int8 -128, outside the symmetric [-127, 127])
+    out[tuple(idx)] = np.where(delta == 0, cur, np.clip(cur - delta, a["qmin"], a["qmax"])).astype(param.dtype)
     return out if residual is None else (out, residual)
 
 
