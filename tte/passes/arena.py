@@ -9,6 +9,7 @@ sum of sizes alive at one step: no placement can beat it.  :func:`check_overlaps
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -56,10 +57,17 @@ ORDERS: dict[str, Callable[[Buffer], tuple]] = {
 }
 
 
-def _first_fit(buffers: Sequence[Buffer], alignment: int) -> dict[str, int]:
+def _first_fit(buffers: Sequence[Buffer], alignment: int, fixed: dict[str, int] | None = None) -> dict[str, int]:
+    """Place ``buffers`` in order at the lowest offset that fits; ``fixed`` offsets are kept as given."""
     placed: list[tuple[int, int, Buffer]] = []  # (offset, size, buffer)
     offsets: dict[str, int] = {}
+    by_name = {b.name: b for b in buffers}
+    for name, offset in (fixed or {}).items():
+        offsets[name] = offset
+        placed.append((offset, align(by_name[name].size, alignment), by_name[name]))
     for b in buffers:
+        if b.name in offsets:
+            continue
         size = align(b.size, alignment)
         busy = sorted((o, s) for o, s, other in placed if other.overlaps_in_time(b))
         offset = 0
@@ -72,20 +80,46 @@ def _first_fit(buffers: Sequence[Buffer], alignment: int) -> dict[str, int]:
     return offsets
 
 
-def plan_arena(buffers: Sequence[Buffer], alignment: int = 4) -> ArenaPlan:
-    """Offsets for every buffer in one arena; the best of several greedy orders."""
+def _height(buffers: Sequence[Buffer], offsets: dict[str, int], alignment: int) -> int:
+    return max((offsets[b.name] + align(b.size, alignment) for b in buffers if b.name in offsets), default=0)
+
+
+def plan_arena(buffers: Sequence[Buffer], alignment: int = 4, search: int = 7) -> ArenaPlan:
+    """Offsets for every buffer in one arena: the best of several greedy orders and, when none reaches
+    the lower bound, of every insertion order of the ``search`` largest buffers (placed first-fit
+    before the rest; the most promising few of those are completed largest first)."""
     names = [b.name for b in buffers]
     if len(set(names)) != len(names):
         raise ValueError("buffer names must be unique")
     bound = lower_bound(buffers, alignment)
     best: ArenaPlan | None = None
-    for label, key in ORDERS.items():
-        offsets = _first_fit(sorted(buffers, key=key), alignment)
-        size = max((offsets[b.name] + align(b.size, alignment) for b in buffers), default=0)
+
+    def consider(offsets: dict[str, int], label: str) -> None:
+        nonlocal best
+        size = _height(buffers, offsets, alignment)
         if best is None or size < best.size:
             best = ArenaPlan(tuple(buffers), offsets, size, bound, label)
-        if size == bound:
-            break
+
+    for label, key in ORDERS.items():
+        consider(_first_fit(sorted(buffers, key=key), alignment), label)
+        if best.size == bound:
+            return best
+    # search the insertion orders of two small sets of buffers: those alive at and near the step where the
+    # lower bound is reached, and the largest ones
+    t = max(sorted({b.start for b in buffers}),
+            key=lambda u: sum(align(b.size, alignment) for b in buffers if b.start <= u <= b.end))
+    near = [b for b in buffers if b.start <= t + 2 and b.end >= t - 2]
+    rest = sorted(buffers, key=ORDERS["largest first"])
+    for label, pool in (("near the peak", near), ("largest", buffers)):
+        big = sorted(pool, key=ORDERS["largest first"])[:search]
+        partial = {}
+        for perm in itertools.permutations(big):
+            offsets = _first_fit(perm, alignment)
+            partial.setdefault(tuple(sorted(offsets.items())), (_height(big, offsets, alignment), offsets))
+        for _, offsets in sorted(partial.values(), key=lambda p: p[0])[:16]:
+            consider(_first_fit(rest, alignment, fixed=offsets), f"search over the {len(big)} {label}")
+            if best.size == bound:
+                return best
     assert best is not None
     return best
 
