@@ -55,6 +55,13 @@ def _conv(g: Graph, n: Node) -> Shape:
     return _window_shape(x, w[2:], n.attrs["strides"], n.attrs["pads"], w[0])
 
 
+def _pw_dw(g: Graph, n: Node) -> Shape:
+    x, w1, w2 = g[n.inputs[0]].shape, g[n.inputs[1]].shape, g[n.inputs[3]].shape
+    if w1[2:] != (1, 1) or w1[1] != x[1] or w2[1] != 1 or w2[0] != w1[0]:
+        raise ValueError(f"pw_dw expects a 1x1 conv {w1} reading {x} and a depthwise conv {w2} on its output")
+    return _window_shape((x[0], w1[0], x[2], x[3]), w2[2:], n.attrs["strides"], n.attrs["pads"], w2[0])
+
+
 def _gemm(g: Graph, n: Node) -> Shape:
     x, w = g[n.inputs[0]].shape, g[n.inputs[1]].shape
     if len(x) != 2 or len(w) != 2 or x[1] != w[1]:
@@ -158,6 +165,8 @@ register(
     OpDef("conv", ("int8", "int8", "int32"), "int8", _conv, ("strides", "pads", "groups", "qmin", "qmax"),
           extra=_mask_output),
     OpDef("gemm", ("int8", "int8", "int32"), "int8", _gemm, ("qmin", "qmax"), extra=_mask_output),
+    OpDef("pw_dw", ("int8", "int8", "int32", "int8", "int32"), "int8", _pw_dw,
+          ("strides", "pads", "mid_quant", "mid_qmin", "mid_qmax", "qmin", "qmax")),
     OpDef("add", ("int8", "int8"), "int8", _add, ("qmin", "qmax"), extra=_mask_output),
     OpDef("requantize", ("int8",), "int8", _same_as_inputs, ("qmin", "qmax"), extra=_mask_output),
     OpDef("avgpool", ("int8",), "int8", _pool, ("kernel", "strides", "pads", "count_include_pad", "qmin", "qmax"),

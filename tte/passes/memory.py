@@ -3,7 +3,8 @@
 * **Arena** (SRAM, planned by :func:`tte.passes.arena.plan_arena`): every tensor a step creates: int8
   activations (the int8 input included), saturation masks (bit-packed: one bit per element), float32
   gradients, the loss.  Lifetimes come from the scheduled graph.  Reshapes alias their operand;
-  elementwise gradient ops (``ste``, ``grad_add``) write over their first operand when it dies there.
+  depthwise convs and elementwise gradient ops (``ste``, ``grad_add``) write over their first operand
+  when it dies there.
 * **Static SRAM**: the trained parameters (only the trained slice of a partially trained weight),
   optimizer state (momentum buffers, residuals, the step counter) and kernel scratch.
 * **Flash**: frozen weights and biases (with the untrained remainder of partially trained weights),
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..autodiff.scheme import is_depthwise
 from ..ir import Graph, Node
 from .arena import ArenaPlan, Buffer, plan_arena
 
 # Rough Thumb-2 code size per kernel kind, for the estimate only (replaced by the linker's figure once
 # the Cortex-M build exists).
-CODE_BYTES = {"conv": 1600, "gemm": 500, "add": 300, "requantize": 200, "avgpool": 400, "global_avgpool": 250,
+CODE_BYTES = {"conv": 1600, "pw_dw": 1800, "gemm": 500, "add": 300, "requantize": 200, "avgpool": 400, "global_avgpool": 250,
               "maxpool": 300, "concat": 200, "reshape": 0, "quantize": 150, "dequantize": 100, "xent": 400,
               "ste": 100, "conv_grad_input": 1400, "conv_grad_weight": 1200, "bias_grad": 200,
               "gemm_grad_input": 300, "gemm_grad_weight": 300, "avgpool_grad": 400, "global_avgpool_grad": 150,
@@ -46,11 +48,27 @@ def scratch_bytes(g: Graph, node: Node) -> int:
         return (1 if node.attrs["depthwise"] else node.attrs["channels"]) * kh * kw * 4
     if node.op == "gemm_weight_update":
         return node.attrs["channels"] * 4
+    if node.op == "conv" and is_depthwise(g, node):  # one output plane, so that it can run in place
+        return g[node.outputs[0]].shape[2] * g[node.outputs[0]].shape[3]
+    if node.op == "pw_dw":  # one plane of the expanded tensor
+        return g[node.inputs[0]].shape[2] * g[node.inputs[0]].shape[3]
     return 0
 
 
+def _in_place(g: Graph, node: Node) -> bool:
+    """Ops whose result may overwrite their first operand when that operand dies here."""
+    if node.op in IN_PLACE:
+        return True
+    # depthwise conv, channel by channel through a one-plane scratch: output channel c lands at or before
+    # input channel c, whose data is already consumed
+    return node.op == "conv" and is_depthwise(g, node)
+
+
 def liveness(g: Graph) -> tuple[list[Buffer], dict[str, str]]:
-    """Arena buffers of a scheduled graph, and which values share a buffer (value -> buffer name)."""
+    """Arena buffers of a scheduled graph, and which values share a buffer (value -> buffer name).
+
+    Reshapes alias their operand; an in-place op (:func:`_in_place`) reuses its first operand's buffer
+    when nothing reads that buffer later."""
     external = set(g.state) | {i for i in g.inputs if g[i].dtype == "float32"} | set(g.state_updates.values())
     last_use: dict[str, int] = {}
     for i, node in enumerate(g.nodes):
@@ -60,24 +78,28 @@ def liveness(g: Graph) -> tuple[list[Buffer], dict[str, str]]:
     for name in g.outputs:
         last_use[name] = end
     root: dict[str, str] = {}
+    members: dict[str, list[str]] = {}
     start: dict[str, int] = {}
-    stop: dict[str, int] = {}
     for name in g.inputs:
         if name not in external:
-            root[name], start[name] = name, 0
+            root[name], start[name], members[name] = name, 0, [name]
     for i, node in enumerate(g.nodes):
         for k, out in enumerate(node.outputs):
             if out in external:
                 continue
             src = node.inputs[0] if k == 0 and node.inputs else None
-            if src in root and (node.op in ALIASES or (node.op in IN_PLACE and last_use.get(src) == i
-                                                       and value_bytes(g, src) == value_bytes(g, out))):
-                root[out] = root[src]
+            r = root.get(src)
+            reuse = r is not None and (
+                node.op in ALIASES
+                or (_in_place(g, node) and value_bytes(g, out) <= value_bytes(g, r)
+                    and max(last_use.get(m, start[r]) for m in members[r]) == i))
+            if reuse:
+                root[out] = r
+                members[r].append(out)
             else:
-                root[out], start[out] = out, i
-    for name, r in root.items():
-        stop[r] = max(stop.get(r, start[r]), last_use.get(name, start[r]))
-    buffers = [Buffer(r, value_bytes(g, r), start[r], stop[r]) for r in start]
+                root[out], start[out], members[out] = out, i, [out]
+    buffers = [Buffer(r, value_bytes(g, r), start[r], max(last_use.get(m, start[r]) for m in ms))
+               for r, ms in members.items()]
     return buffers, root
 
 
@@ -150,6 +172,8 @@ def _trained_slice_bytes(g: Graph, node: Node, param: str) -> int:
 def _requant_channels(g: Graph, node: Node) -> int:
     if node.op in ("conv", "gemm"):
         return g[node.inputs[1]].shape[0]
+    if node.op == "pw_dw":
+        return g[node.inputs[1]].shape[0] + g[node.inputs[3]].shape[0]
     if node.op in ("add", "concat"):
         return len(node.inputs)
     return 1 if "qmin" in node.attrs else 0

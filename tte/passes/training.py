@@ -4,6 +4,8 @@ what fired and, for what did not, why (``tte plan --explain`` prints it).
 * :func:`eliminate_dead`: drop nodes whose results nobody reads (no output, no state update).
 * :func:`prune_masks`: a requantization that provably cannot saturate needs no mask: its
   straight-through gradient passes everywhere.
+* :func:`tte.passes.forward.fuse_pointwise_depthwise`: frozen 1x1 expansion + depthwise conv pairs
+  run as one op, one channel plane at a time.
 * :func:`fuse_updates`: gradient + update become one op (``conv_weight_update``,
   ``gemm_weight_update``, ``bias_update``): the C kernel produces the gradient one output channel at
   a time and applies it at once, so no gradient buffer exists.
@@ -14,6 +16,7 @@ what fired and, for what did not, why (``tte plan --explain`` prints it).
 from __future__ import annotations
 
 from ..ir import Graph, Node
+from .forward import fuse_pointwise_depthwise
 
 UPDATES = ("sgd", "conv_weight_update", "gemm_weight_update", "bias_update")
 
@@ -160,7 +163,7 @@ def reorder_updates(g: Graph) -> tuple[Graph, list[str]]:
     return g, log
 
 
-PIPELINE = (eliminate_dead, prune_masks, fuse_updates, reorder_updates)
+PIPELINE = (eliminate_dead, prune_masks, fuse_pointwise_depthwise, fuse_updates, reorder_updates)
 
 
 def optimize(g: Graph, steps=PIPELINE, verify: bool = True) -> tuple[Graph, list[str]]:

@@ -57,11 +57,13 @@ def _exact(acc: np.ndarray) -> np.ndarray:
 
 def conv_accumulator(g: Graph, node: Node, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The exact int64 accumulator of a conv (point 1 of the semantics), NCHW."""
-    xv, wv = g[node.inputs[0]], g[node.inputs[1]]
-    xc = _pad(_centered(x, xv.quant), node.attrs["pads"])
-    wc = _weight_centered(w, wv.quant)
-    groups = node.attrs["groups"]
-    strides = node.attrs["strides"]
+    a = node.attrs
+    return _conv_acc(x, g[node.inputs[0]].quant, w, g[node.inputs[1]].quant, b, a["strides"], a["pads"], a["groups"])
+
+
+def _conv_acc(x, xq: QuantParams, w, wq: QuantParams, b, strides, pads, groups) -> np.ndarray:
+    xc = _pad(_centered(x, xq), pads)
+    wc = _weight_centered(w, wq)
     kh, kw = w.shape[2:]
     cout, cin_g = w.shape[0], w.shape[1]
     cout_g = cout // groups
@@ -90,6 +92,20 @@ def conv_accumulator(g: Graph, node: Node, x: np.ndarray, w: np.ndarray, b: np.n
 def conv_multiplier(g: Graph, node: Node) -> np.ndarray:
     xq, wq, yq = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
     return sem.multiplier(sem.f64(xq.scale) * sem.f64(wq.scale), yq.scale)
+
+
+def pw_dw(g: Graph, node: Node, x, w1, b1, w2, b2):
+    """A pointwise conv feeding a depthwise conv, fused (tte.passes.forward): the same integers as the
+    two convs, computed here whole; the C kernel goes one intermediate channel plane at a time."""
+    a = node.attrs
+    xq, w1q, w2q = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.inputs[3]))
+    mq, yq = a["mid_quant"], g[node.output].quant
+    acc = _conv_acc(x, xq, w1, w1q, b1, (1, 1), (0, 0, 0, 0), 1)
+    m1 = sem.multiplier(sem.f64(xq.scale) * sem.f64(w1q.scale), mq.scale).reshape(1, -1, 1, 1)
+    mid = sem.round_clamp(sem.preround(acc, m1), _zp(mq), a["mid_qmin"], a["mid_qmax"])
+    acc = _conv_acc(mid, mq, w2, w2q, b2, a["strides"], a["pads"], w2.shape[0])
+    m2 = sem.multiplier(sem.f64(mq.scale) * sem.f64(w2q.scale), yq.scale).reshape(1, -1, 1, 1)
+    return _finish(node, sem.preround(acc, m2), _zp(yq))
 
 
 def conv(g: Graph, node: Node, x, w, b):
@@ -190,6 +206,7 @@ def dequantize(g: Graph, node: Node, x) -> np.ndarray:
 
 KERNELS = {
     "conv": conv,
+    "pw_dw": pw_dw,
     "gemm": gemm,
     "add": add,
     "requantize": requantize,
