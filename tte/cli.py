@@ -99,5 +99,54 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
     print_inspect(report)
 
 
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--sram", default="256k", show_default=True, metavar="SIZE",
+              help="SRAM budget (256k, 320KB, 1m, or bytes; K = 1024).")
+@click.option("--flash", default="1m", show_default=True, metavar="SIZE", help="Flash budget.")
+@click.option("--scheme", default="auto", show_default=True, metavar="FILE|full|bias-only|last-K|auto",
+              help="What trains: a sparse-update scheme JSON file (the paper's format), a preset, or auto: the "
+                   "largest scheme of the family 'biases of the last b layers, weights of the last w' that fits.")
+@click.option("--classes", type=int, default=None, metavar="N",
+              help="Replace the classifier with a new N-class head (default: keep the model's).")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
+              help="Fix a dynamic input shape.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--explain", is_flag=True, help="Also print what each compiler pass did or why it did not fire.")
+@click.option("--timeline", is_flag=True, help="Also print the arena timeline (one row per step).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the arena timeline as a picture (needs the 'plot' extra: matplotlib).")
+def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, timeline, plot_path) -> None:
+    """Plan the memory of one training step of MODEL and check it against the budgets.
+
+    Compiles the training graph (autodiff, pruning, fusion, reordering), plans one static arena and
+    reports every byte: the arena, trained parameters and optimizer state in SRAM, frozen parameters
+    and code in flash.  Exits 1 with one line saying by how much when the plan does not fit.
+    """
+    from .frontend import load
+    from .plan import plan as make
+    from .units import parse_size
+
+    budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
+    g = load(model, input_shape=parse_input_shapes(input_shape))
+    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes)
+    if as_json:
+        d = p.to_dict()
+        if explain:
+            d["passes"] = p.program.pass_log
+        click.echo(json.dumps(d, indent=2))
+    else:
+        from .report import print_plan
+
+        print_plan(p, explain=explain, timeline=timeline)
+    if plot_path:
+        from .report import plot_timeline
+
+        plot_timeline(p, plot_path)
+    problem = p.problem()
+    if problem:
+        raise TteError(problem)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
