@@ -52,6 +52,8 @@ def scratch_bytes(g: Graph, node: Node) -> int:
         return g[node.outputs[0]].shape[2] * g[node.outputs[0]].shape[3]
     if node.op == "pw_dw":  # one plane of the expanded tensor
         return g[node.inputs[0]].shape[2] * g[node.inputs[0]].shape[3]
+    if _depthwise_grad_input(g, node):  # one float plane, so that it can run in place
+        return 4 * node.attrs["in_shape"][2] * node.attrs["in_shape"][3]
     return 0
 
 
@@ -59,9 +61,16 @@ def _in_place(g: Graph, node: Node) -> bool:
     """Ops whose result may overwrite their first operand when that operand dies here."""
     if node.op in IN_PLACE:
         return True
-    # depthwise conv, channel by channel through a one-plane scratch: output channel c lands at or before
-    # input channel c, whose data is already consumed
-    return node.op == "conv" and is_depthwise(g, node)
+    # depthwise conv (and its input gradient), channel by channel through a one-plane scratch: output
+    # channel c lands at or before input channel c, whose data is already consumed
+    return (node.op == "conv" and is_depthwise(g, node)) or _depthwise_grad_input(g, node)
+
+
+def _depthwise_grad_input(g: Graph, node: Node) -> bool:
+    if node.op != "conv_grad_input":
+        return False
+    w = g[node.inputs[1]].shape
+    return node.attrs["groups"] > 1 and w[1] == 1 and w[0] == node.attrs["groups"]
 
 
 def liveness(g: Graph) -> tuple[list[Buffer], dict[str, str]]:
