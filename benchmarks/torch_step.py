@@ -1,6 +1,6 @@
 """Peak memory of one fp32 PyTorch training step (batch 1) of a tte model's architecture.
 
-Run as a fresh process (``python benchmarks/torch_step.py MODEL [sparse]``); prints JSON:
+Run as a fresh process (``python benchmarks/torch_step.py MODEL``, full update); prints JSON:
 whole-process peak (VmHWM, imports included), growth of the peak during the first step (peak reset
 through /proc/self/clear_refs just before it), and the analytic size of the step's tensors
 (parameters + gradients + saved activations, counted by autograd's saved-tensor hooks).
@@ -21,12 +21,12 @@ def status(key: str) -> int:
 
 def main() -> None:
     import torch
-
-    import tte
     from torch_float import FloatModel
 
+    import tte
+
     torch.set_num_threads(1)
-    path, mode = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "full"
+    path = sys.argv[1]
     program = tte.compile(path, scheme="full", classes=10, optimize=False)
     model = FloatModel(program.forward)
     x = torch.zeros(program.forward[program.forward.inputs[0]].shape)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, SHARED, SHARED_MODELS, shared_model
 
 import tte
-from conftest import ROOT, SHARED, SHARED_MODELS, shared_model
 from tte.cli import main
 from tte.passes.arena import check_overlaps
 from tte.passes.memory import liveness, memory_report

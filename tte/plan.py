@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from .autodiff.scheme import SparseScheme, weighted_layers
 from .errors import TteError
 from .ir import Graph
-from .passes.arena import check_overlaps
 from .passes.memory import MemoryReport, memory_report
 from .program import Program, compile
 from .units import kb
@@ -64,11 +63,7 @@ class Plan:
 
 
 def make_plan(program: Program, sram: int, flash: int) -> Plan:
-    report = memory_report(program.train)
-    problems = check_overlaps(report.arena)
-    if problems:  # a planner bug, never the user's
-        raise AssertionError(f"arena plan overlaps: {problems[0]}")
-    return Plan(program, report, sram, flash)
+    return Plan(program, memory_report(program.train), sram, flash)
 
 
 def plan(model: str | os.PathLike | Graph, sram: int, flash: int = 1024 * 1024, scheme=None,

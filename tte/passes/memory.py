@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 
 from ..autodiff.scheme import is_depthwise
 from ..ir import Graph, Node
-from .arena import ArenaPlan, Buffer, plan_arena
+from .arena import ArenaPlan, Buffer, check_overlaps, plan_arena
 
 # Rough Thumb-2 code size per kernel kind, for the estimate only (replaced by the linker's figure once
 # the Cortex-M build exists).
-CODE_BYTES = {"conv": 1600, "pw_dw": 1800, "gemm": 500, "add": 300, "requantize": 200, "avgpool": 400, "global_avgpool": 250,
+CODE_BYTES = {"conv": 1600, "pw_dw": 1800, "gemm": 500, "add": 300, "requantize": 200, "avgpool": 400,
+              "global_avgpool": 250,
               "maxpool": 300, "concat": 200, "reshape": 0, "quantize": 150, "dequantize": 100, "xent": 400,
               "ste": 100, "conv_grad_input": 1400, "conv_grad_weight": 1200, "bias_grad": 200,
               "gemm_grad_input": 300, "gemm_grad_weight": 300, "avgpool_grad": 400, "global_avgpool_grad": 150,
@@ -192,6 +193,9 @@ def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
     """Plan the arena of the scheduled training graph ``g`` and account for every other byte."""
     buffers, _ = liveness(g)
     arena = plan_arena(buffers, alignment)
+    problems = check_overlaps(arena)
+    if problems:  # a planner bug, never the user's: fail loudly
+        raise AssertionError(f"arena plan overlaps: {problems[0]}")
     updates = {n.inputs[2] if "weight_update" in n.op else n.inputs[1] if n.op == "bias_update" else n.inputs[0]: n
                for n in g.nodes if n.op in ("sgd", "conv_weight_update", "gemm_weight_update", "bias_update")}
     trained, optimizer, frozen = {}, {}, {}
