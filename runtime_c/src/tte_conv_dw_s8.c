@@ -1,0 +1,42 @@
+#include <string.h>
+
+#include "tte_internal.h"
+#include "tte_runtime.h"
+
+int32_t tte_conv_dw_s8_get_buffer_size(const tte_dims *out_dims) { return out_dims->h * out_dims->w; }
+
+/* Depthwise conv, channel by channel through `scratch` (one output plane), so output may equal input:
+ * output channel c is written only after input channel c is consumed, and it lands at or before it. */
+tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
+                          const int8_t *input, const tte_dims *w_dims, const int8_t *weights,
+                          const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
+                          const tte_dims *out_dims, int8_t *output, int8_t *scratch) {
+    const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w;
+    const int32_t KH = w_dims->h, KW = w_dims->w, HO = out_dims->h, WO = out_dims->w;
+    if (w_dims->n != C || w_dims->c != 1 || out_dims->c != C || geo->groups != C) return TTE_ERROR_ARGUMENT;
+    for (int32_t n = 0; n < in_dims->n; n++) {
+        for (int32_t c = 0; c < C; c++) {
+            const int8_t *x = input + ((size_t)n * C + c) * H * W;
+            const int8_t *wc = weights + (size_t)c * KH * KW;
+            const int32_t wz = weight_zero_points ? weight_zero_points[c] : 0;
+            for (int32_t oh = 0; oh < HO; oh++) {
+                for (int32_t ow = 0; ow < WO; ow++) {
+                    int32_t acc = 0;
+                    for (int32_t i = 0; i < KH; i++) {
+                        const int32_t ih = oh * geo->stride_h - geo->pad_top + i;
+                        if (ih < 0 || ih >= H) continue;
+                        for (int32_t j = 0; j < KW; j++) {
+                            const int32_t iw = ow * geo->stride_w - geo->pad_left + j;
+                            if (iw < 0 || iw >= W) continue;
+                            acc += ((int32_t)x[ih * W + iw] - q->input_zero_point) * ((int32_t)wc[i * KW + j] - wz);
+                        }
+                    }
+                    const float v = tte_acc_to_float(acc, bias[c]) * multipliers[c];
+                    scratch[oh * WO + ow] = tte_round_clamp(v, q->output_zero_point, q->qmin, q->qmax);
+                }
+            }
+            memcpy(output + ((size_t)n * C + c) * HO * WO, scratch, (size_t)HO * WO);
+        }
+    }
+    return TTE_OK;
+}

@@ -1,0 +1,52 @@
+#include "tte_internal.h"
+#include "tte_runtime.h"
+
+int32_t tte_conv_pw_dw_s8_get_buffer_size(const tte_dims *in_dims) { return in_dims->h * in_dims->w; }
+
+/* A 1x1 conv (w1: [M, C]) feeding a depthwise conv (w2: [M, 1, KH, KW]): for each of the M expanded
+ * channels, its plane is computed into `scratch` (requantized with q1, as int8) and consumed at once by
+ * the depthwise conv; the [M, H, W] expansion never exists.  Same integers as the two convs. */
+tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const int32_t *w1_zero_points,
+                             const int32_t *b1, const float *m1, const tte_conv_geometry *geo2,
+                             const tte_quant_params *q2, const tte_dims *w2_dims, const int8_t *w2,
+                             const int32_t *w2_zero_points, const int32_t *b2, const float *m2,
+                             const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims,
+                             int8_t *output, int8_t *scratch) {
+    const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w, HW = H * W;
+    const int32_t M = w2_dims->n, KH = w2_dims->h, KW = w2_dims->w, HO = out_dims->h, WO = out_dims->w;
+    if (w2_dims->c != 1 || out_dims->c != M || geo2->groups != M) return TTE_ERROR_ARGUMENT;
+    for (int32_t n = 0; n < in_dims->n; n++) {
+        const int8_t *x = input + (size_t)n * C * HW;
+        for (int32_t m = 0; m < M; m++) {
+            const int8_t *wm = w1 + (size_t)m * C;
+            const int32_t z1 = w1_zero_points ? w1_zero_points[m] : 0;
+            for (int32_t p = 0; p < HW; p++) {
+                int32_t acc = 0;
+                for (int32_t c = 0; c < C; c++)
+                    acc += ((int32_t)x[(size_t)c * HW + p] - q1->input_zero_point) * ((int32_t)wm[c] - z1);
+                scratch[p] = tte_round_clamp(tte_acc_to_float(acc, b1[m]) * m1[m], q1->output_zero_point,
+                                             q1->qmin, q1->qmax);
+            }
+            const int8_t *wc = w2 + (size_t)m * KH * KW;
+            const int32_t z2 = w2_zero_points ? w2_zero_points[m] : 0;
+            int8_t *y = output + ((size_t)n * M + m) * HO * WO;
+            for (int32_t oh = 0; oh < HO; oh++) {
+                for (int32_t ow = 0; ow < WO; ow++) {
+                    int32_t acc = 0;
+                    for (int32_t i = 0; i < KH; i++) {
+                        const int32_t ih = oh * geo2->stride_h - geo2->pad_top + i;
+                        if (ih < 0 || ih >= H) continue;
+                        for (int32_t j = 0; j < KW; j++) {
+                            const int32_t iw = ow * geo2->stride_w - geo2->pad_left + j;
+                            if (iw < 0 || iw >= W) continue;
+                            acc += ((int32_t)scratch[ih * W + iw] - q2->input_zero_point) * ((int32_t)wc[i * KW + j] - z2);
+                        }
+                    }
+                    y[oh * WO + ow] = tte_round_clamp(tte_acc_to_float(acc, b2[m]) * m2[m], q2->output_zero_point,
+                                                      q2->qmin, q2->qmax);
+                }
+            }
+        }
+    }
+    return TTE_OK;
+}

@@ -1,0 +1,28 @@
+/* Helpers shared by the kernels (not part of the public API). */
+#ifndef TTE_INTERNAL_H
+#define TTE_INTERNAL_H
+
+#include <stdint.h>
+
+/* clamp(round_half_even(v) + zero_point, qmin, qmax).  v is clamped to [-256, 256] first, which keeps
+ * the float32 magic-number rounding exact ((v + 1.5 * 2^23) - 1.5 * 2^23 rounds half to even for
+ * |v| < 2^22) and cannot change the clamped result since zero points lie in [-128, 127]. */
+static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, int32_t qmax) {
+    if (!(v >= -256.0f)) v = -256.0f; /* NaN too, as numpy's reference does on x86 */
+    if (v > 256.0f) v = 256.0f;
+    float shifted = v + 12582912.0f; /* IEEE float32: the compiler may not fold this away */
+    int32_t r = (int32_t)(shifted - 12582912.0f) + zero_point;
+    if (r < qmin) r = qmin;
+    if (r > qmax) r = qmax;
+    return (int8_t)r;
+}
+
+/* acc + bias saturated to int32, as float32. */
+static inline float tte_acc_to_float(int32_t acc, int32_t bias) {
+    int64_t s = (int64_t)acc + (int64_t)bias;
+    if (s > INT32_MAX) s = INT32_MAX;
+    if (s < INT32_MIN) s = INT32_MIN;
+    return (float)(int32_t)s;
+}
+
+#endif /* TTE_INTERNAL_H */

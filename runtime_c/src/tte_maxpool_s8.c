@@ -1,0 +1,26 @@
+#include "tte_internal.h"
+#include "tte_runtime.h"
+
+tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *q, float multiplier,
+                          const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims, int8_t *output) {
+    const int32_t H = in_dims->h, W = in_dims->w, HO = out_dims->h, WO = out_dims->w;
+    for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
+        const int8_t *x = input + (size_t)nc * H * W;
+        for (int32_t oh = 0; oh < HO; oh++) {
+            for (int32_t ow = 0; ow < WO; ow++) {
+                int32_t best = -129;
+                for (int32_t i = 0; i < geo->kernel_h; i++) {
+                    const int32_t ih = oh * geo->stride_h - geo->pad_top + i;
+                    for (int32_t j = 0; j < geo->kernel_w; j++) {
+                        const int32_t iw = ow * geo->stride_w - geo->pad_left + j;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        if (x[ih * W + iw] > best) best = x[ih * W + iw];
+                    }
+                }
+                output[((size_t)nc * HO + oh) * WO + ow] = tte_round_clamp(
+                    (float)(best - q->input_zero_point) * multiplier, q->output_zero_point, q->qmin, q->qmax);
+            }
+        }
+    }
+    return TTE_OK;
+}

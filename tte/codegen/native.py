@@ -1,0 +1,62 @@
+"""Build emitted C with the system compiler and call it from Python (ctypes)."""
+
+from __future__ import annotations
+
+import ctypes
+import pathlib
+import subprocess
+import tempfile
+
+import numpy as np
+
+from ..errors import TteError
+from ..ir import Graph
+
+CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]
+
+
+def compile_shared(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
+    sources = [str(p) for p in sorted(src_dir.glob("*.c"))] + [str(p) for p in sorted((src_dir / "runtime" /
+                                                                                         "src").glob("*.c"))]
+    cmd = ["gcc", *CFLAGS, *(extra or []), f"-I{src_dir}", f"-I{src_dir / 'runtime' / 'include'}", *sources,
+           "-o", str(out), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TteError(f"the C compiler failed:\n{proc.stderr.strip()}")
+    return out
+
+
+class NativeInference:
+    """Inference with the emitted C, compiled for this machine."""
+
+    def __init__(self, g: Graph, directory: pathlib.Path, library: pathlib.Path):
+        self.graph = g
+        self.directory = directory
+        self.lib = ctypes.CDLL(str(library))
+        self.lib.tte_infer.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.tte_infer_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.in_shape = g[g.inputs[0]].shape
+        self.out_shape = g[g.outputs[0]].shape
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(self.in_shape)
+        y = np.zeros(self.out_shape, np.float32)
+        if self.lib.tte_infer_f32(x.ctypes.data, y.ctypes.data) != 0:
+            raise TteError("tte_infer_f32 failed")
+        return y
+
+    def infer_s8(self, q: np.ndarray) -> np.ndarray:
+        q = np.ascontiguousarray(q, dtype=np.int8)
+        y = np.zeros(int(np.prod(self.out_shape)), np.int8)
+        if self.lib.tte_infer(q.ctypes.data, y.ctypes.data) != 0:
+            raise TteError("tte_infer failed")
+        return y
+
+
+def build_native(g: Graph, directory: str | None = None) -> NativeInference:
+    from .c_emitter import emit_inference
+
+    d = pathlib.Path(directory or tempfile.mkdtemp(prefix="tte_native_"))
+    emit_inference(g, d)
+    lib = compile_shared(d, d / "libtte_model.so")
+    return NativeInference(g, d, lib)
