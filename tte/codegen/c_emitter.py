@@ -285,7 +285,7 @@ def emit_inference(g: Graph, out_dir: str | os.PathLike) -> list[pathlib.Path]:
 #define TTE_OUTPUT_SCALE {c_float(qout.scale)}
 #define TTE_OUTPUT_ZERO_POINT {int(qout.zero_point)}
 #define TTE_ARENA_BYTES {e.plan.size}
-#define TTE_SCRATCH_BYTES {max(e.scratch, 1)}
+#define TTE_SCRATCH_BYTES {e.scratch}
 
 /* input: TTE_INPUT_SIZE int8 values (NCHW, quantized with TTE_INPUT_SCALE / TTE_INPUT_ZERO_POINT);
  * logits: TTE_OUTPUT_SIZE int8 values (TTE_OUTPUT_SCALE / TTE_OUTPUT_ZERO_POINT).  0 on success. */
@@ -306,9 +306,7 @@ int tte_infer_f32(const float *input, float *logits);
 /* one static arena, planned offline: every tensor of a step at a fixed offset */
 static int32_t tte_arena_words[(TTE_ARENA_BYTES + 3) / 4];
 #define tte_arena ((int8_t *)tte_arena_words)
-static int8_t tte_scratch[TTE_SCRATCH_BYTES];
-
-""" + "\n\n".join(e.consts) + f"""
+""" + ("static int8_t tte_scratch[TTE_SCRATCH_BYTES];\n" if e.scratch else "") + "\n" + "\n\n".join(e.consts) + f"""
 
 static int tte_run(void) {{
 """ + "\n".join(e.body) + f"""
