@@ -7,10 +7,10 @@ import subprocess
 
 import numpy as np
 import pytest
-
-import tte
 from conftest import ALL_MODELS, ROOT
 from inputs import inputs
+
+import tte
 from tte.codegen import build_native, emit_inference
 from tte.codegen.c_emitter import EMITTERS
 from tte.passes.forward import fuse_pointwise_depthwise

@@ -21,16 +21,9 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
             const int32_t wz = weight_zero_points ? weight_zero_points[c] : 0;
             for (int32_t oh = 0; oh < HO; oh++) {
                 for (int32_t ow = 0; ow < WO; ow++) {
-                    int32_t acc = 0;
-                    for (int32_t i = 0; i < KH; i++) {
-                        const int32_t ih = oh * geo->stride_h - geo->pad_top + i;
-                        if (ih < 0 || ih >= H) continue;
-                        for (int32_t j = 0; j < KW; j++) {
-                            const int32_t iw = ow * geo->stride_w - geo->pad_left + j;
-                            if (iw < 0 || iw >= W) continue;
-                            acc += ((int32_t)x[ih * W + iw] - q->input_zero_point) * ((int32_t)wc[i * KW + j] - wz);
-                        }
-                    }
+                    const int32_t acc = tte_window_dot_s8(x, H, W, oh * geo->stride_h - geo->pad_top,
+                                                          ow * geo->stride_w - geo->pad_left, wc, KH, KW,
+                                                          q->input_zero_point, wz);
                     const float v = tte_acc_to_float(acc, bias[c]) * multipliers[c];
                     scratch[oh * WO + ow] = tte_round_clamp(v, q->output_zero_point, q->qmin, q->qmax);
                 }

@@ -32,16 +32,9 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             int8_t *y = output + ((size_t)n * M + m) * HO * WO;
             for (int32_t oh = 0; oh < HO; oh++) {
                 for (int32_t ow = 0; ow < WO; ow++) {
-                    int32_t acc = 0;
-                    for (int32_t i = 0; i < KH; i++) {
-                        const int32_t ih = oh * geo2->stride_h - geo2->pad_top + i;
-                        if (ih < 0 || ih >= H) continue;
-                        for (int32_t j = 0; j < KW; j++) {
-                            const int32_t iw = ow * geo2->stride_w - geo2->pad_left + j;
-                            if (iw < 0 || iw >= W) continue;
-                            acc += ((int32_t)scratch[ih * W + iw] - q2->input_zero_point) * ((int32_t)wc[i * KW + j] - z2);
-                        }
-                    }
+                    const int32_t acc = tte_window_dot_s8(scratch, H, W, oh * geo2->stride_h - geo2->pad_top,
+                                                          ow * geo2->stride_w - geo2->pad_left, wc, KH, KW,
+                                                          q2->input_zero_point, z2);
                     y[oh * WO + ow] = tte_round_clamp(tte_acc_to_float(acc, b2[m]) * m2[m], q2->output_zero_point,
                                                       q2->qmin, q2->qmax);
                 }

@@ -22,19 +22,10 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
             for (int32_t oh = 0; oh < HO; oh++) {
                 for (int32_t ow = 0; ow < WO; ow++) {
                     int32_t acc = 0;
-                    for (int32_t c = 0; c < CG; c++) {
-                        const int8_t *xc = x + (size_t)(c0 + c) * H * W;
-                        const int8_t *wc = wo + (size_t)c * KH * KW;
-                        for (int32_t i = 0; i < KH; i++) {
-                            const int32_t ih = oh * geo->stride_h - geo->pad_top + i;
-                            if (ih < 0 || ih >= H) continue;
-                            for (int32_t j = 0; j < KW; j++) {
-                                const int32_t iw = ow * geo->stride_w - geo->pad_left + j;
-                                if (iw < 0 || iw >= W) continue;
-                                acc += ((int32_t)xc[ih * W + iw] - q->input_zero_point) * ((int32_t)wc[i * KW + j] - wz);
-                            }
-                        }
-                    }
+                    for (int32_t c = 0; c < CG; c++)
+                        acc += tte_window_dot_s8(x + (size_t)(c0 + c) * H * W, H, W,
+                                                 oh * geo->stride_h - geo->pad_top, ow * geo->stride_w - geo->pad_left,
+                                                 wo + (size_t)c * KH * KW, KH, KW, q->input_zero_point, wz);
                     const float v = tte_acc_to_float(acc, bias[o]) * multipliers[o];
                     y[((size_t)o * HO + oh) * WO + ow] = tte_round_clamp(v, q->output_zero_point, q->qmin, q->qmax);
                 }

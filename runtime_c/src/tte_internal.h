@@ -25,4 +25,21 @@ static inline float tte_acc_to_float(int32_t acc, int32_t bias) {
     return (float)(int32_t)s;
 }
 
+/* sum over a KH x KW window of one channel plane (H x W) of (x - zx) * (w - wz); taps outside the plane
+ * are padding, which reads as zx and so contributes nothing. */
+static inline int32_t tte_window_dot_s8(const int8_t *x, int32_t H, int32_t W, int32_t top, int32_t left,
+                                        const int8_t *w, int32_t KH, int32_t KW, int32_t zx, int32_t wz) {
+    int32_t acc = 0;
+    for (int32_t i = 0; i < KH; i++) {
+        const int32_t ih = top + i;
+        if (ih < 0 || ih >= H) continue;
+        for (int32_t j = 0; j < KW; j++) {
+            const int32_t iw = left + j;
+            if (iw < 0 || iw >= W) continue;
+            acc += ((int32_t)x[ih * W + iw] - zx) * ((int32_t)w[i * KW + j] - wz);
+        }
+    }
+    return acc;
+}
+
 #endif /* TTE_INTERNAL_H */

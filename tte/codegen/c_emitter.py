@@ -296,19 +296,19 @@ int tte_infer_f32(const float *input, float *logits);
 
 #endif
 """
-    c = head + f"""#include <string.h>
+    c = head + """#include <string.h>
 
 #include "tte_model.h"
 #include "tte_runtime.h"
 
-#define TTE_CHECK(call) do {{ if ((call) != TTE_OK) return -1; }} while (0)
+#define TTE_CHECK(call) do { if ((call) != TTE_OK) return -1; } while (0)
 
 /* one static arena, planned offline: every tensor of a step at a fixed offset */
 static int32_t tte_arena_words[(TTE_ARENA_BYTES + 3) / 4];
 #define tte_arena ((int8_t *)tte_arena_words)
-""" + ("static int8_t tte_scratch[TTE_SCRATCH_BYTES];\n" if e.scratch else "") + "\n" + "\n\n".join(e.consts) + f"""
+""" + ("static int8_t tte_scratch[TTE_SCRATCH_BYTES];\n" if e.scratch else "") + "\n" + "\n\n".join(e.consts) + """
 
-static int tte_run(void) {{
+static int tte_run(void) {
 """ + "\n".join(e.body) + f"""
     return 0;
 }}
