@@ -87,3 +87,10 @@ def test_eliminate_dead_removes_unread_nodes():
     assert "dead" not in out.values and any("removed freshape 'dead'" in line for line in log)
     _, log = passes.eliminate_dead(program.autodiff)
     assert log == ["eliminate_dead: nothing to remove (every result is read, returned or is a state update)"]
+
+
+def test_dump_after_a_named_pass(monkeypatch, capsys):
+    monkeypatch.setenv("TTE_DUMP", "fuse_updates")
+    tte.compile(EXAMPLE, scheme="last-1")
+    err = capsys.readouterr().err
+    assert err.startswith("// after fuse_updates\ngraph tiny_cnn.train(") and "bias_update(" in err

@@ -15,6 +15,9 @@ what fired and, for what did not, why (``tte plan --explain`` prints it).
 
 from __future__ import annotations
 
+import os
+import sys
+
 from ..ir import Graph, Node
 from .forward import fuse_pointwise_depthwise
 
@@ -167,11 +170,16 @@ PIPELINE = (eliminate_dead, prune_masks, fuse_pointwise_depthwise, fuse_updates,
 
 
 def optimize(g: Graph, steps=PIPELINE, verify: bool = True) -> tuple[Graph, list[str]]:
-    """Run the training-graph passes in order; verify after each (tests rely on it)."""
+    """Run the training-graph passes in order; verify after each (tests rely on it).
+
+    ``TTE_DUMP=name[,name...]`` prints the graph after each named pass (or ``all``) to stderr."""
+    dump = {s.strip() for s in os.environ.get("TTE_DUMP", "").split(",") if s.strip()}
     log: list[str] = []
     for step in steps:
         g, lines = step(g)
         log += lines
         if verify:
             g.verify()
+        if step.__name__ in dump or "all" in dump:
+            print(f"// after {step.__name__}\n{g.dump()}", file=sys.stderr)
     return g, log
