@@ -239,3 +239,21 @@ def test_straight_through_mask():
     mask = np.array([[True, False, True], [False, True, True]])
     out = GRAD_KERNELS["ste"](Graph(), Node("ste", "n", ["gy", "m"], ["g"]), gy, mask)
     assert out.tolist() == [[0, 0, 2], [0, 4, 5]]
+
+
+def test_sums_run_left_to_right():
+    """The C runtime adds in order; numpy's pairwise sum would not match it."""
+    from tte.reference.grad_kernels import seq_sum
+
+    terms = np.array([1e8] + [1.0] * 15, np.float32)
+    assert seq_sum(terms, axis=0) == np.float32(1e8)  # each +1 is lost in float32
+    assert np.sum(terms) != np.float32(1e8)  # pairwise keeps them: a different number
+
+
+def test_expf_is_accurate():
+    from tte.reference.grad_kernels import expf
+
+    x = np.linspace(-87, 0, 100001, dtype=np.float32)
+    rel = np.abs(expf(x).astype(np.float64) - np.exp(x.astype(np.float64))) / np.exp(x.astype(np.float64))
+    assert rel.max() < 5e-7
+    assert expf(np.float32(-100)) == 0 and expf(np.float32(0)) == 1

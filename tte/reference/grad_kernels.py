@@ -2,6 +2,12 @@
 
 Saved int8 tensors are read in real units, ``s * (q - z)``, with zero padding (padding with the zero
 point in int8 is zero in real units).  Every float result is float32, as the C runtime computes it.
+
+**Summation order is part of the contract.**  Float32 sums depend on their order, and an integer
+parameter absorbs a rounded step, so the C runtime can only train the same integers if it adds the
+same terms in the same order.  Each kernel's docstring states its order; sums run strictly left to
+right (:func:`seq_sum`, never numpy's pairwise ``sum`` or BLAS), every product and sum is rounded to
+float32 on its own (C: ``-ffp-contract=off``), and exp is :func:`expf`, a fixed float32 sequence.
 """
 
 from __future__ import annotations
@@ -27,17 +33,46 @@ def _weight_real(g: Graph, name: str, w: np.ndarray) -> np.ndarray:
     return ((w.astype(np.int32) - zp).astype(F32) * s.astype(F32)).astype(F32)
 
 
+def seq_sum(terms: np.ndarray, axis: int) -> np.ndarray:
+    """Sum along ``axis`` strictly left to right in float32 (numpy's ``sum`` is pairwise: not C's order)."""
+    return np.take(np.add.accumulate(terms.astype(F32), axis=axis, dtype=F32), -1, axis=axis)
+
+
+LOG2E = F32(1.44269504088896341)
+LN2_HI = F32(0.693359375)
+LN2_LO = F32(-2.12194440e-4)
+_EXP_POLY = [F32(1 / 720), F32(1 / 120), F32(1 / 24), F32(1 / 6), F32(0.5), F32(1.0), F32(1.0)]
+
+
+def expf(x: np.ndarray) -> np.ndarray:
+    """exp in float32 for x <= 0 with a fixed sequence of float32 operations (the C runtime's tte_expf):
+    k = round_half_even(x * log2(e)); r = (x - k * LN2_HI) - k * LN2_LO; Horner polynomial of degree 6;
+    times 2^k.  Below -87.3 the result is 0."""
+    x = np.asarray(x, F32)
+    k = np.rint((x * LOG2E).astype(F32)).astype(F32)
+    r = ((x - (k * LN2_HI).astype(F32)).astype(F32) - (k * LN2_LO).astype(F32)).astype(F32)
+    p = np.full_like(r, _EXP_POLY[0])
+    for c in _EXP_POLY[1:]:
+        p = ((p * r).astype(F32) + c).astype(F32)
+    out = np.ldexp(p, k.astype(np.int32)).astype(F32)
+    return np.where(x < F32(-87.3), F32(0), out).astype(F32)
+
+
 def xent(g: Graph, node: Node, logits, label):
-    """Softmax cross-entropy, mean over the batch: (loss, dloss/dlogits)."""
+    """Softmax cross-entropy, mean over the batch: (loss, dloss/dlogits).
+
+    Per sample: m = max(z); e_k = expf(z_k - m); s = sum of e_k, k ascending; p_k = e_k / s;
+    gradient (p - onehot) / N.  The loss, log(s) - (z_y - m) averaged, is reported only."""
     z = logits.astype(F32)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    p = e / e.sum(axis=1, keepdims=True)
+    z = (z - z.max(axis=1, keepdims=True)).astype(F32)
+    e = expf(z)
+    total = seq_sum(e, axis=1)[:, None]
+    p = (e / total).astype(F32)
     n = z.shape[0]
     idx = np.arange(n), label.astype(np.int64)
-    loss = F32(-(z[idx] - np.log(e.sum(axis=1))).mean())
+    loss = F32(np.mean(np.log(total[:, 0].astype(np.float64)) - z[idx]))
     d = p.copy()
-    d[idx] -= 1
+    d[idx] = (d[idx] - F32(1)).astype(F32)
     return np.asarray(loss, F32), (d / F32(n)).astype(F32)
 
 
@@ -46,6 +81,8 @@ def ste(g: Graph, node: Node, gy, mask):
 
 
 def conv_grad_input(g: Graph, node: Node, gy, w):
+    """dL/dx: for each input element, the sum over output channels o of its group (ascending), then taps
+    i, j (ascending) of dz[o, ho, wo] * W[o, c, i, j], over the taps that reach it."""
     n, c, h, wd = node.attrs["in_shape"]
     top, left, bottom, right = node.attrs["pads"]
     sh, sw = node.attrs["strides"]
@@ -55,54 +92,60 @@ def conv_grad_input(g: Graph, node: Node, gy, w):
     og = o // groups
     ho, wo = gy.shape[2:]
     dx = np.zeros((n, c, h + top + bottom, wd + left + right), F32)
-    depthwise = cg == 1 and groups == c
-    for i in range(kh):
-        for j in range(kw):
-            rows = slice(i, i + sh * (ho - 1) + 1, sh)
-            cols = slice(j, j + sw * (wo - 1) + 1, sw)
-            if depthwise:
-                contrib = gy * wr[:, 0, i, j][None, :, None, None]
-                if og > 1:  # channel multiplier: output channel o reads input channel o // og
-                    contrib = contrib.reshape(n, c, og, ho, wo).sum(axis=2)
-                dx[:, :, rows, cols] += contrib
-            else:
-                for gi in range(groups):
-                    dz = gy[:, gi * og:(gi + 1) * og]
-                    wk = wr[gi * og:(gi + 1) * og, :, i, j]  # Og, Cg
-                    dx[:, gi * cg:(gi + 1) * cg, rows, cols] += np.einsum("nohw,oc->nchw", dz, wk)
+    for gi in range(groups):
+        cs = slice(gi * cg, (gi + 1) * cg)
+        for oc in range(gi * og, (gi + 1) * og):
+            dz = gy[:, oc:oc + 1]
+            for i in range(kh):
+                rows = slice(i, i + sh * (ho - 1) + 1, sh)
+                for j in range(kw):
+                    cols = slice(j, j + sw * (wo - 1) + 1, sw)
+                    term = (dz * wr[oc, :, i, j][None, :, None, None]).astype(F32)
+                    dx[:, cs, rows, cols] = (dx[:, cs, rows, cols] + term).astype(F32)
     return dx[:, :, top:top + h, left:left + wd].astype(F32)
 
 
 def conv_grad_weight(g: Graph, node: Node, gy, x):
-    """dL/dW in real units for the leading ``channels`` input channels (depthwise: channels)."""
+    """dL/dW in real units for the leading ``channels`` input channels (depthwise: channels): for each
+    weight, the sum over samples n, then output rows and columns (ascending) of dz * x (padding skipped,
+    i.e. adding zero)."""
     k = node.attrs["channels"]
     xr = _pad(_real(g, node.inputs[1], x), node.attrs["pads"])
     kh, kw = node.attrs["kernel"]
     win = _windows(xr, (kh, kw), node.attrs["strides"])  # N, C, Ho, Wo, kh, kw
+    n, o = gy.shape[:2]
+    pos = gy.shape[2] * gy.shape[3]
+    dz = gy.reshape(n, o, pos).transpose(0, 2, 1).reshape(n * pos, o)  # (positions, O)
+    xw = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * pos, win.shape[1], kh, kw)  # (positions, C, kh, kw)
     if node.attrs["depthwise"]:
-        return np.einsum("nchw,nchwij->cij", gy[:, :k], win[:, :k], optimize=True)[:, None].astype(F32)
+        terms = dz[:, :k, None, None] * xw[:, :k]  # positions, k, kh, kw
+        return seq_sum(terms, axis=0)[:, None].astype(F32)
     groups = node.attrs["groups"]
-    if groups == 1:
-        return np.einsum("nohw,nchwij->ocij", gy, win[:, :k], optimize=True).astype(F32)
-    o = gy.shape[1]
-    og, cg = o // groups, xr.shape[1] // groups
-    return np.concatenate([np.einsum("nohw,nchwij->ocij", gy[:, gi * og:(gi + 1) * og],
-                                     win[:, gi * cg:(gi + 1) * cg], optimize=True)
-                           for gi in range(groups)], axis=0)[:, :k].astype(F32)
+    og, cg = o // groups, xw.shape[1] // groups
+    parts = []
+    for gi in range(groups):
+        xg = xw[:, gi * cg:(gi + 1) * cg]
+        parts.append(seq_sum(dz[:, gi * og:(gi + 1) * og, None, None, None] * xg[:, None], axis=0))
+    return np.concatenate(parts, axis=0)[:, :k].astype(F32)
 
 
 def bias_grad(g: Graph, node: Node, gy):
-    axes = (0,) + tuple(range(2, gy.ndim))
-    return gy.sum(axis=axes).astype(F32)
+    """For each channel, the sum over samples, then positions (ascending)."""
+    n, o = gy.shape[:2]
+    return seq_sum(gy.reshape(n, o, -1).transpose(0, 2, 1).reshape(-1, o), axis=0).astype(F32)
 
 
 def gemm_grad_input(g: Graph, node: Node, gy, w):
-    return (gy @ _weight_real(g, node.inputs[1], w)).astype(F32)
+    """dx[n, k] = sum over m (ascending) of dz[n, m] * W[m, k]."""
+    wr = _weight_real(g, node.inputs[1], w)
+    return seq_sum(gy[:, :, None] * wr[None], axis=1).astype(F32)
 
 
 def gemm_grad_weight(g: Graph, node: Node, gy, x):
+    """dW[m, k] = sum over samples n (ascending) of dz[n, m] * x[n, k]."""
     k = node.attrs["channels"]
-    return (gy.T @ _real(g, node.inputs[1], x)[:, :k]).astype(F32)
+    xr = _real(g, node.inputs[1], x)[:, :k]
+    return seq_sum(gy[:, :, None] * xr[:, None, :], axis=0).astype(F32)
 
 
 def avgpool_grad(g: Graph, node: Node, gy):
