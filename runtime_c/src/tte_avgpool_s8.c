@@ -4,7 +4,7 @@
 /* acc = sum over the window of (x - z_x); padding contributes 0 and counts only with count_include_pad. */
 tte_status tte_avgpool_s8(const tte_pool_geometry *geo, const tte_quant_params *q, int32_t count_include_pad,
                           const tte_dims *in_dims, const int8_t *input, const float *multipliers,
-                          const tte_dims *out_dims, int8_t *output) {
+                          const tte_dims *out_dims, int8_t *output, uint8_t *mask) {
     const int32_t H = in_dims->h, W = in_dims->w, HO = out_dims->h, WO = out_dims->w;
     for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
         const int8_t *x = input + (size_t)nc * H * W;
@@ -21,8 +21,9 @@ tte_status tte_avgpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
                     }
                 }
                 if (count_include_pad) count = geo->kernel_h * geo->kernel_w;
-                output[((size_t)nc * HO + oh) * WO + ow] =
-                    tte_round_clamp((float)acc * multipliers[count], q->output_zero_point, q->qmin, q->qmax);
+                const size_t idx = ((size_t)nc * HO + oh) * WO + ow;
+                output[idx] = tte_round_clamp_mask((float)acc * multipliers[count], q->output_zero_point, q->qmin,
+                                                   q->qmax, mask, idx);
             }
         }
     }

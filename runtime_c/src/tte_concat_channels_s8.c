@@ -3,15 +3,15 @@
 
 tte_status tte_concat_channels_s8(const tte_dims *in_dims, const int8_t *input, int32_t input_zero_point,
                                   float multiplier, int32_t output_zero_point, int32_t qmin, int32_t qmax,
-                                  int32_t out_channels, int32_t channel_offset, int8_t *output) {
+                                  int32_t out_channels, int32_t channel_offset, int8_t *output, uint8_t *mask) {
     const int32_t plane = in_dims->h * in_dims->w;
     if (channel_offset + in_dims->c > out_channels) return TTE_ERROR_ARGUMENT;
     for (int32_t n = 0; n < in_dims->n; n++) {
         const int8_t *x = input + (size_t)n * in_dims->c * plane;
-        int8_t *y = output + ((size_t)n * out_channels + channel_offset) * plane;
+        const size_t base = ((size_t)n * out_channels + channel_offset) * plane;
         for (int32_t i = 0; i < in_dims->c * plane; i++)
-            y[i] = tte_round_clamp((float)((int32_t)x[i] - input_zero_point) * multiplier, output_zero_point, qmin,
-                                   qmax);
+            output[base + i] = tte_round_clamp_mask((float)((int32_t)x[i] - input_zero_point) * multiplier,
+                                                    output_zero_point, qmin, qmax, mask, base + (size_t)i);
     }
     return TTE_OK;
 }

@@ -10,7 +10,7 @@ int32_t tte_conv_dw_s8_get_buffer_size(const tte_dims *out_dims) { return out_di
 tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                           const int8_t *input, const tte_dims *w_dims, const int8_t *weights,
                           const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
-                          const tte_dims *out_dims, int8_t *output, int8_t *scratch) {
+                          const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch) {
     const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w;
     const int32_t KH = w_dims->h, KW = w_dims->w, HO = out_dims->h, WO = out_dims->w;
     if (w_dims->n != C || w_dims->c != 1 || out_dims->c != C || geo->groups != C) return TTE_ERROR_ARGUMENT;
@@ -25,7 +25,9 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
                                                           ow * geo->stride_w - geo->pad_left, wc, KH, KW,
                                                           q->input_zero_point, wz);
                     const float v = tte_acc_to_float(acc, bias[c]) * multipliers[c];
-                    scratch[oh * WO + ow] = tte_round_clamp(v, q->output_zero_point, q->qmin, q->qmax);
+                    const size_t idx = (((size_t)n * C + c) * HO + oh) * WO + ow;
+                    scratch[oh * WO + ow] =
+                        tte_round_clamp_mask(v, q->output_zero_point, q->qmin, q->qmax, mask, idx);
                 }
             }
             memcpy(output + ((size_t)n * C + c) * HO * WO, scratch, (size_t)HO * WO);

@@ -6,7 +6,7 @@
 tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                        const int8_t *input, const tte_dims *w_dims, const int8_t *weights,
                        const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
-                       const tte_dims *out_dims, int8_t *output) {
+                       const tte_dims *out_dims, int8_t *output, uint8_t *mask) {
     const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w;
     const int32_t O = w_dims->n, CG = w_dims->c, KH = w_dims->h, KW = w_dims->w;
     const int32_t HO = out_dims->h, WO = out_dims->w;
@@ -14,7 +14,6 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
     const int32_t OG = O / geo->groups;
     for (int32_t n = 0; n < in_dims->n; n++) {
         const int8_t *x = input + (size_t)n * C * H * W;
-        int8_t *y = output + (size_t)n * O * HO * WO;
         for (int32_t o = 0; o < O; o++) {
             const int32_t c0 = (o / OG) * CG;
             const int32_t wz = weight_zero_points ? weight_zero_points[o] : 0;
@@ -27,7 +26,8 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
                                                  oh * geo->stride_h - geo->pad_top, ow * geo->stride_w - geo->pad_left,
                                                  wo + (size_t)c * KH * KW, KH, KW, q->input_zero_point, wz);
                     const float v = tte_acc_to_float(acc, bias[o]) * multipliers[o];
-                    y[((size_t)o * HO + oh) * WO + ow] = tte_round_clamp(v, q->output_zero_point, q->qmin, q->qmax);
+                    const size_t idx = (((size_t)n * O + o) * HO + oh) * WO + ow;
+                    output[idx] = tte_round_clamp_mask(v, q->output_zero_point, q->qmin, q->qmax, mask, idx);
                 }
             }
         }

@@ -4,7 +4,7 @@
 /* y[b, o] = requantize(sum_k (x[b, k] - z_x) * (w[o, k] - z_w[o]) + bias[o]). */
 tte_status tte_gemm_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t m, const int8_t *input,
                        const int8_t *weights, const int32_t *weight_zero_points, const int32_t *bias,
-                       const float *multipliers, int8_t *output) {
+                       const float *multipliers, int8_t *output, uint8_t *mask) {
     for (int32_t b = 0; b < n; b++) {
         for (int32_t o = 0; o < m; o++) {
             const int32_t wz = weight_zero_points ? weight_zero_points[o] : 0;
@@ -12,8 +12,9 @@ tte_status tte_gemm_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t 
             for (int32_t i = 0; i < k; i++)
                 acc += ((int32_t)input[(size_t)b * k + i] - q->input_zero_point) *
                        ((int32_t)weights[(size_t)o * k + i] - wz);
-            output[(size_t)b * m + o] = tte_round_clamp(tte_acc_to_float(acc, bias[o]) * multipliers[o],
-                                                        q->output_zero_point, q->qmin, q->qmax);
+            const size_t idx = (size_t)b * m + o;
+            output[idx] = tte_round_clamp_mask(tte_acc_to_float(acc, bias[o]) * multipliers[o], q->output_zero_point,
+                                               q->qmin, q->qmax, mask, idx);
         }
     }
     return TTE_OK;

@@ -2,6 +2,7 @@
 #ifndef TTE_INTERNAL_H
 #define TTE_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* clamp(round_half_even(v) + zero_point, qmin, qmax).  v is clamped to [-256, 256] first, which keeps
@@ -12,6 +13,23 @@ static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, 
     if (v > 256.0f) v = 256.0f;
     float shifted = v + 12582912.0f; /* IEEE float32: the compiler may not fold this away */
     int32_t r = (int32_t)(shifted - 12582912.0f) + zero_point;
+    if (r < qmin) r = qmin;
+    if (r > qmax) r = qmax;
+    return (int8_t)r;
+}
+
+/* tte_round_clamp that also records, in the bit-packed `mask` (NULL: not wanted), whether round(v) +
+ * zero_point landed inside [qmin, qmax]: where the straight-through gradient passes. */
+static inline int8_t tte_round_clamp_mask(float v, int32_t zero_point, int32_t qmin, int32_t qmax, uint8_t *mask,
+                                          size_t index) {
+    if (!(v >= -256.0f)) v = -256.0f;
+    if (v > 256.0f) v = 256.0f;
+    float shifted = v + 12582912.0f;
+    int32_t r = (int32_t)(shifted - 12582912.0f) + zero_point;
+    if (mask) {
+        const uint8_t bit = (uint8_t)(1u << (index & 7u));
+        if (r >= qmin && r <= qmax) mask[index >> 3] |= bit; else mask[index >> 3] &= (uint8_t)~bit;
+    }
     if (r < qmin) r = qmin;
     if (r > qmax) r = qmax;
     return (int8_t)r;

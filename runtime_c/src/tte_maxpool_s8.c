@@ -2,7 +2,8 @@
 #include "tte_runtime.h"
 
 tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *q, float multiplier,
-                          const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims, int8_t *output) {
+                          const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims, int8_t *output,
+                          uint8_t *mask) {
     const int32_t H = in_dims->h, W = in_dims->w, HO = out_dims->h, WO = out_dims->w;
     for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
         const int8_t *x = input + (size_t)nc * H * W;
@@ -17,8 +18,9 @@ tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
                         if (x[ih * W + iw] > best) best = x[ih * W + iw];
                     }
                 }
-                output[((size_t)nc * HO + oh) * WO + ow] = tte_round_clamp(
-                    (float)(best - q->input_zero_point) * multiplier, q->output_zero_point, q->qmin, q->qmax);
+                const size_t idx = ((size_t)nc * HO + oh) * WO + ow;
+                output[idx] = tte_round_clamp_mask((float)(best - q->input_zero_point) * multiplier,
+                                                   q->output_zero_point, q->qmin, q->qmax, mask, idx);
             }
         }
     }

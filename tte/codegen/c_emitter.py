@@ -23,7 +23,7 @@ from ..reference import semantics as sem
 
 RUNTIME_DIR = pathlib.Path(os.environ.get("TTE_RUNTIME_DIR", pathlib.Path(__file__).resolve().parents[2] /
                                           "runtime_c"))
-CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
+CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "bool": "uint8_t"}
 ACC_LIMIT = 2**31 - 1
 
 
@@ -91,6 +91,10 @@ class Emitter:
         zy = int(self.g[y].quant.zero_point)
         return "&(const tte_quant_params){%d, %d, %d, %d}" % (zx, zy, node.attrs["qmin"], node.attrs["qmax"])
 
+    def mask(self, node: Node) -> str:
+        """The bit-packed saturation mask a forward op writes in a training graph, or NULL."""
+        return self.ptr(node.outputs[1]) if node.attrs.get("save_mask") else "NULL"
+
     def call(self, node: Node, text: str) -> None:
         self.body.append(f"    /* {node.op} {node.name} */")
         self.body.append(f"    TTE_CHECK({text});")
@@ -120,7 +124,7 @@ def emit_conv(e: Emitter, node: Node) -> None:
     geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], a["groups"])
     m = e.array(f"{node.name}_m", _multipliers(g, x, w, y), "float")
     args = (f"{geo}, {e.quant(x, y, node)}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, {e.value_const(w)}, "
-            f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.dims(y)}, {e.ptr(y)}")
+            f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)}")
     if is_depthwise(g, node):
         e.need_scratch(g[y].shape[2] * g[y].shape[3])
         e.call(node, f"tte_conv_dw_s8({args}, tte_scratch)")
@@ -158,7 +162,7 @@ def emit_gemm(e: Emitter, node: Node) -> None:
     n, k = g[x].shape
     m = e.array(f"{node.name}_m", _multipliers(g, x, w, y), "float")
     e.call(node, f"tte_gemm_s8({e.quant(x, y, node)}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
-                 f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.ptr(y)})")
+                 f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.ptr(y)}, {e.mask(node)})")
 
 
 def emit_add(e: Emitter, node: Node) -> None:
@@ -170,7 +174,7 @@ def emit_add(e: Emitter, node: Node) -> None:
     bptr = e.value_const(b) if g[b].is_const else e.ptr(b)
     e.call(node, f"tte_add_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {c_float(ma)}, {g[b].size}, "
                  f"{bptr}, {int(g[b].quant.zero_point)}, {c_float(mb)}, {int(qy.zero_point)}, "
-                 f"{node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)})")
+                 f"{node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
 
 
 def _rescale(g: Graph, x: str, y: str) -> str:
@@ -181,7 +185,8 @@ def emit_requantize(e: Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
     e.call(node, f"tte_requantize_s8({g[y].size}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, {_rescale(g, x, y)}, "
-                 f"{int(g[y].quant.zero_point)}, {node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)})")
+                 f"{int(g[y].quant.zero_point)}, {node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, "
+                 f"{e.mask(node)})")
 
 
 def _pool_geo(node: Node) -> str:
@@ -197,7 +202,8 @@ def emit_avgpool(e: Emitter, node: Node) -> None:
     counts[0] = 1  # unused
     table = sem.multiplier(g[x].quant.scale, sem.f64(g[y].quant.scale) * counts)
     e.call(node, f"tte_avgpool_s8({_pool_geo(node)}, {e.quant(x, y, node)}, {node.attrs['count_include_pad']}, "
-                 f"{e.dims(x)}, {e.ptr(x)}, {e.array(node.name + '_m', table, 'float')}, {e.dims(y)}, {e.ptr(y)})")
+                 f"{e.dims(x)}, {e.ptr(x)}, {e.array(node.name + '_m', table, 'float')}, {e.dims(y)}, {e.ptr(y)}, "
+                 f"{e.mask(node)})")
 
 
 def emit_global_avgpool(e: Emitter, node: Node) -> None:
@@ -205,14 +211,15 @@ def emit_global_avgpool(e: Emitter, node: Node) -> None:
     x, y = node.inputs[0], node.output
     hw = g[x].shape[2] * g[x].shape[3]
     m = sem.multiplier(g[x].quant.scale, sem.f64(g[y].quant.scale) * hw)
-    e.call(node, f"tte_global_avgpool_s8({e.quant(x, y, node)}, {c_float(m)}, {e.dims(x)}, {e.ptr(x)}, {e.ptr(y)})")
+    e.call(node, f"tte_global_avgpool_s8({e.quant(x, y, node)}, {c_float(m)}, {e.dims(x)}, {e.ptr(x)}, {e.ptr(y)}, "
+                 f"{e.mask(node)})")
 
 
 def emit_maxpool(e: Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
     e.call(node, f"tte_maxpool_s8({_pool_geo(node)}, {e.quant(x, y, node)}, {_rescale(g, x, y)}, {e.dims(x)}, "
-                 f"{e.ptr(x)}, {e.dims(y)}, {e.ptr(y)})")
+                 f"{e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)})")
 
 
 def emit_concat(e: Emitter, node: Node) -> None:
@@ -224,7 +231,7 @@ def emit_concat(e: Emitter, node: Node) -> None:
     for x in node.inputs:
         e.call(node, f"tte_concat_channels_s8({e.dims(x)}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, "
                      f"{_rescale(g, x, y)}, {int(g[y].quant.zero_point)}, {node.attrs['qmin']}, {node.attrs['qmax']}, "
-                     f"{g[y].shape[1]}, {offset}, {e.ptr(y)})")
+                     f"{g[y].shape[1]}, {offset}, {e.ptr(y)}, {e.mask(node)})")
         offset += g[x].shape[1]
 
 
