@@ -111,6 +111,100 @@ tte_status tte_quantize_f32(int32_t size, const float *input, float scale, int32
 /* int8 -> float32: (q - zero_point) * scale. */
 tte_status tte_dequantize_s8(int32_t size, const int8_t *input, float scale, int32_t zero_point, float *output);
 
+/* ---- training: float32 backward in real units, in the summation orders of the Python reference ---- */
+
+/* softmax cross-entropy over k logits for each of n samples: mean loss and dloss/dlogits. */
+tte_status tte_xent_f32(int32_t n, int32_t k, const float *logits, const int32_t *labels, float *loss, float *grad);
+
+/* grad * mask (bit-packed); may run in place. */
+tte_status tte_ste_f32(int32_t size, const float *grad, const uint8_t *mask, float *output);
+
+/* real-valued weights: (w - z_w[o]) * s_w[o]. */
+typedef struct {
+    const int8_t *data;
+    const int32_t *zero_points; /* NULL: all zero */
+    const float *scales;        /* one per output channel */
+} tte_weights_s8;
+
+/* dL/dx of a conv (any groups).  For each input element: sum over the group's output channels, then taps
+ * (i, j), ascending.  A depthwise conv may run in place (scratch: one float plane of the input). */
+int32_t tte_conv_grad_input_f32_get_buffer_size(const tte_dims *in_dims);
+tte_status tte_conv_grad_input_f32(const tte_conv_geometry *geo, const tte_dims *w_dims, const tte_weights_s8 *w,
+                                   const tte_dims *dz_dims, const float *dz, const tte_dims *in_dims, float *dx,
+                                   float *scratch);
+
+/* How an integer parameter absorbs a step (tte.autodiff.backward.TrainOptions.rounding). */
+typedef enum { TTE_ROUND_NEAREST = 0, TTE_ROUND_TRUNC = 1, TTE_ROUND_STOCHASTIC = 2, TTE_ROUND_ACCUMULATE = 3 }
+    tte_rounding;
+
+typedef struct {
+    float lr;
+    int32_t rounding;          /* tte_rounding */
+    uint32_t seed, stream, step;
+    int32_t qmin, qmax;        /* the parameter's range */
+    float *residual;           /* ACCUMULATE: one float per trained value (the gradient slice's layout) */
+} tte_sgd_params;
+
+/* The saved input of a weight-trained layer, read in real units: (x - zero_point) * scale. */
+typedef struct {
+    const int8_t *data;
+    int32_t zero_point;
+    float scale;
+} tte_saved_s8;
+
+/* conv weight gradient for the leading `channels` input channels (depthwise: channels), applied at once
+ * with SGD, one output channel at a time: no gradient buffer (scratch: one channel's slice of floats).
+ * Gradient order: samples, then output rows, then columns, ascending.  factors[o]: real -> integer units. */
+int32_t tte_conv_weight_update_get_buffer_size(const tte_dims *w_dims, int32_t channels, int32_t depthwise);
+tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depthwise, int32_t channels,
+                                     const tte_dims *x_dims, const tte_saved_s8 *x, const tte_dims *dz_dims,
+                                     const float *dz, const float *factors, const tte_sgd_params *sgd,
+                                     const tte_dims *w_dims, int8_t *weights, float *scratch);
+
+/* the same gradients as buffers, for updates that need them whole (momentum) */
+tte_status tte_conv_grad_weight_f32(const tte_conv_geometry *geo, int32_t depthwise, int32_t channels,
+                                    const tte_dims *x_dims, const tte_saved_s8 *x, const tte_dims *dz_dims,
+                                    const float *dz, const tte_dims *w_dims, float *grad);
+tte_status tte_bias_grad_f32(const tte_dims *dz_dims, const float *dz, float *grad);
+tte_status tte_gemm_grad_weight_f32(int32_t n, int32_t k, int32_t m, int32_t channels, const tte_saved_s8 *x,
+                                    const float *dz, float *grad);
+
+/* bias gradient (sum over samples, then positions) applied with SGD. */
+tte_status tte_bias_update_s32(const tte_dims *dz_dims, const float *dz, const float *factors,
+                               const tte_sgd_params *sgd, int32_t *bias);
+
+/* dx[b, k] = sum over m of dz[b, m] * W[m, k]. */
+tte_status tte_gemm_grad_input_f32(int32_t n, int32_t k, int32_t m, const float *dz, const tte_weights_s8 *w,
+                                   float *dx);
+
+/* gemm weight gradient for the leading `channels` inputs (sum over samples), applied with SGD. */
+tte_status tte_gemm_weight_update_s8(int32_t n, int32_t k, int32_t m, int32_t channels, const tte_saved_s8 *x,
+                                     const float *dz, const float *factors, const tte_sgd_params *sgd,
+                                     int8_t *weights);
+
+/* SGD on an already computed gradient of a leading slice (used with momentum): int8 or int32 parameters.
+ * The slice is `channels` along `axis` (0 or 1) of a parameter whose dims are dims[0..ndim). */
+tte_status tte_sgd_s8(const tte_dims *p_dims, int32_t axis, int32_t channels, const float *grad,
+                      const float *factors, const tte_sgd_params *sgd, int8_t *param);
+tte_status tte_sgd_s32(int32_t size, const float *grad, const float *factors, const tte_sgd_params *sgd,
+                       int32_t *param);
+
+/* velocity = beta * velocity + grad, in place. */
+tte_status tte_momentum_f32(int32_t size, float beta, const float *grad, float *velocity);
+
+tte_status tte_avgpool_grad_f32(const tte_pool_geometry *geo, int32_t count_include_pad, const tte_dims *dz_dims,
+                                const float *dz, const tte_dims *in_dims, float *dx);
+tte_status tte_global_avgpool_grad_f32(const tte_dims *in_dims, const float *dz, float *dx);
+tte_status tte_maxpool_grad_f32(const tte_pool_geometry *geo, const tte_dims *in_dims, const int8_t *input,
+                                const tte_dims *dz_dims, const float *dz, float *dx);
+
+/* out = a + b (gradient accumulation); may run in place. */
+tte_status tte_add_f32(int32_t size, const float *a, const float *b, float *output);
+
+/* copy channels [start, stop) of an NCHW tensor. */
+tte_status tte_slice_channels_f32(const tte_dims *in_dims, int32_t start, int32_t stop, const float *input,
+                                  float *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -60,4 +60,18 @@ static inline int32_t tte_window_dot_s8(const int8_t *x, int32_t H, int32_t W, i
     return acc;
 }
 
+/* exp for x <= 0 as tte/reference/grad_kernels.py:expf computes it, operation by operation. */
+float tte_expf(float x);
+
+/* The counter-based hash of tte/reference/grad_kernels.py:uniform_hash, a uniform in [0, 1). */
+static inline float tte_uniform(uint32_t seed, uint32_t step, uint32_t stream, uint32_t index) {
+    uint32_t h = seed ^ (step * 0x9E3779B9u) ^ (stream * 0x632BE5ABu) ^ (index * 0x85EBCA6Bu);
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return (float)(h >> 8) * 5.9604644775390625e-08f; /* 2^-24 */
+}
+
 #endif /* TTE_INTERNAL_H */

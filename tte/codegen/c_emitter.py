@@ -39,34 +39,56 @@ def c_ident(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
 
-class Emitter:
-    def __init__(self, g: Graph):
-        self.g = g
+class Shared:
+    """What the functions of one emitted program share: constants (flash), state (SRAM), scratch."""
+
+    def __init__(self) -> None:
         self.consts: list[str] = []
         self.const_names: dict[str, str] = {}
-        self.body: list[str] = []
-        buffers, self.root = liveness(g)
-        self.plan = plan_arena(buffers, alignment=4)
+        self.state: dict[str, str] = {}  # state value -> its static array
         self.scratch = 0
 
-    # -- constants ----------------------------------------------------------------------------
-    def array(self, hint: str, data: np.ndarray, ctype: str) -> str:
-        name = f"k{len(self.consts)}_{c_ident(hint)[:48]}"
+    def array(self, hint: str, data: np.ndarray, ctype: str, const: bool = True) -> str:
+        name = f"{'k' if const else 's'}{len(self.consts)}_{c_ident(hint)[:48]}"
         flat = np.asarray(data).reshape(-1)
-        if ctype == "float":
-            items = [c_float(v) for v in flat]
-        else:
-            items = [str(int(v)) for v in flat]
+        items = [c_float(v) for v in flat] if ctype == "float" else [str(int(v)) for v in flat]
         lines = [", ".join(items[i:i + 16]) for i in range(0, len(items), 16)]
-        self.consts.append(f"static const {ctype} {name}[{max(len(items), 1)}] = {{\n    " +
+        qualifier = "static const" if const else "static"
+        self.consts.append(f"{qualifier} {ctype} {name}[{max(len(items), 1)}] = {{\n    " +
                            ",\n    ".join(lines or ["0"]) + "\n};")
         return name
 
+
+class Emitter:
+    def __init__(self, g: Graph, shared: Shared | None = None):
+        self.g = g
+        self.shared = shared or Shared()
+        self.body: list[str] = []
+        buffers, self.root = liveness(g)
+        self.plan = plan_arena(buffers, alignment=4)
+        # a state update writes the state array in place
+        self.state_of = {new: old for old, new in g.state_updates.items()}
+
+    @property
+    def consts(self) -> list[str]:
+        return self.shared.consts
+
+    @property
+    def scratch(self) -> int:
+        return self.shared.scratch
+
+    # -- constants ----------------------------------------------------------------------------
+    def array(self, hint: str, data: np.ndarray, ctype: str) -> str:
+        return self.shared.array(hint, data, ctype)
+
     def value_const(self, name: str) -> str:
-        if name not in self.const_names:
+        """A constant's array, or the SRAM array of a trained parameter."""
+        if name in self.shared.state:
+            return self.shared.state[name]
+        if name not in self.shared.const_names:
             v = self.g[name]
-            self.const_names[name] = self.array(name, v.data, CTYPES[v.dtype])
-        return self.const_names[name]
+            self.shared.const_names[name] = self.array(name, v.data, CTYPES[v.dtype])
+        return self.shared.const_names[name]
 
     def weight_zero_points(self, name: str) -> str:
         zp = self.g[name].quant.zero_point
@@ -76,6 +98,9 @@ class Emitter:
     # -- buffers --------------------------------------------------------------------------------
     def ptr(self, name: str) -> str:
         v = self.g[name]
+        name = self.state_of.get(name, name)
+        if name in self.shared.state:
+            return self.shared.state[name]
         offset = self.plan.offsets[self.root[name]]
         return f"(({CTYPES[v.dtype]} *)(tte_arena + {offset}))"
 
@@ -100,7 +125,7 @@ class Emitter:
         self.body.append(f"    TTE_CHECK({text});")
 
     def need_scratch(self, n: int) -> None:
-        self.scratch = max(self.scratch, n)
+        self.shared.scratch = max(self.shared.scratch, n)
 
 
 def _multipliers(g: Graph, x: str, w: str, y: str) -> np.ndarray:
@@ -313,7 +338,8 @@ int tte_infer_f32(const float *input, float *logits);
 /* one static arena, planned offline: every tensor of a step at a fixed offset */
 static int32_t tte_arena_words[(TTE_ARENA_BYTES + 3) / 4];
 #define tte_arena ((int8_t *)tte_arena_words)
-""" + ("static int8_t tte_scratch[TTE_SCRATCH_BYTES];\n" if e.scratch else "") + "\n" + "\n\n".join(e.consts) + """
+""" + ("static int32_t tte_scratch_words[(TTE_SCRATCH_BYTES + 3) / 4];\n"
+       "#define tte_scratch ((int8_t *)tte_scratch_words)\n" if e.scratch else "") + "\n" + "\n\n".join(e.consts) + """
 
 static int tte_run(void) {
 """ + "\n".join(e.body) + f"""
@@ -337,9 +363,15 @@ int tte_infer_f32(const float *input, float *logits) {{
     files = [out / "tte_model.h", out / "tte_model.c"]
     files[0].write_text(h)
     files[1].write_text(c)
+    return files + copy_runtime(out)
+
+
+def copy_runtime(out: pathlib.Path) -> list[pathlib.Path]:
+    """Copy runtime_c into ``out/runtime`` so that the emitted directory builds on its own."""
     runtime = out / "runtime"
     (runtime / "include").mkdir(parents=True, exist_ok=True)
     (runtime / "src").mkdir(parents=True, exist_ok=True)
+    files = []
     for src in sorted((RUNTIME_DIR / "include").glob("*.h")) + sorted((RUNTIME_DIR / "src").glob("*")):
         dst = runtime / src.relative_to(RUNTIME_DIR)
         shutil.copyfile(src, dst)

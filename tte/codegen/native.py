@@ -60,3 +60,53 @@ def build_native(g: Graph, directory: str | None = None) -> NativeInference:
     emit_inference(g, d)
     lib = compile_shared(d, d / "libtte_model.so")
     return NativeInference(g, d, lib)
+
+
+class NativeProgram:
+    """A compiled training program running as C: ``train_step``, ``infer``, and its state."""
+
+    def __init__(self, program, directory: pathlib.Path, library: pathlib.Path):
+        self.program = program
+        self.directory = directory
+        self.lib = ctypes.CDLL(str(library))
+        self.lib.tte_train_step.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
+        self.lib.tte_infer_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.tte_state_data.argtypes = [ctypes.c_int32]
+        self.lib.tte_state_data.restype = ctypes.c_void_p
+        fwd = program.forward
+        self.in_shape = fwd[fwd.inputs[0]].shape
+        self.out_shape = fwd[fwd.outputs[0]].shape
+
+    def train_step(self, x: np.ndarray, label: int) -> float:
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(self.in_shape)
+        loss = np.zeros(1, np.float32)
+        if self.lib.tte_train_step(x.ctypes.data, int(label), loss.ctypes.data) != 0:
+            raise TteError("tte_train_step failed")
+        return float(loss[0])
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(self.in_shape)
+        y = np.zeros(self.out_shape, np.float32)
+        if self.lib.tte_infer_f32(x.ctypes.data, y.ctypes.data) != 0:
+            raise TteError("tte_infer_f32 failed")
+        return y
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the C state arrays (trained parameters, optimizer state), in the program's layout."""
+        out = {}
+        for i, name in enumerate(self.program.train.state):
+            v = self.program.train[name]
+            ptr = self.lib.tte_state_data(i)
+            n = int(np.prod(v.shape, dtype=np.int64)) if v.shape else 1
+            buf = (ctypes.c_byte * (n * np.dtype(v.dtype).itemsize)).from_address(ptr)
+            out[name] = np.frombuffer(bytes(buf), dtype=v.dtype).reshape(v.shape).copy()
+        return out
+
+
+def build_program(program, directory: str | None = None, extra_flags: list[str] | None = None) -> NativeProgram:
+    from .c_train import emit_program
+
+    d = pathlib.Path(directory or tempfile.mkdtemp(prefix="tte_native_"))
+    emit_program(program, d)
+    lib = compile_shared(d, d / "libtte_model.so", extra_flags)
+    return NativeProgram(program, d, lib)

@@ -1,0 +1,6 @@
+#include "tte_grad_core.h"
+
+tte_status tte_bias_grad_f32(const tte_dims *dz_dims, const float *dz, float *grad) {
+    for (int32_t o = 0; o < dz_dims->c; o++) grad[o] = tte_bias_grad_row(dz_dims, dz, o);
+    return TTE_OK;
+}

@@ -1,0 +1,9 @@
+#include "tte_grad_core.h"
+#include "tte_sgd_core.h"
+
+tte_status tte_bias_update_s32(const tte_dims *dz_dims, const float *dz, const float *factors,
+                               const tte_sgd_params *sgd, int32_t *bias) {
+    for (int32_t o = 0; o < dz_dims->c; o++)
+        bias[o] = (int32_t)tte_sgd_value(sgd, bias[o], tte_bias_grad_row(dz_dims, dz, o), factors[o], (uint32_t)o);
+    return TTE_OK;
+}

@@ -1,0 +1,27 @@
+#include "tte_grad_core.h"
+#include "tte_sgd_core.h"
+
+int32_t tte_conv_weight_update_get_buffer_size(const tte_dims *w_dims, int32_t channels, int32_t depthwise) {
+    return (int32_t)sizeof(float) * (depthwise ? 1 : channels) * w_dims->h * w_dims->w;
+}
+
+/* For each output channel o (depthwise: each of the first `channels` channels): the gradient of its
+ * trained slice into scratch (tte_grad_core.h), then SGD on those values: no gradient buffer. */
+tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depthwise, int32_t channels,
+                                     const tte_dims *x_dims, const tte_saved_s8 *x, const tte_dims *dz_dims,
+                                     const float *dz, const float *factors, const tte_sgd_params *sgd,
+                                     const tte_dims *w_dims, int8_t *weights, float *scratch) {
+    const int32_t CG = w_dims->c, KK = w_dims->h * w_dims->w;
+    const int32_t rows = depthwise ? channels : w_dims->n, cols = depthwise ? 1 : channels;
+    for (int32_t o = 0; o < rows; o++) {
+        tte_conv_weight_grad_row(geo, depthwise, cols, o, x_dims, x, dz_dims, dz, w_dims, scratch);
+        for (int32_t cl = 0; cl < cols; cl++) {
+            for (int32_t t = 0; t < KK; t++) {
+                const uint32_t index = (uint32_t)((o * cols + cl) * KK + t);
+                int8_t *p = weights + ((size_t)o * CG + cl) * KK + t;
+                *p = (int8_t)tte_sgd_value(sgd, *p, scratch[cl * KK + t], factors[o], index);
+            }
+        }
+    }
+    return TTE_OK;
+}
