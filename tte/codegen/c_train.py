@@ -261,6 +261,7 @@ void *tte_state_data(int32_t index);
 #endif
 """
     label_ptr = et.ptr(LABEL)
+    state_list = ", ".join(shared.state[n] for n in state_order) or "0"
     c = head + """#include <string.h>
 
 #include "tte_model.h"
@@ -274,7 +275,7 @@ static int32_t tte_arena_words[(TTE_ARENA_BYTES + 3) / 4];
        "#define tte_scratch ((int8_t *)tte_scratch_words)\n#define tte_fscratch ((float *)tte_scratch_words)\n"
        if shared.scratch else "") + "\n" + "\n\n".join(shared.consts) + f"""
 
-static void *const tte_states[TTE_STATE_COUNT > 0 ? TTE_STATE_COUNT : 1] = {{{", ".join(shared.state[n] for n in state_order) or "0"}}};
+static void *const tte_states[TTE_STATE_COUNT > 0 ? TTE_STATE_COUNT : 1] = {{{state_list}}};
 
 void *tte_state_data(int32_t index) {{ return index >= 0 && index < TTE_STATE_COUNT ? tte_states[index] : 0; }}
 

@@ -1,0 +1,96 @@
+"""The generated C training step: identical to the Python reference, step after step."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+import tte
+from conftest import ROOT, SHARED, SHARED_MODELS, ZOO_MODELS, shared_model
+from inputs import inputs
+from tte.codegen import build_program
+from tte.codegen.c_train import emit_program
+
+EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
+PUBLISHED = {"mbv2-w0.35": "99kb", "mcunet-5fps": "99kb", "proxyless-w0.3": "98kb"}
+
+
+def train_both(program: tte.Program, tmp_path, steps: int = 20):
+    """Train the reference and the C build on the same fixed inputs; compare after every step."""
+    native = build_program(program, str(tmp_path / "c"))
+    shape = program.forward[program.forward.inputs[0]].shape
+    classes = program.forward["logits"].shape[1]
+    losses = []
+    for s, x in enumerate(inputs(shape, steps, seed=5)):
+        ref, c = program.train_step(x, s % classes), native.train_step(x, s % classes)
+        losses.append((ref, c))
+        state = native.state()
+        for name, value in program.state.items():
+            if value.dtype.kind == "f":
+                np.testing.assert_allclose(state[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+            else:
+                assert np.array_equal(state[name], value), (s, name)
+        assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (s, ref, c)
+    x = next(inputs(shape, 1, seed=9))
+    assert np.array_equal(native.infer(x), program.infer(x))
+    return losses
+
+
+@pytest.mark.parametrize("name", SHARED_MODELS)
+def test_shared_models_with_a_published_scheme(name, tmp_path, figures):
+    scheme = SHARED / "schemes" / f"{name}.{PUBLISHED[name]}.json"
+    program = tte.compile(shared_model(name), scheme=scheme, classes=10, lr=0.003)
+    losses = train_both(program, tmp_path)
+    figures(f"C training {name} [{PUBLISHED[name]}]: 20 steps identical to the reference, loss "
+            f"{losses[0][1]:.3f} -> {losses[-1][1]:.3f}")
+
+
+@pytest.mark.parametrize("name", ZOO_MODELS)
+def test_generated_models_full_update(name, zoo, tmp_path):
+    train_both(tte.compile(zoo[name], scheme="full", lr=0.05), tmp_path)
+
+
+@pytest.mark.parametrize("options", [dict(rounding="nearest"), dict(rounding="trunc"), dict(rounding="accumulate"),
+                                     dict(momentum=0.9), dict(rounding="accumulate", momentum=0.5), dict(qas=False)])
+def test_update_options(options, tmp_path):
+    train_both(tte.compile(EXAMPLE, scheme="last-4", classes=4, lr=0.05, **options), tmp_path, steps=12)
+
+
+def test_training_sources_are_deterministic(tmp_path):
+    a = emit_program(tte.compile(EXAMPLE, scheme="full", classes=4), tmp_path / "a")
+    b = emit_program(tte.compile(EXAMPLE, scheme="full", classes=4), tmp_path / "b")
+    for pa, pb in zip(a, b):
+        assert pa.read_bytes() == pb.read_bytes(), pa.name
+
+
+def test_training_under_sanitizers(tmp_path):
+    """20 training steps of a host build under AddressSanitizer and UndefinedBehaviorSanitizer."""
+    program = tte.compile(shared_model("mcunet-5fps"), scheme=SHARED / "schemes" / "mcunet-5fps.49kb.json",
+                          classes=10, lr=0.01)
+    emit_program(program, tmp_path)
+    (tmp_path / "main.c").write_text(r"""
+#include <stdio.h>
+#include "tte_model.h"
+int main(void) {
+    static float input[TTE_INPUT_SIZE];
+    float loss = 0.0f;
+    for (int step = 0; step < 20; step++) {
+        for (int i = 0; i < TTE_INPUT_SIZE; i++) input[i] = (float)((i * 7 + step * 13) % 255) / 127.5f - 1.0f;
+        if (tte_train_step(input, step % TTE_CLASSES, &loss) != 0) return 1;
+        printf("%.6f\n", loss);
+    }
+    return 0;
+}
+""")
+    sources = [str(p) for p in sorted(tmp_path.glob("*.c"))] + [str(p) for p in
+                                                               sorted((tmp_path / "runtime" / "src").glob("*.c"))]
+    exe = tmp_path / "train"
+    subprocess.run(["gcc", "-std=c99", "-g", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{tmp_path}",
+                    f"-I{tmp_path / 'runtime' / 'include'}", *sources, "-o", str(exe), "-lm"], check=True)
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    losses = [float(v) for v in p.stdout.split()]
+    assert len(losses) == 20 and all(np.isfinite(losses))
