@@ -6,10 +6,10 @@ import subprocess
 
 import numpy as np
 import pytest
-
-import tte
 from conftest import ROOT, SHARED, SHARED_MODELS, ZOO_MODELS, shared_model
 from inputs import inputs
+
+import tte
 from tte.codegen import build_program
 from tte.codegen.c_train import emit_program
 

@@ -148,5 +148,52 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
         raise TteError(problem)
 
 
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory to write the C sources, Makefile and memory report into.")
+@click.option("--sram", default="256k", show_default=True, metavar="SIZE", help="SRAM budget.")
+@click.option("--flash", default="1m", show_default=True, metavar="SIZE", help="Flash budget.")
+@click.option("--scheme", default="auto", show_default=True, metavar="FILE|full|bias-only|last-K|auto",
+              help="What trains (see `tte plan --help`).")
+@click.option("--classes", type=int, default=None, metavar="N", help="Replace the classifier with a new N-class head.")
+@click.option("--lr", type=float, default=0.005, show_default=True, help="SGD learning rate.")
+@click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD momentum.")
+@click.option("--rounding", type=click.Choice(["stochastic", "nearest", "trunc", "accumulate"]),
+              default="stochastic", show_default=True, help="How integer parameters absorb fractional steps.")
+@click.option("--no-qas", is_flag=True, help="Disable quantization-aware scaling (the naive int8 baseline).")
+@click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7"]), default="host", show_default=True,
+              help="What the printed build command targets (the Makefile builds all of them).")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
+              help="Fix a dynamic input shape.")
+def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, target,
+            input_shape) -> None:
+    """Compile MODEL into a C training loop in OUTPUT: tte_model.h / tte_model.c (tte_train_step,
+    tte_infer_f32), the runtime, a demo main, a Makefile and memory.txt.
+
+    The plan is checked against --sram / --flash first: a model that does not fit fails here, with the
+    amount and the largest contributors, before any C is written.
+    """
+    from .codegen.project import write_project
+    from .frontend import load
+    from .plan import plan as make
+    from .units import parse_size
+
+    budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
+    g = load(model, input_shape=parse_input_shapes(input_shape))
+    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, lr=lr, momentum=momentum,
+             rounding=rounding, qas=not no_qas)
+    problem = p.problem()
+    if problem:
+        raise TteError(problem)
+    files = write_project(p.program, p, out_dir)
+    m = p.memory
+    click.echo(f"wrote {len(files)} files to {out_dir}: scheme {p.program.plan.scheme.name}, peak SRAM "
+               f"{m.peak_sram / 1024:.1f} KB of {budget_sram / 1024:.0f} KB, flash {m.flash / 1024:.1f} KB of "
+               f"{budget_flash / 1024:.0f} KB (memory.txt)")
+    build = "make run" if target == "host" else f"make {target}"
+    click.echo(f"build: make -C {out_dir}{'' if target == 'host' else ' ' + target}  ({build})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

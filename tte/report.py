@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.table import Table
 
@@ -108,3 +110,10 @@ def plot_timeline(plan, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plan_text(plan) -> str:
+    """The memory report as plain text (the emitted directory's memory.txt)."""
+    console = Console(width=140, record=True, file=open(os.devnull, "w"), color_system=None)
+    print_plan(plan, console=console)
+    return console.export_text()
