@@ -118,6 +118,14 @@ class Program:
                     order = order[perm]
         return np.sort(order[: p.channels])
 
+    def native(self, directory: str | None = None):
+        """This program as C, compiled for this machine (:class:`tte.codegen.NativeProgram`): the same
+        ``train_step`` and ``infer``, at C speed, training the same integers.  It starts from the
+        program's current parameters; the two then train independently."""
+        from .codegen import build_program
+
+        return build_program(self, directory)
+
     def dump(self) -> str:
         """The training graph as text."""
         return self.train.dump()

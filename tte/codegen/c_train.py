@@ -221,7 +221,10 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
     """Write tte_model.h / tte_model.c (+ the runtime) for a compiled :class:`tte.Program`."""
     from .. import __version__
 
-    train, fwd = program.train, program.forward
+    from ..passes.forward import fuse_pointwise_depthwise
+
+    # inference runs the forward graph with its frozen expansions fused, as the training step does
+    train, fwd = program.train, fuse_pointwise_depthwise(program.forward)[0]
     shared = Shared()
     state_order = list(train.state)
     for name in state_order:
@@ -235,6 +238,7 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
     x = train.inputs[0]
     logits_train = train.outputs[1]
     logits_fwd = fwd.outputs[0]
+    # one arena serves both functions; the training step's plan is the one the memory report gives
     arena = max(et.plan.size, ef.plan.size)
     head = HEADER.format(version=__version__, source=os.path.basename(str(program.source or fwd.name)))
     h = head + f"""#ifndef TTE_MODEL_H
