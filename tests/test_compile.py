@@ -14,6 +14,7 @@ from conftest import ROOT, shared_model
 from tte.cli import main
 from tte.codegen.project import DEMO_STEPS, demo_inputs
 from tte.plan import plan
+from tte.reference import semantics as sem
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 
@@ -29,12 +30,16 @@ def test_compile_make_run_matches_reference(tmp_path):
     assert "make -C" in r.stdout and (out / "memory.txt").read_text().count("SRAM: peak") == 1
     p = subprocess.run(["make", "-s", "-C", str(out), "run"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    losses = [float(line.split()[-1]) for line in p.stdout.splitlines() if line.startswith("step")]
+    losses = [float(line.split()[3]) for line in p.stdout.splitlines() if line.startswith("step")]
     assert len(losses) == DEMO_STEPS
-    # the same program in Python, on the demo's inputs
+    # the same program in Python, on the demo's int8 inputs (as floats that quantize back exactly)
     program = plan(EXAMPLE, sram=256 * 1024, scheme="auto", classes=4).program
-    xs = demo_inputs(DEMO_STEPS, 3 * 32 * 32)
-    expected = [program.train_step(x.reshape(1, 3, 32, 32), s % 4) for s, x in enumerate(xs)]
+    q = program.forward[program.forward.nodes[0].output].quant
+    expected = []
+    for s, xq in enumerate(demo_inputs(DEMO_STEPS, 3 * 32 * 32)):
+        x = sem.dequantize(xq, q.scale, q.zero_point).reshape(1, 3, 32, 32)
+        assert np.array_equal(sem.quantize(x, float(q.scale), int(q.zero_point)).reshape(-1), xq)
+        expected.append(program.train_step(x, s % 4))
     np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 

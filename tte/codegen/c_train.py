@@ -183,9 +183,11 @@ def emit_count(e: Emitter, node: Node) -> None:
 
 
 def emit_quantize(e: Emitter, node: Node) -> None:
+    """Quantizing the float input is the float API's prologue; the int8 API finds the input in place."""
     q = e.g[node.output].quant
-    e.call(node, f"tte_quantize_f32({e.g[node.output].size}, input, {c_float(q.scale)}, {int(q.zero_point)}, "
-                 f"{e.ptr(node.output)})")
+    e.prologue.append(f"    TTE_CHECK(tte_quantize_f32({e.g[node.output].size}, input, {c_float(q.scale)}, "
+                      f"{int(q.zero_point)}, {e.ptr(node.output)}));")
+    e.input_ptr = e.ptr(node.output)
 
 
 def emit_dequantize(e: Emitter, node: Node) -> None:
@@ -207,7 +209,7 @@ TRAIN_EMITTERS = dict(EMITTERS, **{
 
 
 def _function(e: Emitter) -> None:
-    e.deferred = []
+    e.deferred, e.prologue = [], []
     for node in e.g.nodes:
         emitter = TRAIN_EMITTERS.get(node.op)
         if emitter is None:
@@ -247,6 +249,8 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
 #include <stdint.h>
 
 #define TTE_INPUT_SIZE {train[x].size}
+#define TTE_INPUT_SCALE {c_float(train[train.nodes[0].output].quant.scale)}
+#define TTE_INPUT_ZERO_POINT {int(train[train.nodes[0].output].quant.zero_point)}
 #define TTE_CLASSES {fwd[logits_fwd].shape[1]}
 #define TTE_ARENA_BYTES {arena}
 #define TTE_SCRATCH_BYTES {shared.scratch}
@@ -256,8 +260,14 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
  * step.  0 on success. */
 int tte_train_step(const float *input, int32_t label, float *loss);
 
-/* float32 logits of the current model. */
+/* The same on an int8 input that the caller has written into tte_input_buffer() (TTE_INPUT_SIZE values,
+ * NCHW, quantized with TTE_INPUT_SCALE and TTE_INPUT_ZERO_POINT): no float copy of the input. */
+int8_t *tte_input_buffer(void);
+int tte_train_step_s8(int32_t label, float *loss);
+
+/* float32 logits of the current model: from a float input, or from tte_input_buffer(). */
 int tte_infer_f32(const float *input, float *logits);
+int tte_infer_s8(float *logits);
 
 /* The trained parameters and optimizer state, in the order of the training graph's state. */
 void *tte_state_data(int32_t index);
@@ -283,7 +293,9 @@ static void *const tte_states[TTE_STATE_COUNT > 0 ? TTE_STATE_COUNT : 1] = {{{st
 
 void *tte_state_data(int32_t index) {{ return index >= 0 && index < TTE_STATE_COUNT ? tte_states[index] : 0; }}
 
-int tte_train_step(const float *input, int32_t label, float *loss) {{
+int8_t *tte_input_buffer(void) {{ return {et.input_ptr}; }}
+
+int tte_train_step_s8(int32_t label, float *loss) {{
     if (label < 0 || label >= TTE_CLASSES) return -1;
     *{label_ptr} = label;
 """ + "\n".join(et.body) + f"""
@@ -292,11 +304,26 @@ int tte_train_step(const float *input, int32_t label, float *loss) {{
     return 0;
 }}
 
-int tte_infer_f32(const float *input, float *logits) {{
+int tte_train_step(const float *input, int32_t label, float *loss) {{
+""" + "\n".join(et.prologue) + f"""
+    return tte_train_step_s8(label, loss);
+}}
+
+static int tte_infer_body(float *logits) {{
 """ + "\n".join(ef.body) + f"""
     memcpy(logits, {ef.ptr(logits_fwd)}, sizeof(float) * TTE_CLASSES);
     return 0;
 }}
+
+int tte_infer_s8(float *logits) {{
+    memmove({ef.input_ptr}, {et.input_ptr}, TTE_INPUT_SIZE);
+    return tte_infer_body(logits);
+}}
+
+int tte_infer_f32(const float *input, float *logits) {{
+""" + "\n".join(ef.prologue) + """
+    return tte_infer_body(logits);
+}
 """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
