@@ -222,7 +222,6 @@ def _function(e: Emitter) -> None:
 def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
     """Write tte_model.h / tte_model.c (+ the runtime) for a compiled :class:`tte.Program`."""
     from .. import __version__
-
     from ..passes.forward import fuse_pointwise_depthwise
 
     # inference runs the forward graph with its frozen expansions fused, as the training step does
@@ -305,11 +304,11 @@ int tte_train_step_s8(int32_t label, float *loss) {{
 }}
 
 int tte_train_step(const float *input, int32_t label, float *loss) {{
-""" + "\n".join(et.prologue) + f"""
+""" + "\n".join(et.prologue) + """
     return tte_train_step_s8(label, loss);
-}}
+}
 
-static int tte_infer_body(float *logits) {{
+static int tte_infer_body(float *logits) {
 """ + "\n".join(ef.body) + f"""
     memcpy(logits, {ef.ptr(logits_fwd)}, sizeof(float) * TTE_CLASSES);
     return 0;
