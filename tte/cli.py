@@ -174,19 +174,21 @@ def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding
     The plan is checked against --sram / --flash first: a model that does not fit fails here, with the
     amount and the largest contributors, before any C is written.
     """
-    from .codegen.project import write_project
+    from .codegen.project import RUNTIME_RESERVE, write_project
     from .frontend import load
     from .plan import plan as make
     from .units import parse_size
 
     budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
     g = load(model, input_shape=parse_input_shapes(input_shape))
-    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, lr=lr, momentum=momentum,
-             rounding=rounding, qas=not no_qas)
+    # the device also needs stack, heap and C library statics: plan the step inside what is left
+    p = make(g, max(budget_sram - RUNTIME_RESERVE, 1), budget_flash, scheme=scheme, classes=classes, lr=lr,
+             momentum=momentum, rounding=rounding, qas=not no_qas)
     problem = p.problem()
     if problem:
-        raise TteError(problem)
-    files = write_project(p.program, p, out_dir)
+        raise TteError(f"{problem} ({RUNTIME_RESERVE / 1024:.0f} KB of --sram {budget_sram / 1024:.0f} KB are kept "
+                       f"for stack, heap and C library)")
+    files = write_project(p.program, p, out_dir, sram=budget_sram)
     m = p.memory
     click.echo(f"wrote {len(files)} files to {out_dir}: scheme {p.program.plan.scheme.name}, peak SRAM "
                f"{m.peak_sram / 1024:.1f} KB of {budget_sram / 1024:.0f} KB, flash {m.flash / 1024:.1f} KB of "

@@ -30,6 +30,16 @@ typedef struct {
     int32_t n, c, h, w;
 } tte_dims;
 
+/* A conv weight (OIHW int8) that may be split between SRAM and flash: its leading `channels` input
+ * channels (axis 1), or for a depthwise conv its leading `channels` rows (axis 0), are the trained slice
+ * at `trained` (laid out as that slice); the rest is at `frozen` (NULL when nothing is frozen).  A weight
+ * that is not split has trained = the whole tensor and channels = all of them. */
+typedef struct {
+    const int8_t *trained;
+    const int8_t *frozen;
+    int32_t channels;
+} tte_split_weights;
+
 /* Requantization of a conv / gemm output: per-channel multipliers M[c] = s_x * s_w[c] / s_y. */
 typedef struct {
     int32_t input_zero_point;   /* z_x, subtracted from every input value (padding reads as z_x) */
@@ -51,7 +61,7 @@ typedef struct {
 
 /* conv, any groups (regular, grouped, pointwise).  weight_zero_points may be NULL (all zero). */
 tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
-                       const int8_t *input, const tte_dims *w_dims, const int8_t *weights,
+                       const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                        const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
                        const tte_dims *out_dims, int8_t *output, uint8_t *mask);
 
@@ -60,7 +70,7 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
  * its place, which never overlaps an input channel still to be read. */
 int32_t tte_conv_dw_s8_get_buffer_size(const tte_dims *out_dims);
 tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
-                          const int8_t *input, const tte_dims *w_dims, const int8_t *weights,
+                          const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                           const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
                           const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch);
 
@@ -121,7 +131,7 @@ tte_status tte_ste_f32(int32_t size, const float *grad, const uint8_t *mask, flo
 
 /* real-valued weights: (w - z_w[o]) * s_w[o]. */
 typedef struct {
-    const int8_t *data;
+    tte_split_weights data;
     const int32_t *zero_points; /* NULL: all zero */
     const float *scales;        /* one per output channel */
 } tte_weights_s8;
@@ -154,7 +164,8 @@ typedef struct {
 
 /* conv weight gradient for the leading `channels` input channels (depthwise: channels), applied at once
  * with SGD, one output channel at a time: no gradient buffer (scratch: one channel's slice of floats).
- * Gradient order: samples, then output rows, then columns, ascending.  factors[o]: real -> integer units. */
+ * Gradient order: samples, then output rows, then columns, ascending.  factors[o]: real -> integer units.
+ * `weights` is the trained slice (the `trained` part of its tte_split_weights). */
 int32_t tte_conv_weight_update_get_buffer_size(const tte_dims *w_dims, int32_t channels, int32_t depthwise);
 tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depthwise, int32_t channels,
                                      const tte_dims *x_dims, const tte_saved_s8 *x, const tte_dims *dz_dims,
@@ -182,10 +193,10 @@ tte_status tte_gemm_weight_update_s8(int32_t n, int32_t k, int32_t m, int32_t ch
                                      const float *dz, const float *factors, const tte_sgd_params *sgd,
                                      int8_t *weights);
 
-/* SGD on an already computed gradient of a leading slice (used with momentum): int8 or int32 parameters.
- * The slice is `channels` along `axis` (0 or 1) of a parameter whose dims are dims[0..ndim). */
-tte_status tte_sgd_s8(const tte_dims *p_dims, int32_t axis, int32_t channels, const float *grad,
-                      const float *factors, const tte_sgd_params *sgd, int8_t *param);
+/* SGD on an already computed gradient (used with momentum) of a trained slice stored as that slice:
+ * `size` values, factors[i / row_length] converts units. */
+tte_status tte_sgd_s8(int32_t size, int32_t row_length, const float *grad, const float *factors,
+                      const tte_sgd_params *sgd, int8_t *param);
 tte_status tte_sgd_s32(int32_t size, const float *grad, const float *factors, const tte_sgd_params *sgd,
                        int32_t *param);
 

@@ -8,7 +8,7 @@ int32_t tte_conv_dw_s8_get_buffer_size(const tte_dims *out_dims) { return out_di
 /* Depthwise conv, channel by channel through `scratch` (one output plane), so output may equal input:
  * output channel c is written only after input channel c is consumed, and it lands at or before it. */
 tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
-                          const int8_t *input, const tte_dims *w_dims, const int8_t *weights,
+                          const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                           const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
                           const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch) {
     const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w;
@@ -17,7 +17,7 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
     for (int32_t n = 0; n < in_dims->n; n++) {
         for (int32_t c = 0; c < C; c++) {
             const int8_t *x = input + ((size_t)n * C + c) * H * W;
-            const int8_t *wc = weights + (size_t)c * KH * KW;
+            const int8_t *wc = tte_weight_row(weights, 1, c, 0, 1, KH * KW);
             const int32_t wz = weight_zero_points ? weight_zero_points[c] : 0;
             for (int32_t oh = 0; oh < HO; oh++) {
                 for (int32_t ow = 0; ow < WO; ow++) {

@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "tte_internal.h"
 #include "tte_runtime.h"
 
 int32_t tte_conv_grad_input_f32_get_buffer_size(const tte_dims *in_dims) {
@@ -24,7 +25,7 @@ tte_status tte_conv_grad_input_f32(const tte_conv_geometry *geo, const tte_dims 
                     float acc = 0.0f;
                     for (int32_t o = g * OG; o < (g + 1) * OG; o++) {
                         const float *dzo = dz + ((size_t)n * O + o) * HO * WO;
-                        const int8_t *wo = w->data + ((size_t)o * CG + cl) * KH * KW;
+                        const int8_t *wo = tte_weight_row(&w->data, CG == 1 && geo->groups == O, o, cl, CG, KH * KW);
                         const int32_t wz = w->zero_points ? w->zero_points[o] : 0;
                         for (int32_t i = 0; i < KH; i++) {
                             const int32_t th = h + geo->pad_top - i;

@@ -11,14 +11,14 @@ tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depth
                                      const tte_dims *x_dims, const tte_saved_s8 *x, const tte_dims *dz_dims,
                                      const float *dz, const float *factors, const tte_sgd_params *sgd,
                                      const tte_dims *w_dims, int8_t *weights, float *scratch) {
-    const int32_t CG = w_dims->c, KK = w_dims->h * w_dims->w;
+    const int32_t KK = w_dims->h * w_dims->w;
     const int32_t rows = depthwise ? channels : w_dims->n, cols = depthwise ? 1 : channels;
     for (int32_t o = 0; o < rows; o++) {
         tte_conv_weight_grad_row(geo, depthwise, cols, o, x_dims, x, dz_dims, dz, w_dims, scratch);
         for (int32_t cl = 0; cl < cols; cl++) {
             for (int32_t t = 0; t < KK; t++) {
                 const uint32_t index = (uint32_t)((o * cols + cl) * KK + t);
-                int8_t *p = weights + ((size_t)o * CG + cl) * KK + t;
+                int8_t *p = weights + ((size_t)o * cols + cl) * KK + t; /* the trained slice's layout */
                 *p = (int8_t)tte_sgd_value(sgd, *p, scratch[cl * KK + t], factors[o], index);
             }
         }

@@ -7,7 +7,7 @@ tte_status tte_gemm_grad_input_f32(int32_t n, int32_t k, int32_t m, const float 
             float acc = 0.0f;
             for (int32_t o = 0; o < m; o++) {
                 const int32_t wz = w->zero_points ? w->zero_points[o] : 0;
-                const float wr = (float)((int32_t)w->data[(size_t)o * k + i] - wz) * w->scales[o];
+                const float wr = (float)((int32_t)w->data.trained[(size_t)o * k + i] - wz) * w->scales[o];
                 acc += dz[(size_t)b * m + o] * wr;
             }
             dx[(size_t)b * k + i] = acc;

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tte_runtime.h"
+
 /* clamp(round_half_even(v) + zero_point, qmin, qmax).  v is clamped to [-256, 256] first, which keeps
  * the float32 magic-number rounding exact ((v + 1.5 * 2^23) - 1.5 * 2^23 rounds half to even for
  * |v| < 2^22) and cannot change the clamped result since zero points lie in [-128, 127]. */
@@ -58,6 +60,15 @@ static inline int32_t tte_window_dot_s8(const int8_t *x, int32_t H, int32_t W, i
         }
     }
     return acc;
+}
+
+/* The KH*KW taps of weight row (o, c) of a conv weight that may be split (see tte_split_weights). */
+static inline const int8_t *tte_weight_row(const tte_split_weights *w, int32_t depthwise, int32_t o, int32_t c,
+                                           int32_t cg, int32_t kk) {
+    if (depthwise)
+        return o < w->channels ? w->trained + (size_t)o * kk : w->frozen + (size_t)(o - w->channels) * kk;
+    if (c < w->channels) return w->trained + ((size_t)o * w->channels + c) * kk;
+    return w->frozen + ((size_t)o * (cg - w->channels) + (c - w->channels)) * kk;
 }
 
 /* exp for x <= 0 as tte/reference/grad_kernels.py:expf computes it, operation by operation. */

@@ -45,7 +45,9 @@ class Shared:
     def __init__(self) -> None:
         self.consts: list[str] = []
         self.const_names: dict[str, str] = {}
-        self.state: dict[str, str] = {}  # state value -> its static array
+        self.state: dict[str, str] = {}  # state value -> its static array (a split weight: the trained slice)
+        self.frozen_part: dict[str, str] = {}  # split weight -> const array of its untrained remainder
+        self.split_channels: dict[str, int] = {}  # split weight -> trained leading channels (rows if depthwise)
         self.scratch = 0
 
     def array(self, hint: str, data: np.ndarray, ctype: str, const: bool = True) -> str:
@@ -89,6 +91,14 @@ class Emitter:
             v = self.g[name]
             self.shared.const_names[name] = self.array(name, v.data, CTYPES[v.dtype])
         return self.shared.const_names[name]
+
+    def split_weights(self, name: str, depthwise: bool) -> str:
+        """A conv weight as tte_split_weights: the trained slice (SRAM) and the frozen rest (flash)."""
+        full = self.g[name].shape[0 if depthwise else 1]
+        if name in self.shared.frozen_part:
+            return (f"&(const tte_split_weights){{{self.shared.state[name]}, {self.shared.frozen_part[name]}, "
+                    f"{self.shared.split_channels[name]}}}")
+        return f"&(const tte_split_weights){{{self.value_const(name)}, NULL, {full}}}"
 
     def weight_zero_points(self, name: str) -> str:
         zp = self.g[name].quant.zero_point
@@ -148,7 +158,8 @@ def emit_conv(e: Emitter, node: Node) -> None:
     a = node.attrs
     geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], a["groups"])
     m = e.array(f"{node.name}_m", _multipliers(g, x, w, y), "float")
-    args = (f"{geo}, {e.quant(x, y, node)}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, {e.value_const(w)}, "
+    args = (f"{geo}, {e.quant(x, y, node)}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, "
+            f"{e.split_weights(w, is_depthwise(g, node))}, "
             f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)}")
     if is_depthwise(g, node):
         e.need_scratch(g[y].shape[2] * g[y].shape[3])
@@ -185,6 +196,8 @@ def emit_gemm(e: Emitter, node: Node) -> None:
     y = node.output
     _check_acc(g, node, w)
     n, k = g[x].shape
+    if w in e.shared.frozen_part:
+        raise TteError(f"gemm '{node.name}': a partially trained gemm weight cannot be emitted yet")
     m = e.array(f"{node.name}_m", _multipliers(g, x, w, y), "float")
     e.call(node, f"tte_gemm_s8({e.quant(x, y, node)}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
                  f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.ptr(y)}, {e.mask(node)})")

@@ -22,9 +22,10 @@ ROUNDING = {"nearest": "TTE_ROUND_NEAREST", "trunc": "TTE_ROUND_TRUNC", "stochas
             "accumulate": "TTE_ROUND_ACCUMULATE"}
 
 
-def _weights(e: Emitter, w: str) -> str:
+def _weights(e: Emitter, w: str, depthwise: bool = False) -> str:
     v = e.g[w]
-    return (f"&(const tte_weights_s8){{{e.value_const(w)}, {e.weight_zero_points(w)}, "
+    split = e.split_weights(w, depthwise)[len("&(const tte_split_weights)"):]
+    return (f"&(const tte_weights_s8){{{split}, {e.weight_zero_points(w)}, "
             f"{e.array(w + '_scales', np.broadcast_to(v.quant.scale, (v.shape[0],)), 'float')}}}")
 
 
@@ -59,7 +60,8 @@ def emit_conv_grad_input(e: Emitter, node: Node) -> None:
     geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], a["groups"])
     in_dims = "&(const tte_dims){%d, %d, %d, %d}" % tuple(a["in_shape"])
     e.need_scratch(4 * a["in_shape"][2] * a["in_shape"][3])
-    e.call(node, f"tte_conv_grad_input_f32({geo}, {e.dims(w)}, {_weights(e, w)}, {e.dims(gy)}, {e.ptr(gy)}, "
+    depthwise = e.g[w].shape[1] == 1 and a["groups"] == e.g[w].shape[0] and a["groups"] > 1
+    e.call(node, f"tte_conv_grad_input_f32({geo}, {e.dims(w)}, {_weights(e, w, depthwise)}, {e.dims(gy)}, {e.ptr(gy)}, "
                  f"{in_dims}, {e.ptr(node.output)}, tte_fscratch)")
 
 
@@ -123,10 +125,11 @@ def emit_gemm_weight_update(e: Emitter, node: Node) -> None:
 def emit_sgd(e: Emitter, node: Node) -> None:
     param, grad, factor = node.inputs[:3]
     aux = node.inputs[3] if len(node.inputs) > 3 else None
-    a = node.attrs
     if e.g[param].dtype == "int8":
-        e.call(node, f"tte_sgd_s8({e.dims(param)}, {a['axis']}, {a['channels']}, {e.ptr(grad)}, "
-                     f"{e.value_const(factor)}, {_sgd(e, node, aux)}, {e.ptr(param)})")
+        g_shape = e.g[grad].shape
+        size = int(np.prod(g_shape))
+        e.call(node, f"tte_sgd_s8({size}, {size // g_shape[0]}, {e.ptr(grad)}, {e.value_const(factor)}, "
+                     f"{_sgd(e, node, aux)}, {e.ptr(param)})")
     else:
         e.call(node, f"tte_sgd_s32({e.g[param].size}, {e.ptr(grad)}, {e.value_const(factor)}, "
                      f"{_sgd(e, node, aux)}, {e.ptr(param)})")
@@ -225,12 +228,22 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
     from ..passes.forward import fuse_pointwise_depthwise
 
     # inference runs the forward graph with its frozen expansions fused, as the training step does
-    train, fwd = program.train, fuse_pointwise_depthwise(program.forward)[0]
+    train, fwd = program.train, fuse_pointwise_depthwise(program.forward, set(program.params))[0]
     shared = Shared()
     state_order = list(train.state)
     for name in state_order:
         v = train[name]
-        shared.state[name] = shared.array(name, program.state[name], CTYPES[v.dtype], const=False)
+        value = program.state[name]
+        p = program.params.get(name)
+        if p is not None and p.kind == "weight" and p.channels < v.shape[p.axis]:
+            # the trained slice in SRAM, the rest in flash (program.state holds the whole tensor)
+            trained = np.take(value, range(p.channels), axis=p.axis)
+            frozen = np.take(value, range(p.channels, v.shape[p.axis]), axis=p.axis)
+            shared.state[name] = shared.array(name, trained, CTYPES[v.dtype], const=False)
+            shared.frozen_part[name] = shared.array(f"{name}_frozen", frozen, CTYPES[v.dtype])
+            shared.split_channels[name] = p.channels
+            continue
+        shared.state[name] = shared.array(name, value, CTYPES[v.dtype], const=False)
     et, ef = Emitter(train, shared), Emitter(fwd, shared)
     _function(et)
     _function(ef)

@@ -74,6 +74,7 @@ class NativeProgram:
         self.lib.tte_state_data.argtypes = [ctypes.c_int32]
         self.lib.tte_state_data.restype = ctypes.c_void_p
         fwd = program.forward
+        self.initial = {k: v.copy() for k, v in program.state.items()}
         self.in_shape = fwd[fwd.inputs[0]].shape
         self.out_shape = fwd[fwd.outputs[0]].shape
 
@@ -96,10 +97,19 @@ class NativeProgram:
         out = {}
         for i, name in enumerate(self.program.train.state):
             v = self.program.train[name]
+            shape = list(v.shape)
+            p = self.program.params.get(name)
+            split = p is not None and p.kind == "weight" and p.channels < v.shape[p.axis]
+            if split:  # C holds only the trained slice; the rest never changes
+                shape[p.axis] = p.channels
             ptr = self.lib.tte_state_data(i)
-            n = int(np.prod(v.shape, dtype=np.int64)) if v.shape else 1
+            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
             buf = (ctypes.c_byte * (n * np.dtype(v.dtype).itemsize)).from_address(ptr)
-            out[name] = np.frombuffer(bytes(buf), dtype=v.dtype).reshape(v.shape).copy()
+            value = np.frombuffer(bytes(buf), dtype=v.dtype).reshape(shape).copy()
+            if split:
+                rest = np.take(self.initial[name], range(p.channels, v.shape[p.axis]), axis=p.axis)
+                value = np.concatenate([value, rest], axis=p.axis)
+            out[name] = value
         return out
 
 

@@ -13,7 +13,7 @@ from ..autodiff.scheme import is_depthwise
 from ..ir import Graph, Node
 
 
-def _why_not(g: Graph, pw: Node, dw: Node | None, readers: dict[str, int]) -> str | None:
+def _why_not(g: Graph, pw: Node, dw: Node | None, readers: dict[str, int], trained: set[str]) -> str | None:
     w = g[pw.inputs[1]].shape
     if w[2:] != (1, 1) or pw.attrs["groups"] != 1 or pw.attrs["strides"] != (1, 1) or any(pw.attrs["pads"]):
         return "not a plain 1x1 conv"
@@ -23,12 +23,14 @@ def _why_not(g: Graph, pw: Node, dw: Node | None, readers: dict[str, int]) -> st
         return "its result has another reader"
     if pw.attrs.get("save_mask") or dw.attrs.get("save_mask"):
         return "a gradient passes through it"
-    if any(not g[i].is_const for i in pw.inputs[1:] + dw.inputs[1:]):
+    if any(not g[i].is_const or i in trained for i in pw.inputs[1:] + dw.inputs[1:]):
         return "a weight or bias trains"
     return None
 
 
-def fuse_pointwise_depthwise(g: Graph) -> tuple[Graph, list[str]]:
+def fuse_pointwise_depthwise(g: Graph, trained: set[str] | frozenset = frozenset()) -> tuple[Graph, list[str]]:
+    """Fuse frozen 1x1 + depthwise pairs; ``trained`` names constants that train (a forward graph's
+    view of a training program)."""
     g = g.copy()
     readers: dict[str, int] = {}
     for n in g.nodes:
@@ -44,7 +46,7 @@ def fuse_pointwise_depthwise(g: Graph) -> tuple[Graph, list[str]]:
             nodes.append(n)
             continue
         dw = by_input.get(n.output)
-        why = _why_not(g, n, dw, readers)
+        why = _why_not(g, n, dw, readers, set(trained))
         if why is not None:
             if dw is not None and is_depthwise(g, dw):
                 log.append(f"fuse_pointwise_depthwise: '{n.name}' -> '{dw.name}' not fused: {why}")
