@@ -197,5 +197,22 @@ def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding
     click.echo(f"build: make -C {out_dir}{'' if target == 'host' else ' ' + target}  ({build})")
 
 
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7"]), default="host", show_default=True,
+              help="host: build with gcc and run; cortex-m4 / cortex-m7: build with arm-none-eabi-gcc and run "
+                   "under QEMU (mps2-an386 / mps2-an500).")
+def run(directory, target) -> None:
+    """Build and run the demo of a `tte compile` output DIRECTORY: prints the losses, the exit code, and on
+    Cortex-M the flash / RAM use, the measured stack peak and instructions per step (QEMU -icount)."""
+    from .device import run_demo
+
+    result = run_demo(directory, target)
+    click.echo(result.output.rstrip())
+    click.echo(result.summary())
+    if result.exit_code != 0:
+        raise TteError(f"the demo exited with code {result.exit_code} on {target}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -48,7 +48,35 @@ class Shared:
         self.state: dict[str, str] = {}  # state value -> its static array (a split weight: the trained slice)
         self.frozen_part: dict[str, str] = {}  # split weight -> const array of its untrained remainder
         self.split_channels: dict[str, int] = {}  # split weight -> trained leading channels (rows if depthwise)
+        self.op_kinds: list[str] = []  # for TTE_PROFILE: time per kind of op
         self.scratch = 0
+
+    def kind(self, op: str) -> int:
+        if op not in self.op_kinds:
+            self.op_kinds.append(op)
+        return self.op_kinds.index(op)
+
+    def call_macros(self) -> str:
+        """TTE_CALL(kind, call): checks the status; with -DTTE_PROFILE (bare metal) also adds up SysTick
+        ticks per kind of op, printed by tte_profile_print()."""
+        names = ", ".join(f'"{k}"' for k in self.op_kinds) or '""'
+        n = max(len(self.op_kinds), 1)
+        return f"""#define TTE_CHECK(call) do {{ if ((call) != TTE_OK) return -1; }} while (0)
+#ifdef TTE_PROFILE
+#include <stdio.h>
+extern uint64_t tte_ticks(void);
+static uint64_t tte_profile_ticks[{n}];
+static const char *const tte_profile_names[{n}] = {{{names}}};
+#define TTE_CALL(kind, call) do {{ uint64_t t0_ = tte_ticks(); TTE_CHECK(call); \\
+    tte_profile_ticks[kind] += tte_ticks() - t0_; }} while (0)
+void tte_profile_print(void) {{
+    for (int i = 0; i < {n}; i++)
+        printf("profile %s ticks %lu\\n", tte_profile_names[i], (unsigned long)tte_profile_ticks[i]);
+}}
+#else
+#define TTE_CALL(kind, call) TTE_CHECK(call)
+#endif
+"""
 
     def array(self, hint: str, data: np.ndarray, ctype: str, const: bool = True) -> str:
         name = f"{'k' if const else 's'}{len(self.consts)}_{c_ident(hint)[:48]}"
@@ -132,7 +160,7 @@ class Emitter:
 
     def call(self, node: Node, text: str) -> None:
         self.body.append(f"    /* {node.op} {node.name} */")
-        self.body.append(f"    TTE_CHECK({text});")
+        self.body.append(f"    TTE_CALL({self.shared.kind(node.op)}, {text});")
 
     def need_scratch(self, n: int) -> None:
         self.shared.scratch = max(self.shared.scratch, n)

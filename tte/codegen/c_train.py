@@ -293,8 +293,7 @@ void *tte_state_data(int32_t index);
 #include "tte_model.h"
 #include "tte_runtime.h"
 
-#define TTE_CHECK(call) do { if ((call) != TTE_OK) return -1; } while (0)
-
+""" + shared.call_macros() + """
 static int32_t tte_arena_words[(TTE_ARENA_BYTES + 3) / 4];
 #define tte_arena ((int8_t *)tte_arena_words)
 """ + (f"static int32_t tte_scratch_words[({shared.scratch} + 3) / 4];\n"

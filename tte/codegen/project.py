@@ -28,6 +28,9 @@ static int8_t next_int8(void) {
     return (int8_t)(int32_t)((lcg_state >> 24) & 0xFFu);
 }
 
+#ifdef TTE_PROFILE
+void tte_profile_print(void);
+#endif
 #ifdef TTE_BARE_METAL
 extern uint64_t tte_ticks(void); /* tte_startup_cortex_m.c */
 #define TICKS() tte_ticks()
@@ -54,6 +57,9 @@ int main(void) {
     const uint64_t t0 = TICKS();
     if (tte_infer_s8(logits) != 0) return 1;
     printf("inference ticks %%lu\n", (unsigned long)(TICKS() - t0));
+#ifdef TTE_PROFILE
+    tte_profile_print(); /* ticks per kind of op, over all the steps and the inference */
+#endif
     return 0;
 }
 """
@@ -66,6 +72,7 @@ CC ?= gcc
 ARM_CC ?= arm-none-eabi-gcc
 QEMU ?= qemu-system-arm
 CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror -ffp-contract=off
+CFLAGS += $(EXTRA_CFLAGS)
 SRC := tte_model.c $(sort $(wildcard runtime/src/*.c))
 INC := -I. -Iruntime/include
 M4_FLAGS := -mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard -mthumb
