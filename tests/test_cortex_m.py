@@ -62,3 +62,29 @@ def test_image_that_does_not_fit_is_a_link_error_not_a_silent_overflow(tmp_path)
     ld.write_text(ld.read_text().replace("LENGTH = 262144", "LENGTH = 65536"))
     p = subprocess.run(["make", "-s", "-C", str(tmp_path / "out"), "cortex-m4"], capture_output=True, text=True)
     assert p.returncode != 0 and "region `RAM' overflowed" in p.stderr
+
+
+@pytest.mark.parametrize("name,scheme", [("proxyless-w0.3", "98kb"), ("mcunet-5fps", "99kb")])
+def test_paper_models_link_in_256k_and_train(name, scheme, tmp_path, figures):
+    from tte.device import run_demo
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["compile", str(shared_model(name)), "--sram", "256k", "--flash", "1m", "--scheme",
+                                  str(SHARED / "schemes" / f"{name}.{scheme}.json"), "--classes", "10", "--lr",
+                                  "0.003", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    result = run_demo(out, "cortex-m7")
+    assert result.exit_code == 0 and len(result.losses) == 5
+    assert result.ram_bytes <= 256 * 1024 and result.flash_bytes <= 1024 * 1024
+    figures(f"QEMU M7 {name} [{scheme}]: {result.summary()}")
+
+
+def test_tte_run_command(tmp_path):
+    out = tmp_path / "out"
+    assert CliRunner().invoke(main, ["compile", str(EXAMPLE), "--classes", "4", "-o", str(out)]).exit_code == 0
+    r = CliRunner().invoke(main, ["run", str(out), "--target", "cortex-m4"])
+    assert r.exit_code == 0, r.output
+    assert "cortex-m4: exit code 0, 5 steps; flash" in r.stdout and "stack peak" in r.stdout
+    assert "M instructions per step" in r.stdout
+    r = CliRunner().invoke(main, ["run", str(tmp_path), "--target", "host"])
+    assert r.exit_code == 1 and "no Makefile" in r.stderr
