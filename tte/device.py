@@ -61,7 +61,8 @@ def run_demo(directory: str | os.PathLike, target: str = "host", timeout: int = 
     build = "all" if target == "host" else target
     p = subprocess.run(["make", "-s", "-C", directory, build], capture_output=True, text=True)
     if p.returncode != 0:
-        raise TteError(f"building {target} failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.stdout}")
+        last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.stdout.strip()
+        raise TteError(f"building {target} failed: {last}")
     run = "run" if target == "host" else f"run-{target}"
     try:
         p = subprocess.run(["make", "-s", "-C", directory, run], capture_output=True, text=True, timeout=timeout)
