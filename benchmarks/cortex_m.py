@@ -37,7 +37,7 @@ def compile_model(model, scheme, out) -> subprocess.CompletedProcess:
 
 
 def profile(directory: pathlib.Path, target: str) -> list[tuple[str, float]]:
-    p = subprocess.run(["make", "-s", "-C", str(directory), f"run-{target}", "EXTRA_CFLAGS=-DTTE_PROFILE"],
+    p = subprocess.run(["make", "-B", "-s", "-C", str(directory), f"run-{target}", "EXTRA_CFLAGS=-DTTE_PROFILE"],
                        capture_output=True, text=True, check=True)
     ticks = {m.group(1): int(m.group(2)) for m in re.finditer(r"^profile (\S+) ticks (\d+)", p.stdout, re.M)}
     total = sum(ticks.values()) or 1
