@@ -12,6 +12,7 @@ from inputs import inputs
 import tte
 from tte.codegen import build_program
 from tte.codegen.c_train import emit_program
+from tte.codegen.native import SANITIZE, compile_c
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 PUBLISHED = {"mbv2-w0.35": "99kb", "mcunet-5fps": "99kb", "proxyless-w0.3": "98kb"}
@@ -84,12 +85,7 @@ int main(void) {
     return 0;
 }
 """)
-    sources = [str(p) for p in sorted(tmp_path.glob("*.c"))] + [str(p) for p in
-                                                               sorted((tmp_path / "runtime" / "src").glob("*.c"))]
-    exe = tmp_path / "train"
-    subprocess.run(["gcc", "-std=c99", "-g", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{tmp_path}",
-                    f"-I{tmp_path / 'runtime' / 'include'}", *sources, "-o", str(exe), "-lm"], check=True)
+    exe = compile_c(tmp_path, tmp_path / "train", SANITIZE)
     p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     losses = [float(v) for v in p.stdout.split()]

@@ -13,6 +13,7 @@ from inputs import inputs
 import tte
 from tte.codegen import build_native, emit_inference
 from tte.codegen.c_emitter import EMITTERS
+from tte.codegen.native import SANITIZE, compile_c
 from tte.passes.forward import fuse_pointwise_depthwise
 from tte.reference import semantics as sem
 
@@ -67,12 +68,7 @@ int main(void) {
     return 0;
 }
 """)
-    sources = [str(p) for p in sorted(tmp_path.glob("*.c"))] + [str(p) for p in
-                                                               sorted((tmp_path / "runtime" / "src").glob("*.c"))]
-    exe = tmp_path / "demo"
-    subprocess.run(["gcc", "-std=c99", "-g", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{tmp_path}",
-                    f"-I{tmp_path / 'runtime' / 'include'}", *sources, "-o", str(exe), "-lm"], check=True)
+    exe = compile_c(tmp_path, tmp_path / "demo", SANITIZE)
     p = subprocess.run([str(exe)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     x = ((np.arange(g[g.nodes[0].output].size) * 37) % 256 - 128).astype(np.int8)

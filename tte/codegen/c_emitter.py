@@ -374,8 +374,7 @@ int tte_infer_f32(const float *input, float *logits);
 #include "tte_model.h"
 #include "tte_runtime.h"
 
-#define TTE_CHECK(call) do { if ((call) != TTE_OK) return -1; } while (0)
-
+""" + e.shared.call_macros() + """
 /* one static arena, planned offline: every tensor of a step at a fixed offset */
 static int32_t tte_arena_words[(TTE_ARENA_BYTES + 3) / 4];
 #define tte_arena ((int8_t *)tte_arena_words)

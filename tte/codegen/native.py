@@ -12,10 +12,12 @@ import numpy as np
 from ..errors import TteError
 from ..ir import Graph
 
-CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]
+CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
+SANITIZE = ["-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 
-def compile_shared(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
+def compile_c(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
+    """gcc the emitted sources of ``src_dir`` (its *.c and the runtime's) into ``out``."""
     sources = [str(p) for p in sorted(src_dir.glob("*.c"))] + [str(p) for p in sorted((src_dir / "runtime" /
                                                                                          "src").glob("*.c"))]
     cmd = ["gcc", *CFLAGS, *(extra or []), f"-I{src_dir}", f"-I{src_dir / 'runtime' / 'include'}", *sources,
@@ -24,6 +26,18 @@ def compile_shared(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | 
     if proc.returncode != 0:
         raise TteError(f"the C compiler failed:\n{proc.stderr.strip()}")
     return out
+
+
+def compile_shared(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
+    return compile_c(src_dir, out, ["-fPIC", "-shared", *(extra or [])])
+
+
+def _infer_f32(lib, x: np.ndarray, in_shape, out_shape) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(in_shape)
+    y = np.zeros(out_shape, np.float32)
+    if lib.tte_infer_f32(x.ctypes.data, y.ctypes.data) != 0:
+        raise TteError("tte_infer_f32 failed")
+    return y
 
 
 class NativeInference:
@@ -39,11 +53,7 @@ class NativeInference:
         self.out_shape = g[g.outputs[0]].shape
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32).reshape(self.in_shape)
-        y = np.zeros(self.out_shape, np.float32)
-        if self.lib.tte_infer_f32(x.ctypes.data, y.ctypes.data) != 0:
-            raise TteError("tte_infer_f32 failed")
-        return y
+        return _infer_f32(self.lib, x, self.in_shape, self.out_shape)
 
     def infer_s8(self, q: np.ndarray) -> np.ndarray:
         q = np.ascontiguousarray(q, dtype=np.int8)
@@ -86,11 +96,7 @@ class NativeProgram:
         return float(loss[0])
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32).reshape(self.in_shape)
-        y = np.zeros(self.out_shape, np.float32)
-        if self.lib.tte_infer_f32(x.ctypes.data, y.ctypes.data) != 0:
-            raise TteError("tte_infer_f32 failed")
-        return y
+        return _infer_f32(self.lib, x, self.in_shape, self.out_shape)
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the C state arrays (trained parameters, optimizer state), in the program's layout."""
