@@ -1,8 +1,9 @@
 """Emit C for a graph: constants (flash), one static arena (planned), and the calls, op by op.
 
-Inference today (``emit_inference``): ``tte_infer(const int8_t *input, int8_t *logits)`` and
-``tte_infer_f32(const float *input, float *logits)``; the training step comes with the backward
-kernels.  Output is deterministic: the same graph gives byte-identical files.
+This module holds the emitter machinery and the forward ops' emitters, and ``emit_inference`` for a
+forward graph alone (``tte_infer(const int8_t *input, int8_t *logits)`` and ``tte_infer_f32``); whole
+training programs are :mod:`tte.codegen.c_train`.  Output is deterministic: the same graph gives
+byte-identical files.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 passes scheduled) and ``tte_infer_f32``, over one static arena, with trained parameters and optimizer
 state as static arrays (SRAM) and everything frozen as const arrays (flash).
 
-Trained weights are emitted whole for now (the memory report counts only their trained slice: the
-frozen remainder of a partially trained weight still has to move to flash).
+A partially trained weight is split: its trained slice is a static array (SRAM), the remainder a const
+array (flash), read through ``tte_split_weights``, exactly as the memory report counts them.  The int8
+API (``tte_input_buffer`` / ``tte_train_step_s8``) trains on an input written straight into the arena.
 """
 
 from __future__ import annotations
