@@ -90,3 +90,11 @@ int main(void) {
     assert p.returncode == 0, p.stderr[-2000:]
     losses = [float(v) for v in p.stdout.split()]
     assert len(losses) == 20 and all(np.isfinite(losses))
+
+
+def test_program_api_memory_report_and_emit_c(tmp_path):
+    program = tte.compile(EXAMPLE, scheme="last-2")
+    report = program.memory_report()
+    assert report.peak_sram == report.arena.size + report.trained_bytes + report.optimizer_bytes + report.scratch
+    files = program.emit_c(tmp_path)
+    assert (tmp_path / "tte_model.c") in files and (tmp_path / "runtime" / "include" / "tte_runtime.h") in files

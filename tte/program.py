@@ -118,6 +118,18 @@ class Program:
                     order = order[perm]
         return np.sort(order[: p.channels])
 
+    def memory_report(self):
+        """Where every byte of a training step lives (:class:`tte.passes.memory.MemoryReport`)."""
+        from .passes.memory import memory_report
+
+        return memory_report(self.train)
+
+    def emit_c(self, directory) -> list:
+        """Write the C training program (tte_model.h / tte_model.c and the runtime) into ``directory``."""
+        from .codegen.c_train import emit_program
+
+        return emit_program(self, directory)
+
     def native(self, directory: str | None = None):
         """This program as C, compiled for this machine (:class:`tte.codegen.NativeProgram`): the same
         ``train_step`` and ``infer``, at C speed, training the same integers.  It starts from the
