@@ -2,6 +2,7 @@
 #ifndef TTE_GRAD_CORE_H
 #define TTE_GRAD_CORE_H
 
+#include "tte_internal.h"
 #include "tte_runtime.h"
 
 /* dW of output row o (depthwise: channel o) for its first `cols` input channels into out[cols][KH][KW]:
@@ -16,18 +17,19 @@ static inline void tte_conv_weight_grad_row(const tte_conv_geometry *geo, int32_
     for (int32_t cl = 0; cl < cols; cl++) {
         for (int32_t i = 0; i < KH; i++) {
             for (int32_t j = 0; j < KW; j++) {
+                int32_t ho0, ho1, wo0, wo1;
+                tte_out_range(i, geo->stride_h, geo->pad_top, H, HO, &ho0, &ho1);
+                tte_out_range(j, geo->stride_w, geo->pad_left, W, WO, &wo0, &wo1);
                 float acc = 0.0f;
                 for (int32_t n = 0; n < x_dims->n; n++) {
                     const float *dzo = dz + ((size_t)n * O + o) * HO * WO;
                     const int8_t *xc = x->data + ((size_t)n * C + c0 + cl) * H * W;
-                    for (int32_t ho = 0; ho < HO; ho++) {
-                        const int32_t ih = ho * geo->stride_h - geo->pad_top + i;
-                        if (ih < 0 || ih >= H) continue;
-                        for (int32_t wo = 0; wo < WO; wo++) {
-                            const int32_t iw = wo * geo->stride_w - geo->pad_left + j;
-                            if (iw < 0 || iw >= W) continue;
-                            const float xr = (float)((int32_t)xc[ih * W + iw] - x->zero_point) * x->scale;
-                            acc += dzo[ho * WO + wo] * xr;
+                    for (int32_t ho = ho0; ho < ho1; ho++) {
+                        const int8_t *xr = xc + (ho * geo->stride_h - geo->pad_top + i) * W - geo->pad_left + j;
+                        const float *dzr = dzo + ho * WO;
+                        for (int32_t wo = wo0; wo < wo1; wo++) {
+                            const float xv = (float)((int32_t)xr[wo * geo->stride_w] - x->zero_point) * x->scale;
+                            acc += dzr[wo] * xv;
                         }
                     }
                 }

@@ -45,21 +45,40 @@ static inline float tte_acc_to_float(int32_t acc, int32_t bias) {
     return (float)(int32_t)s;
 }
 
+/* Taps t in [lo, hi) of a window starting at `start` that land inside [0, size): no check in inner loops. */
+static inline void tte_tap_range(int32_t start, int32_t taps, int32_t size, int32_t *lo, int32_t *hi) {
+    *lo = start < 0 ? -start : 0;
+    *hi = size - start < taps ? size - start : taps;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /* sum over a KH x KW window of one channel plane (H x W) of (x - zx) * (w - wz); taps outside the plane
  * are padding, which reads as zx and so contributes nothing. */
 static inline int32_t tte_window_dot_s8(const int8_t *x, int32_t H, int32_t W, int32_t top, int32_t left,
                                         const int8_t *w, int32_t KH, int32_t KW, int32_t zx, int32_t wz) {
-    int32_t acc = 0;
-    for (int32_t i = 0; i < KH; i++) {
-        const int32_t ih = top + i;
-        if (ih < 0 || ih >= H) continue;
-        for (int32_t j = 0; j < KW; j++) {
-            const int32_t iw = left + j;
-            if (iw < 0 || iw >= W) continue;
-            acc += ((int32_t)x[ih * W + iw] - zx) * ((int32_t)w[i * KW + j] - wz);
-        }
+    int32_t i0, i1, j0, j1, acc = 0;
+    tte_tap_range(top, KH, H, &i0, &i1);
+    tte_tap_range(left, KW, W, &j0, &j1);
+    for (int32_t i = i0; i < i1; i++) {
+        const int8_t *xr = x + (top + i) * W + left;
+        const int8_t *wr = w + i * KW;
+        for (int32_t j = j0; j < j1; j++) acc += ((int32_t)xr[j] - zx) * ((int32_t)wr[j] - wz);
     }
     return acc;
+}
+
+/* Output positions o in [lo, hi) whose tap `t` (stride s, padding p) lands inside [0, size):
+ * o * s - p + t in [0, size). */
+static inline void tte_out_range(int32_t t, int32_t s, int32_t p, int32_t size, int32_t outs, int32_t *lo,
+                                 int32_t *hi) {
+    const int32_t a = p - t; /* o * s >= a */
+    int32_t l = a <= 0 ? 0 : (a + s - 1) / s;
+    const int32_t b = size - 1 + p - t; /* o * s <= b */
+    int32_t h = b < 0 ? 0 : b / s + 1;
+    if (h > outs) h = outs;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
 }
 
 /* The KH*KW taps of weight row (o, c) of a conv weight that may be split (see tte_split_weights). */
