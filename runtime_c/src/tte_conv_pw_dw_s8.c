@@ -20,10 +20,13 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
         for (int32_t m = 0; m < M; m++) {
             const int8_t *wm = w1 + (size_t)m * C;
             const int32_t z1 = w1_zero_points ? w1_zero_points[m] : 0;
+            /* sum_c (x - z_x) * (w - z_w) = sum_c x * (w - z_w) - z_x * sum_c (w - z_w): one MAC per term */
+            int32_t wsum = 0;
+            for (int32_t c = 0; c < C; c++) wsum += (int32_t)wm[c] - z1;
+            const int32_t offset = -q1->input_zero_point * wsum;
             for (int32_t p = 0; p < HW; p++) {
-                int32_t acc = 0;
-                for (int32_t c = 0; c < C; c++)
-                    acc += ((int32_t)x[(size_t)c * HW + p] - q1->input_zero_point) * ((int32_t)wm[c] - z1);
+                int32_t acc = offset;
+                for (int32_t c = 0; c < C; c++) acc += (int32_t)x[(size_t)c * HW + p] * ((int32_t)wm[c] - z1);
                 scratch[p] = tte_round_clamp(tte_acc_to_float(acc, b1[m]) * m1[m], q1->output_zero_point,
                                              q1->qmin, q1->qmax);
             }
