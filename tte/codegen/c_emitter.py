@@ -121,13 +121,16 @@ class Emitter:
             self.shared.const_names[name] = self.array(name, v.data, CTYPES[v.dtype])
         return self.shared.const_names[name]
 
-    def split_weights(self, name: str, depthwise: bool) -> str:
-        """A conv weight as tte_split_weights: the trained slice (SRAM) and the frozen rest (flash)."""
-        full = self.g[name].shape[0 if depthwise else 1]
+    def split_weights_init(self, name: str, depthwise: bool) -> str:
+        """The initializer of a conv weight's tte_split_weights: the trained slice (SRAM) and the frozen
+        rest (flash), or the whole tensor."""
         if name in self.shared.frozen_part:
-            return (f"&(const tte_split_weights){{{self.shared.state[name]}, {self.shared.frozen_part[name]}, "
+            return (f"{{{self.shared.state[name]}, {self.shared.frozen_part[name]}, "
                     f"{self.shared.split_channels[name]}}}")
-        return f"&(const tte_split_weights){{{self.value_const(name)}, NULL, {full}}}"
+        return f"{{{self.value_const(name)}, NULL, {self.g[name].shape[0 if depthwise else 1]}}}"
+
+    def split_weights(self, name: str, depthwise: bool) -> str:
+        return f"&(const tte_split_weights){self.split_weights_init(name, depthwise)}"
 
     def weight_zero_points(self, name: str) -> str:
         zp = self.g[name].quant.zero_point

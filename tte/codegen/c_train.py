@@ -25,8 +25,7 @@ ROUNDING = {"nearest": "TTE_ROUND_NEAREST", "trunc": "TTE_ROUND_TRUNC", "stochas
 
 def _weights(e: Emitter, w: str, depthwise: bool = False) -> str:
     v = e.g[w]
-    split = e.split_weights(w, depthwise)[len("&(const tte_split_weights)"):]
-    return (f"&(const tte_weights_s8){{{split}, {e.weight_zero_points(w)}, "
+    return (f"&(const tte_weights_s8){{{e.split_weights_init(w, depthwise)}, {e.weight_zero_points(w)}, "
             f"{e.array(w + '_scales', np.broadcast_to(v.quant.scale, (v.shape[0],)), 'float')}}}")
 
 
