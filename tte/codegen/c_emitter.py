@@ -174,6 +174,18 @@ def _multipliers(g: Graph, x: str, w: str, y: str) -> np.ndarray:
     return sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w].quant.scale), g[y].quant.scale)
 
 
+def conv_geo(attrs: dict, groups: int | None = None) -> str:
+    """A tte_conv_geometry literal from a conv-like node's strides, pads and groups."""
+    g = attrs["groups"] if groups is None else groups
+    return "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*attrs["strides"], *attrs["pads"], g)
+
+
+def pool_geo(attrs: dict) -> str:
+    """A tte_pool_geometry literal from a window node's kernel, strides and pads."""
+    return "&(const tte_pool_geometry){%d, %d, %d, %d, %d, %d, %d, %d}" % (*attrs["kernel"], *attrs["strides"],
+                                                                            *attrs["pads"])
+
+
 def _check_acc(g: Graph, node: Node, w: str) -> None:
     """int32 accumulation of products must not overflow: |x - z_x| <= 255, |w - z_w| <= 255."""
     k = int(np.prod(g[w].shape[1:]))
@@ -187,8 +199,7 @@ def emit_conv(e: Emitter, node: Node) -> None:
     x, w, b = node.inputs
     y = node.output
     _check_acc(g, node, w)
-    a = node.attrs
-    geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], a["groups"])
+    geo = conv_geo(node.attrs)
     m = e.array(f"{node.name}_m", _multipliers(g, x, w, y), "float")
     args = (f"{geo}, {e.quant(x, y, node)}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, "
             f"{e.split_weights(w, is_depthwise(g, node))}, "
@@ -214,7 +225,7 @@ def emit_pw_dw(e: Emitter, node: Node) -> None:
                                                          a["mid_qmin"], a["mid_qmax"])
     q2 = "&(const tte_quant_params){%d, %d, %d, %d}" % (int(mq.zero_point), int(g[y].quant.zero_point),
                                                          a["qmin"], a["qmax"])
-    geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], g[w2].shape[0])
+    geo = conv_geo(a, groups=g[w2].shape[0])
     e.need_scratch(g[x].shape[2] * g[x].shape[3])
     e.call(node, f"tte_conv_pw_dw_s8({q1}, {e.value_const(w1)}, {e.weight_zero_points(w1)}, {e.value_const(b1)}, "
                  f"{e.array(node.name + '_m1', m1, 'float')}, {geo}, {q2}, {e.dims(w2)}, {e.value_const(w2)}, "
@@ -259,11 +270,6 @@ def emit_requantize(e: Emitter, node: Node) -> None:
                  f"{e.mask(node)})")
 
 
-def _pool_geo(node: Node) -> str:
-    a = node.attrs
-    return "&(const tte_pool_geometry){%d, %d, %d, %d, %d, %d, %d, %d}" % (*a["kernel"], *a["strides"], *a["pads"])
-
-
 def emit_avgpool(e: Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
@@ -271,7 +277,7 @@ def emit_avgpool(e: Emitter, node: Node) -> None:
     counts = np.arange(kh * kw + 1, dtype=np.float64)
     counts[0] = 1  # unused
     table = sem.multiplier(g[x].quant.scale, sem.f64(g[y].quant.scale) * counts)
-    e.call(node, f"tte_avgpool_s8({_pool_geo(node)}, {e.quant(x, y, node)}, {node.attrs['count_include_pad']}, "
+    e.call(node, f"tte_avgpool_s8({pool_geo(node.attrs)}, {e.quant(x, y, node)}, {node.attrs['count_include_pad']}, "
                  f"{e.dims(x)}, {e.ptr(x)}, {e.array(node.name + '_m', table, 'float')}, {e.dims(y)}, {e.ptr(y)}, "
                  f"{e.mask(node)})")
 
@@ -288,7 +294,7 @@ def emit_global_avgpool(e: Emitter, node: Node) -> None:
 def emit_maxpool(e: Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
-    e.call(node, f"tte_maxpool_s8({_pool_geo(node)}, {e.quant(x, y, node)}, {_rescale(g, x, y)}, {e.dims(x)}, "
+    e.call(node, f"tte_maxpool_s8({pool_geo(node.attrs)}, {e.quant(x, y, node)}, {_rescale(g, x, y)}, {e.dims(x)}, "
                  f"{e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)})")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..autodiff.backward import LABEL, LOSS
 from ..errors import TteError
 from ..ir import Node
-from .c_emitter import CTYPES, EMITTERS, HEADER, Emitter, Shared, c_float, copy_runtime
+from .c_emitter import CTYPES, EMITTERS, HEADER, Emitter, Shared, c_float, conv_geo, copy_runtime, pool_geo
 
 ROUNDING = {"nearest": "TTE_ROUND_NEAREST", "trunc": "TTE_ROUND_TRUNC", "stochastic": "TTE_ROUND_STOCHASTIC",
             "accumulate": "TTE_ROUND_ACCUMULATE"}
@@ -57,7 +57,7 @@ def emit_ste(e: Emitter, node: Node) -> None:
 def emit_conv_grad_input(e: Emitter, node: Node) -> None:
     gy, w = node.inputs
     a = node.attrs
-    geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], a["groups"])
+    geo = conv_geo(a)
     in_dims = "&(const tte_dims){%d, %d, %d, %d}" % tuple(a["in_shape"])
     e.need_scratch(4 * a["in_shape"][2] * a["in_shape"][3])
     depthwise = e.g[w].shape[1] == 1 and a["groups"] == e.g[w].shape[0] and a["groups"] > 1
@@ -72,7 +72,7 @@ def emit_conv_weight_update(e: Emitter, node: Node) -> None:
     kh, kw = a["kernel"]
     dw = 1 if a["depthwise"] else 0
     e.need_scratch(4 * (1 if dw else a["channels"]) * kh * kw)
-    geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], a["groups"])
+    geo = conv_geo(a)
     e.call(node, f"tte_conv_weight_update_s8({geo}, {dw}, {a['channels']}, {e.dims(x)}, {_saved(e, x)}, "
                  f"{e.dims(gy)}, {e.ptr(gy)}, {e.value_const(factor)}, {_sgd(e, node, aux)}, {e.dims(param)}, "
                  f"{e.ptr(param)}, tte_fscratch)")
@@ -81,7 +81,7 @@ def emit_conv_weight_update(e: Emitter, node: Node) -> None:
 def emit_conv_grad_weight(e: Emitter, node: Node) -> None:
     gy, x = node.inputs
     a = node.attrs
-    geo = "&(const tte_conv_geometry){%d, %d, %d, %d, %d, %d, %d}" % (*a["strides"], *a["pads"], a["groups"])
+    geo = conv_geo(a)
     o = e.g[gy].shape[1]
     w_dims = "&(const tte_dims){%d, %d, %d, %d}" % (o, e.g[x].shape[1] // a["groups"], *a["kernel"])
     e.call(node, f"tte_conv_grad_weight_f32({geo}, {1 if a['depthwise'] else 0}, {a['channels']}, {e.dims(x)}, "
@@ -142,7 +142,7 @@ def emit_momentum(e: Emitter, node: Node) -> None:
 
 def emit_avgpool_grad(e: Emitter, node: Node) -> None:
     a = node.attrs
-    geo = "&(const tte_pool_geometry){%d, %d, %d, %d, %d, %d, %d, %d}" % (*a["kernel"], *a["strides"], *a["pads"])
+    geo = pool_geo(a)
     in_dims = "&(const tte_dims){%d, %d, %d, %d}" % tuple(a["in_shape"])
     gy = node.inputs[0]
     e.call(node, f"tte_avgpool_grad_f32({geo}, {a['count_include_pad']}, {e.dims(gy)}, {e.ptr(gy)}, {in_dims}, "
@@ -157,7 +157,7 @@ def emit_global_avgpool_grad(e: Emitter, node: Node) -> None:
 def emit_maxpool_grad(e: Emitter, node: Node) -> None:
     gy, x = node.inputs
     a = node.attrs
-    geo = "&(const tte_pool_geometry){%d, %d, %d, %d, %d, %d, %d, %d}" % (*a["kernel"], *a["strides"], *a["pads"])
+    geo = pool_geo(a)
     e.call(node, f"tte_maxpool_grad_f32({geo}, {e.dims(x)}, {e.ptr(x)}, {e.dims(gy)}, {e.ptr(gy)}, "
                  f"{e.ptr(node.output)})")
 
