@@ -145,9 +145,6 @@ class Lifter:
         zp = 0 if zero_point is None else int(np.asarray(zero_point).reshape(()))
         return QuantParams.per_tensor(float(np.asarray(scale).reshape(())), zp)
 
-    def int8_value(self, name: str, shape: tuple[int, ...], quant: QuantParams) -> Value:
-        return Value(self.g.unique_name(name), "int8", shape, quant)
-
     def emit(self, op: str, name: str, inputs: list[str], out_name: str, quant: QuantParams | None,
              dtype: str = "int8", **attrs) -> str:
         """Append an IR node; its output shape comes from the op's own shape rule."""
