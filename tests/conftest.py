@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 
 import modelzoo
 import pytest
@@ -14,6 +15,35 @@ SHARED_MODELS = ["mbv2-w0.35", "mcunet-5fps", "proxyless-w0.3"]
 ZOO_MODELS = list(modelzoo.GENERATED)
 
 _FIGURES: list[str] = []
+
+# In CI (the CI variable set, as CI services and .ci/run's caller do) nothing may be skipped: a missing
+# ../shared, Arm toolchain, QEMU or optional package is a failure there, not a silently smaller suite.
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+CI_TOOLS = ("gcc", "make", "arm-none-eabi-gcc", "qemu-system-arm")
+
+
+def ci_problems() -> list[str]:
+    """What CI needs and this machine lacks (empty when everything is there)."""
+    problems = [] if (SHARED / "models").is_dir() else [f"{SHARED} (the shared/ folder; set TTE_SHARED)"]
+    problems += [f"{tool} (on PATH)" for tool in CI_TOOLS if shutil.which(tool) is None]
+    return problems
+
+
+def pytest_sessionstart(session):
+    if IN_CI and (missing := ci_problems()):
+        pytest.exit("CI is set but the suite cannot run whole; missing: " + "; ".join(missing), returncode=3)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI, a skipped test fails (expected failures excepted)."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be skipped: {reason}"
 
 
 def shared_model(name: str) -> pathlib.Path:

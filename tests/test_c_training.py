@@ -13,6 +13,7 @@ import tte
 from tte.codegen import build_program
 from tte.codegen.c_train import emit_program
 from tte.codegen.native import SANITIZE, compile_c
+from tte.plan import plan
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 PUBLISHED = {"mbv2-w0.35": "99kb", "mcunet-5fps": "99kb", "proxyless-w0.3": "98kb"}
@@ -53,6 +54,14 @@ def test_generated_models_full_update(name, zoo, tmp_path):
     train_both(tte.compile(zoo[name], scheme="full", lr=0.05), tmp_path)
 
 
+def test_large_steps_stop_at_the_int8_bounds(tmp_path):
+    """Steps large enough to drive weights to the int8 bounds: C stops at -127 / 127 as the reference."""
+    program = tte.compile(EXAMPLE, scheme="full", classes=4, lr=0.5, rounding="nearest")
+    train_both(program, tmp_path, steps=12)
+    weights = [v for k, v in program.state.items() if k in program.params and program.params[k].kind == "weight"]
+    assert sum(int((w == -127).sum()) for w in weights) > 20 and min(int(w.min()) for w in weights) == -127
+
+
 @pytest.mark.parametrize("options", [dict(rounding="nearest"), dict(rounding="trunc"), dict(rounding="accumulate"),
                                      dict(momentum=0.9), dict(rounding="accumulate", momentum=0.5), dict(qas=False)])
 def test_update_options(options, tmp_path):
@@ -66,8 +75,16 @@ def test_training_sources_are_deterministic(tmp_path):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
 
 
+def sanitizer_input(step: int, size: int) -> np.ndarray:
+    """The input main.c below computes for ``step``, in the same float32 operations."""
+    k = (np.arange(size, dtype=np.int64) * 7 + step * 13) % 255
+    return (k.astype(np.float32) / np.float32(127.5) - np.float32(1)).astype(np.float32)
+
+
 def test_training_under_sanitizers(tmp_path):
-    """20 training steps of a host build under AddressSanitizer and UndefinedBehaviorSanitizer."""
+    """Training steps of a host build under AddressSanitizer and UndefinedBehaviorSanitizer, on mcunet (the
+    model with int32-limit biases): clean, and the losses are the reference's."""
+    steps = 8
     program = tte.compile(shared_model("mcunet-5fps"), scheme=SHARED / "schemes" / "mcunet-5fps.49kb.json",
                           classes=10, lr=0.01)
     emit_program(program, tmp_path)
@@ -77,24 +94,30 @@ def test_training_under_sanitizers(tmp_path):
 int main(void) {
     static float input[TTE_INPUT_SIZE];
     float loss = 0.0f;
-    for (int step = 0; step < 20; step++) {
-        for (int i = 0; i < TTE_INPUT_SIZE; i++) input[i] = (float)((i * 7 + step * 13) % 255) / 127.5f - 1.0f;
-        if (tte_train_step(input, step % TTE_CLASSES, &loss) != 0) return 1;
-        printf("%.6f\n", loss);
+    for (int step = 0; step < %d; step++) {
+        for (int i = 0; i < TTE_INPUT_SIZE; i++) input[i] = (float)((i * 7 + step * 13) %% 255) / 127.5f - 1.0f;
+        if (tte_train_step(input, step %% TTE_CLASSES, &loss) != 0) return 1;
+        printf("%%.9g\n", loss);
     }
     return 0;
 }
-""")
+""" % steps)
     exe = compile_c(tmp_path, tmp_path / "train", SANITIZE)
     p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
+    assert "runtime error" not in p.stderr, p.stderr[-2000:]
     losses = [float(v) for v in p.stdout.split()]
-    assert len(losses) == 20 and all(np.isfinite(losses))
+    shape = program.forward[program.forward.inputs[0]].shape
+    size = int(np.prod(shape))
+    expected = [program.train_step(sanitizer_input(s, size).reshape(shape), s % 10) for s in range(steps)]
+    assert len(losses) == steps
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 
 def test_program_api_memory_report_and_emit_c(tmp_path):
     program = tte.compile(EXAMPLE, scheme="last-2")
     report = program.memory_report()
-    assert report.peak_sram == report.arena.size + report.trained_bytes + report.optimizer_bytes + report.scratch
+    # the Python API and `tte plan` account the same program the same way
+    assert report.to_dict() == plan(EXAMPLE, sram=256 * 1024, scheme="last-2").memory.to_dict()
     files = program.emit_c(tmp_path)
     assert (tmp_path / "tte_model.c") in files and (tmp_path / "runtime" / "include" / "tte_runtime.h") in files

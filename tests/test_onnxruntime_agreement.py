@@ -33,21 +33,25 @@ def test_per_layer_agreement(model_path, figures):
 
 @pytest.mark.parametrize("name", SHARED_MODELS)
 def test_end_to_end_top1_shared(name, figures):
-    """Deep models: the same top-1 class as onnxruntime on >= 95% of 200 inputs."""
+    """Deep models: the same top-1 class as onnxruntime on >= 95% of 60 inputs; where it differs,
+    onnxruntime's own best scores are tied within an int8 step."""
     path = shared_model(name)
     g = tte.load(path)
     sess = ortref.session(str(path))
-    same = tie = exact = 0
-    n = 200
+    same = tie = exact = near = 0
+    n = 60
+    step = float(g[g.nodes[-1].inputs[0]].quant.scale)
     for x in inputs(g["input"].shape, n, seed=7):
         ours = g.infer(x)
         theirs = sess.run(None, {"input": x})[0]
         same += int(ours.argmax() == theirs.argmax())
         tie += int(theirs[0, ours.argmax()] == theirs.max())
         exact += int(np.array_equal(ours, theirs))
+        near += int(theirs.max() - theirs[0, ours.argmax()] <= step * 1.01)
     figures(f"end-to-end {name}: top-1 same on {same}/{n} (our top-1 is among onnxruntime's best on {tie}/{n}), "
             f"all logits identical on {exact}/{n}")
     assert same >= 0.95 * n
+    assert near == n  # our top-1 is never more than one int8 step below onnxruntime's best
 
 
 @pytest.mark.parametrize("name", [m.split(":")[1] for m in ALL_MODELS if m.startswith("zoo:")])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT, SHARED, shared_model
+from conftest import ROOT, SHARED, ZOO_MODELS, shared_model
 
 import tte
+from tte.autodiff.scheme import SparseScheme, is_depthwise, weighted_layers
 from tte.ir import Node, Value
 from tte.passes import training as passes
 from tte.reference.executor import evaluate
@@ -15,8 +16,8 @@ from tte.zoo import gratings
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 
 
-def run_steps(program: tte.Program, g, images, labels, steps=5) -> dict[str, np.ndarray]:
-    """Train a copy of the program's state with graph ``g``; return the state after ``steps``."""
+def states(program: tte.Program, g, images, labels, steps=5):
+    """Train a copy of the program's state with graph ``g``; yield (loss, state) after each step."""
     state = {k: v.copy() for k, v in program.state.items()}
     consts = {v.name: v.data for v in g.constants()}
     for s in range(steps):
@@ -26,7 +27,12 @@ def run_steps(program: tte.Program, g, images, labels, steps=5) -> dict[str, np.
         evaluate(g, env)
         state = {k: env[v] for k, v in g.state_updates.items()} | {k: state[k] for k in state
                                                                      if k not in g.state_updates}
-    return state
+        yield float(env["loss"]), state
+
+
+def run_steps(program: tte.Program, g, images, labels, steps=5) -> dict[str, np.ndarray]:
+    """The state after ``steps`` steps of :func:`states`."""
+    return list(states(program, g, images, labels, steps))[-1][1]
 
 
 def programs():
@@ -51,6 +57,39 @@ def test_pass_keeps_training_numerics(make, step):
     assert before.keys() == after.keys()
     for k in before:
         assert np.array_equal(before[k], after[k]), k
+
+
+SPARSE = ["full", "last-1", "last-2", "bias-only", "partial"]
+
+
+def partial_scheme(g) -> SparseScheme:
+    """Biases of the last 2 layers, half and a quarter of the input channels of the last two layers
+    whose weights can train partially (not grouped convs)."""
+    layers, _ = weighted_layers(g)
+    ok = [i for i in range(-1, -len(layers) - 1, -1)
+          if layers[i].op != "conv" or layers[i].attrs["groups"] == 1 or is_depthwise(g, layers[i])]
+    return SparseScheme("partial", 2, dict(zip(ok, (0.5, 0.25))))
+
+
+@pytest.mark.parametrize("scheme", SPARSE)
+@pytest.mark.parametrize("name", ZOO_MODELS)
+def test_optimized_graph_trains_like_the_unoptimized_one(name, scheme, zoo):
+    """``train_step`` runs the optimized graph, ``grads`` the unoptimized one: on every generated model and
+    sparse scheme, the two give the same loss and the same state after every step."""
+    g = tte.load(zoo[name])
+    program = tte.compile(g, scheme=partial_scheme(g) if scheme == "partial" else scheme, lr=0.05,
+                          rounding="stochastic")
+    if scheme == "partial":
+        assert any(p.channels < program.train[n].shape[p.axis] for n, p in program.params.items())
+    shape = program.forward[program.forward.inputs[0]].shape
+    images, labels = gratings(4, shape[1:], classes=program.forward["logits"].shape[1])
+    steps = zip(states(program, program.autodiff, images, labels, 4), states(program, program.train, images, labels, 4))
+    for s, ((loss_a, a), (loss_b, b)) in enumerate(steps):
+        assert loss_a == loss_b, s
+        assert a.keys() == b.keys()
+        for k in a:
+            assert np.array_equal(a[k], b[k]), (s, k)
+    assert any(not np.array_equal(b[k], program.state[k]) for k in b), "nothing trained"
 
 
 def test_passes_fire_on_a_real_model_and_explain():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
+import pytest
 from conftest import shared_model
 
 import tte
@@ -56,3 +59,36 @@ def test_int32_limit_biases_give_constant_channels():
         outs = np.stack([r[node.output][0, channels] for r in runs])
         assert (outs == outs.reshape(outs.shape[0], outs.shape[1], -1)[..., :1, None]).all(), node.name
         assert (outs == outs[:1]).all()
+
+
+def _round_half_even(v: Fraction) -> int:
+    """Python's round() on an exact rational: half to even, no float involved."""
+    return round(v)
+
+
+@pytest.mark.parametrize("zero_point,qmin,qmax", [(0, -128, 127), (-128, -128, 127), (127, -128, 127),
+                                                  (7, 7, 127), (-5, -10, 50), (3, -128, 3)])
+def test_straight_through_mask_rule_on_integers(zero_point, qmin, qmax):
+    """The mask passes exactly where round_half_even(v) + z lies in [qmin, qmax], bounds included:
+    checked on every quarter step around both bounds, ties included, against exact integer arithmetic."""
+    quarters = range(4 * (qmin - zero_point - 3), 4 * (qmax - zero_point + 3) + 1)
+    v = np.array([q / 4 for q in quarters], np.float32)  # quarters are exact in float32
+    q, mask = sem.round_clamp_mask(v, zero_point, qmin, qmax)
+    r = [_round_half_even(Fraction(k, 4)) + zero_point for k in quarters]
+    assert mask.tolist() == [qmin <= x <= qmax for x in r]
+    assert q.tolist() == [min(max(x, qmin), qmax) for x in r]
+    # the bounds themselves pass; one step beyond does not, also when a tie rounds onto or off the bound
+    at = {x: m for x, m in zip(r, mask.tolist())}
+    assert at[qmin] and at[qmax]
+    assert not at.get(qmin - 1, False) and not at.get(qmax + 1, False)
+    up = np.float32(qmax - zero_point + 0.5)  # a tie just above the upper bound: in iff qmax - z is even
+    assert bool(sem.round_clamp_mask(up, zero_point, qmin, qmax)[1]) == ((qmax - zero_point) % 2 == 0)
+    down = np.float32(qmin - zero_point - 0.5)  # a tie just below the lower bound: in iff qmin - z is even
+    assert bool(sem.round_clamp_mask(down, zero_point, qmin, qmax)[1]) == ((qmin - zero_point) % 2 == 0)
+
+
+def test_mask_of_far_out_values():
+    """Values far beyond the int8 range (and the +-256 pre-clamp) are outside; the mask never wraps."""
+    v = np.array([1e30, -1e30, 256.0, -256.0, 1e6, -1e6], np.float32)
+    q, mask = sem.round_clamp_mask(v, 0)
+    assert q.tolist() == [127, -128, 127, -128, 127, -128] and not mask.any()

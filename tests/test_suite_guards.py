@@ -1,0 +1,37 @@
+"""The suite guards itself: in CI nothing may be skipped, and a missing ../shared or toolchain fails the run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, ci_problems
+
+
+def run_pytest(tmp_path, test_source: str, **env) -> subprocess.CompletedProcess:
+    """Run pytest with the suite's conftest on one small test module written to ``tmp_path``."""
+    test = tmp_path / "test_probe.py"
+    test.write_text(test_source)
+    environ = {k: v for k, v in os.environ.items() if k not in ("CI", "TTE_SHARED")} | env
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+                           "--rootdir", str(tmp_path), str(test)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=environ | {"PYTHONPATH": str(ROOT / "tests")})
+
+
+def test_ci_without_shared_fails(tmp_path):
+    p = run_pytest(tmp_path, "def test_nothing():\n    pass\n", CI="1", TTE_SHARED=str(tmp_path / "nowhere"))
+    assert p.returncode != 0, p.stdout
+    assert "CI is set but the suite cannot run whole" in p.stdout + p.stderr
+    assert "nowhere" in p.stdout + p.stderr
+
+
+def test_skips_fail_in_ci_and_only_there(tmp_path):
+    if ci_problems():  # in CI the session would have stopped already; elsewhere this check needs the tools
+        pytest.skip("needs ../shared and the toolchain: " + "; ".join(ci_problems()))
+    source = "import pytest\n\ndef test_skipping():\n    pytest.skip('no toolchain')\n"
+    p = run_pytest(tmp_path, source, CI="true")
+    assert p.returncode == 1 and "skipped in CI, where nothing may be skipped: no toolchain" in p.stdout, p.stdout
+    p = run_pytest(tmp_path, source)
+    assert p.returncode == 0 and "1 skipped" in p.stdout, p.stdout
