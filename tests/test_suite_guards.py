@@ -35,3 +35,12 @@ def test_skips_fail_in_ci_and_only_there(tmp_path):
     assert p.returncode == 1 and "skipped in CI, where nothing may be skipped: no toolchain" in p.stdout, p.stdout
     p = run_pytest(tmp_path, source)
     assert p.returncode == 0 and "1 skipped" in p.stdout, p.stdout
+
+
+def test_runtime_c_line_coverage_by_direct_kernel_tests():
+    """tools/coverage.py: the per-kernel tests reach (nearly) every line of runtime_c."""
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "coverage.py"), "--fail-under", "95"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    total = float(p.stdout.split("TOTAL")[1].split()[-1])
+    assert total >= 95.0
