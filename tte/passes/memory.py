@@ -43,17 +43,16 @@ def value_bytes(g: Graph, name: str) -> int:
 
 
 def scratch_bytes(g: Graph, node: Node) -> int:
-    """Kernel scratch: the fused weight update holds one output channel's gradient slice."""
+    """Kernel scratch, as the C kernels take it (their ``*_get_buffer_size``): the fused conv weight update
+    holds one output channel's gradient slice (the gemm one needs none)."""
     if node.op == "conv_weight_update":
         kh, kw = node.attrs["kernel"]
         return (1 if node.attrs["depthwise"] else node.attrs["channels"]) * kh * kw * 4
-    if node.op == "gemm_weight_update":
-        return node.attrs["channels"] * 4
     if node.op == "conv" and is_depthwise(g, node):  # one output plane, so that it can run in place
         return g[node.outputs[0]].shape[2] * g[node.outputs[0]].shape[3]
     if node.op == "pw_dw":  # one plane of the expanded tensor
         return g[node.inputs[0]].shape[2] * g[node.inputs[0]].shape[3]
-    if _depthwise_grad_input(g, node):  # one float plane, so that it can run in place
+    if node.op == "conv_grad_input":  # one float input plane, accumulated then stored (depthwise: in place)
         return 4 * node.attrs["in_shape"][2] * node.attrs["in_shape"][3]
     return 0
 
