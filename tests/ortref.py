@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 import onnxruntime as ort
+import refkernels as kernels
 
 from tte.ir import Graph
-from tte.reference import kernels, run_node
+from tte.ir.executor import run_node
 from tte.reference import semantics as sem
 
 

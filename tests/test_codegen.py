@@ -74,7 +74,7 @@ int main(void) {
     x = ((np.arange(g[g.nodes[0].output].size) * 37) % 256 - 128).astype(np.int8)
     env = {g.nodes[0].output: x.reshape(g[g.nodes[0].output].shape)}
     env.update({v.name: v.data for v in g.constants()})
-    from tte.reference.executor import evaluate
+    from tte.ir.executor import evaluate
 
     sub = g.copy()
     sub.nodes = g.nodes[1:-1]

@@ -12,6 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
+import refkernels as gk
 from cruntime import (
     ROUNDING,
     TTE_ERROR_ARGUMENT,
@@ -31,7 +32,6 @@ from cruntime import (
 )
 
 from tte.ir import Graph, Node, QuantParams, Value
-from tte.reference import grad_kernels as gk
 
 F32 = np.float32
 I32 = np.iinfo(np.int32)

@@ -9,8 +9,8 @@ from conftest import ROOT, SHARED, ZOO_MODELS, shared_model
 import tte
 from tte.autodiff.scheme import SparseScheme, is_depthwise, weighted_layers
 from tte.ir import Node, Value
+from tte.ir.executor import evaluate
 from tte.passes import training as passes
-from tte.reference.executor import evaluate
 from tte.zoo import gratings
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"

@@ -104,7 +104,7 @@ def test_training_is_deterministic_and_seeded():
 def test_sgd_step_edge_cases():
     """Steps never wrap around: +-inf saturate, NaN moves nothing, an unmoved -128 stays."""
     from tte.ir import Graph, Node
-    from tte.reference.grad_kernels import sgd
+    from tte.ops.update import sgd
 
     node = Node("sgd", "u", [], [], dict(lr=1.0, rounding="nearest", axis=0, channels=4, qmin=-127, qmax=127))
     param = np.array([0, 5, -128, 100], np.int8)

@@ -8,8 +8,8 @@ Usage::
     python tools/coverage.py -- -k conv        # extra arguments after -- go to pytest
 
 It sets ``TTE_GCOV_DIR`` to a fresh temporary directory, so that ``tests/cruntime.py`` builds the runtime there
-with ``--coverage -O0``, and runs ``python -m pytest -q tests/test_kernels_forward.py tests/test_kernels_train.py``
-(a file that does not exist yet is left out).  It then runs ``gcov --json-format --stdout`` on the notes files
+with ``--coverage -O0``, and runs ``python -m pytest -q`` on every ``tests/test_kernels_*.py`` (the direct kernel
+tests: forward, train, elementwise).  It then runs ``gcov --json-format --stdout`` on the notes files
 the build left (gcc names them ``libtte_runtime.so-<source>.gcno`` when compiling and linking in one step) and
 prints, for every file of ``runtime_c/src`` and every runtime header gcov attributes inline-function lines to,
 the executable lines, the lines executed and the percentage, then the total.  A header line counts as executed
@@ -33,7 +33,7 @@ from collections import defaultdict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime_c"
-TEST_FILES = ("tests/test_kernels_forward.py", "tests/test_kernels_train.py")
+TEST_FILES = tuple(sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_kernels_*.py")))
 
 
 def run_tests(gcov_dir: pathlib.Path, tests: list[str], extra: list[str]) -> int:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-under", type=float, default=95.0, help="minimum total line coverage, %% (95)")
     parser.add_argument("--missing", action="store_true", help="list the line numbers never executed")
     parser.add_argument("--tests", nargs="+", default=list(TEST_FILES), metavar="FILE",
-                        help="test files to run (default: the forward and the training kernel tests)")
+                        help="test files to run (default: every tests/test_kernels_*.py)")
     parser.add_argument("--keep", action="store_true", help="keep the build / gcov directory and print its path")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if shutil.which("gcov") is None:

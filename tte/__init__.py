@@ -1,11 +1,13 @@
 """tte, the tiny training engine: int8 ONNX CNN -> on-device training loop for Cortex-M."""
 
+from . import ops  # noqa: F401  (registers every op)
 from .autodiff.backward import TrainOptions
 from .autodiff.scheme import SparseScheme
 from .errors import TteError
 from .frontend import load
 from .ir import Graph
-from .program import Program, compile
+from .pipeline import compile
+from .program import Program
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Graph", "Program", "SparseScheme", "TrainOptions", "TteError", "__version__", "compile", "load"]

@@ -9,8 +9,8 @@ import traceback
 
 import click
 
-from . import __version__
 from .errors import TteError
+from .version import __version__
 
 
 def parse_input_shapes(specs: tuple[str, ...]):

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from .autodiff.scheme import SparseScheme, weighted_layers
 from .errors import TteError
 from .ir import Graph
-from .passes.memory import MemoryReport, memory_report
-from .program import Program, compile
+from .passes.memory import MemoryReport
+from .pipeline import compile
+from .program import Program
 from .units import kb
 
 
@@ -63,7 +64,7 @@ class Plan:
 
 
 def make_plan(program: Program, sram: int, flash: int) -> Plan:
-    return Plan(program, memory_report(program.train), sram, flash)
+    return Plan(program, program.memory, sram, flash)
 
 
 def plan(model: str | os.PathLike | Graph, sram: int, flash: int = 1024 * 1024, scheme=None,

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 
-from .autodiff.backward import LABEL, LOSS, Builder, TrainedParam, TrainOptions, build_training_graph
-from .autodiff.channels import Permutation, select_channels
-from .autodiff.head import replace_head
-from .autodiff.scheme import SparseScheme, resolve
+from .autodiff.backward import Builder, TrainedParam, TrainOptions
+from .autodiff.channels import Permutation
 from .errors import TteError
 from .ir import Graph
-from .reference.executor import evaluate
+from .ir.executor import evaluate
+from .ir.facts import LABEL, LOSS
+from .passes.memory import MemoryReport, memory_report
 
 
 class Program:
@@ -22,15 +23,13 @@ class Program:
     in the model's own layout (offline channel permutations are undone) and keyed by ONNX initializer.
     """
 
-    def __init__(self, forward: Graph, builder: Builder, perms: dict[str, Permutation], opts: TrainOptions,
-                 source: str | None, notes: list[str], optimize: bool = True):
-        from .passes.training import optimize as run_passes
-
+    def __init__(self, forward: Graph, builder: Builder, train: Graph, pass_log: list[str],
+                 perms: dict[str, Permutation], opts: TrainOptions, source: str | None, notes: list[str]):
         self.forward = forward
         # the graph autodiff built (every gradient materialized: grads() reads it) and the optimized
-        # one that train_step runs and the planner and codegen use
+        # one that train_step runs and the planner and codegen use (tte.pipeline makes both)
         self.autodiff = builder.g
-        self.train, self.pass_log = run_passes(builder.g) if optimize else (builder.g, [])
+        self.train, self.pass_log = train, pass_log
         self.plan = builder.plan
         self.params: dict[str, TrainedParam] = builder.params
         self.state = {k: np.array(v, copy=True) for k, v in builder.initial.items()}
@@ -41,6 +40,12 @@ class Program:
         self.options = opts
         self.source = source
         self.notes = notes
+
+    @functools.cached_property
+    def memory(self) -> MemoryReport:
+        """The pipeline's plan stage, computed once: where every byte of a training step lives (arena
+        offsets, scratch); the memory report and the C emitter both read it."""
+        return memory_report(self.train)
 
     # -- running --------------------------------------------------------------------------------
     def _consts(self, g: Graph) -> dict[str, np.ndarray]:
@@ -118,11 +123,9 @@ class Program:
                     order = order[perm]
         return np.sort(order[: p.channels])
 
-    def memory_report(self):
+    def memory_report(self) -> MemoryReport:
         """Where every byte of a training step lives (:class:`tte.passes.memory.MemoryReport`)."""
-        from .passes.memory import memory_report
-
-        return memory_report(self.train)
+        return self.memory
 
     def emit_c(self, directory) -> list:
         """Write the C training program (tte_model.h / tte_model.c and the runtime) into ``directory``."""
@@ -155,32 +158,3 @@ class Program:
         return (f"<Program {self.forward.name}: scheme {self.plan.scheme.name}, {len(self.params)} trained tensors "
                 f"({n:,} values), {len(self.train.nodes)} training ops>")
 
-
-def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
-            qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None,
-            optimize: bool = True) -> Program:
-    """Compile a model for training.
-
-    ``model``: an ONNX path or a :class:`Graph` from :func:`tte.load`.  ``scheme``: ``"full"``
-    (default), ``"bias-only"``, ``"last-K"``, a scheme JSON file or dict (see
-    :mod:`tte.autodiff.scheme`).  ``classes=N`` puts a new N-class head on the model
-    (:mod:`tte.autodiff.head`); ``None`` keeps the model's own.  ``lr``, ``momentum``, ``qas``,
-    ``rounding`` and ``seed`` set the update (:class:`tte.autodiff.backward.TrainOptions`).
-    ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`).
-    """
-    from .frontend import load
-
-    source = None
-    if isinstance(model, Graph):
-        g = model
-        source = g.metadata.get("source")
-    else:
-        source = os.fspath(model)
-        g = load(source, input_shape=input_shape)
-    opts = TrainOptions(lr=lr, momentum=momentum, qas=qas, rounding=rounding, seed=seed)
-    if classes is not None:
-        g = replace_head(g, int(classes), seed=seed)
-    plan = resolve(g, SparseScheme.parse(scheme))
-    g, perms, notes = select_channels(g, plan)
-    g.verify()
-    return Program(g, build_training_graph(g, plan, opts), perms, opts, source, notes, optimize=optimize)

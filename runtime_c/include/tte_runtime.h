@@ -216,6 +216,36 @@ tte_status tte_add_f32(int32_t size, const float *a, const float *b, float *outp
 tte_status tte_slice_channels_f32(const tte_dims *in_dims, int32_t start, int32_t stop, const float *input,
                                   float *output);
 
+/* ---- squeeze-and-excitation ops: table-driven activations, elementwise multiply ---- */
+
+/* int8 -> int8 through a 256-entry table (HardSwish, Sigmoid: tte/reference/activations.py:unary_tables),
+ * indexed by input + 128.  mask_table: the 256 mask bits, bit-packed (32 bytes, entry k in bit k & 7 of byte
+ * k >> 3); it may be NULL only when mask is.  May run in place (output == input). */
+tte_status tte_lut_s8(int32_t size, const int8_t *input, const int8_t *table, const uint8_t *mask_table,
+                      int8_t *output, uint8_t *mask);
+
+/* dx = dy * grad_table[input + 128]: the derivative table, zero where the output saturated, of the saved int8
+ * input.  May run in place (dx == dy). */
+tte_status tte_lut_grad_f32(int32_t size, const float *dy, const int8_t *input, const float *grad_table,
+                            float *dx);
+
+/* elementwise multiply: v = (float)((a - za) * (b - zb)) * multiplier, multiplier = s_a * s_b / s_y.  b_dims
+ * equal a_dims or are [n, c, 1, 1] (one value per channel plane); anything else is TTE_ERROR_ARGUMENT.  May run
+ * in place (output == a, or output == b when b has a's dims). */
+tte_status tte_mul_s8(const tte_dims *a_dims, const int8_t *a, int32_t a_zero_point, const tte_dims *b_dims,
+                      const int8_t *b, int32_t b_zero_point, float multiplier, int32_t output_zero_point,
+                      int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
+
+/* gradient of a multiply's operand shaped like dz: d_this = dz * real(other), other with dz's dims or per
+ * channel [n, c, 1, 1]; anything else is TTE_ERROR_ARGUMENT.  May run in place (d_this == dz). */
+tte_status tte_mul_grad_f32(const tte_dims *dz_dims, const float *dz, const tte_dims *other_dims,
+                            const tte_saved_s8 *other, float *d_this);
+
+/* gradient of a per-channel operand [n, c, 1, 1]: d_this[n, c] = sum over positions (ascending) of
+ * dz * real(other), other saved with dz's dims.  May run in place (d_this == dz). */
+tte_status tte_mul_grad_channel_f32(const tte_dims *dz_dims, const float *dz, const tte_saved_s8 *other,
+                                    float *d_this);
+
 #ifdef __cplusplus
 }
 #endif

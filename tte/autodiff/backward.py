@@ -15,13 +15,12 @@ import numpy as np
 
 from ..errors import TteError
 from ..ir import Graph, Node, Value
-from ..ir.ops import output_types
-from .rules import RULES
-from .scheme import TrainPlan, is_depthwise
+from ..ir.facts import LABEL, LOSS, is_depthwise
+from ..ir.registry import NOT_DIFFERENTIATED, OPS, output_types
+from .scheme import TrainPlan
 
 ROUNDINGS = ("nearest", "trunc", "stochastic", "accumulate")
-LABEL = "label"
-LOSS = "loss"
+__all__ = ["LABEL", "LOSS", "ROUNDINGS", "Builder", "TrainOptions", "TrainedParam", "build_training_graph"]
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,10 @@ class Builder:
             gy = grads[0]
             for other in grads[1:]:
                 gy = self.emit("grad_add", [gy, other], f"{node.output}.grad")
-            RULES[node.op](self, node, gy)
+            rule = OPS[node.op].grad
+            if rule is NOT_DIFFERENTIATED:
+                raise AssertionError(f"'{node.op}' is a training op: it is never differentiated")
+            rule(self, node, gy)
         self._current = None
         self._updates()
         g.outputs = [LOSS, logits]

@@ -20,7 +20,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..ir import Graph, Node, QuantParams
-from .scheme import TrainPlan, channel_count, is_depthwise
+from ..ir.facts import is_depthwise
+from ..ir.registry import OPS
+from .scheme import TrainPlan, channel_count
 
 
 @dataclass
@@ -67,36 +69,10 @@ class _Components:
 
 
 def _components(g: Graph) -> _Components:
+    """Tensors whose channels must share one order (each op's ``channels`` facet ties them)."""
     c = _Components()
     for n in g.nodes:
-        x, y = n.inputs[0], n.outputs[0]
-        if n.op in ("requantize", "maxpool", "avgpool", "global_avgpool") or is_depthwise(g, n):
-            c.union(x, y)
-        elif n.op == "add":
-            c.union(x, y)
-            if g[n.inputs[1]].is_const:
-                if g[n.inputs[1]].size > 1:
-                    c.freeze(y)
-            else:
-                c.union(n.inputs[1], y)
-        elif n.op == "reshape":
-            xs, ys = g[x].shape, g[y].shape
-            if len(xs) >= 2 and len(ys) >= 2 and xs[:2] == ys[:2] and \
-                    all(d == 1 for d in xs[2:]) and all(d == 1 for d in ys[2:]):
-                c.union(x, y)
-            else:
-                c.freeze(x)
-                c.freeze(y)
-        elif n.op == "conv" and n.attrs["groups"] > 1:  # grouped (not depthwise) conv
-            c.freeze(x)
-            c.freeze(y)
-        elif n.op in ("concat", "quantize", "dequantize"):
-            for v in n.inputs + n.outputs:
-                if g[v].dtype == "int8":
-                    c.freeze(v)
-        else:  # conv, gemm: input and output channels are independent
-            c.find(x)
-            c.find(y)
+        OPS[n.op].channels(g, n, c)
     for v in g.outputs:
         c.freeze(v)
     return c
@@ -151,7 +127,7 @@ def select_channels(g: Graph, plan: TrainPlan) -> tuple[Graph, dict[str, Permuta
     for root, score in scores.items():
         perm = np.argsort(-score, kind="stable")
         for n in g.nodes:
-            if n.op not in ("conv", "gemm"):
+            if not OPS[n.op].layer:
                 continue
             w, b = n.inputs[1], n.inputs[2]
             x_in = comps.find(n.inputs[0]) == root

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import TteError
 from ..ir import Graph, QuantParams
-from ..ir.ops import output_types
+from ..ir.registry import output_types
 from .scheme import weighted_layers
 
 HEADROOM = 4.0

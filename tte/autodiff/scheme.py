@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from ..errors import TteError
 from ..ir import Graph, Node
+from ..ir.facts import is_depthwise
+from ..ir.registry import OPS
 
 
 class SchemeError(TteError):
@@ -129,18 +131,10 @@ class TrainPlan:
 
 def weighted_layers(g: Graph) -> tuple[list[Node], Node]:
     """(layers by scheme index, the classifier): conv/gemm nodes in order; the classifier is the last."""
-    weighted = [n for n in g.nodes if n.op in ("conv", "gemm")]
+    weighted = [n for n in g.nodes if OPS[n.op].layer]
     if not weighted:
         raise SchemeError(f"model '{g.name}' has no conv or gemm layer to train")
     return weighted[:-1], weighted[-1]
-
-
-def is_depthwise(g: Graph, node: Node) -> bool:
-    """A conv with one input and one output channel per group (channel multiplier 1)."""
-    if node.op != "conv" or node.attrs["groups"] == 1:
-        return False
-    w = g[node.inputs[1]].shape
-    return w[1] == 1 and w[0] == node.attrs["groups"]
 
 
 def channel_count(g: Graph, node: Node) -> int:

@@ -27,15 +27,12 @@ from onnx import numpy_helper
 
 from ..errors import IRError, UnsupportedModelError
 from ..ir import Graph, QuantParams, Value, output_shape
+from ..ops import OPS
 from ..reference.semantics import clamp_bounds
 from .reader import InputShapes, check_quantized, fix_input_shapes, graph_inputs, infer_shapes, read_model
 
-SUPPORTED_OPS = sorted([
-    "QuantizeLinear", "DequantizeLinear", "Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool",
-    "AveragePool", "GlobalAveragePool", "ReduceMean", "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
-    "Identity", "Constant", "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearGlobalAveragePool",
-    "QLinearAveragePool", "QLinearConcat",
-])
+# the ONNX ops the lifter takes: each IR op's ``onnx`` facet, plus what only moves names around
+SUPPORTED_OPS = sorted({t for op in OPS.values() for t in op.onnx} | {"Identity", "Constant"})
 
 
 # -- what an ONNX tensor is, in integer terms -----------------------------------------------------

@@ -225,13 +225,13 @@ class Graph:
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Run the reference executor on a float32 input; return the float32 output."""
-        from ..reference import infer
+        from .executor import infer
 
         return infer(self, x)
 
     def run(self, feeds: dict[str, np.ndarray], keep: bool = False) -> dict[str, np.ndarray]:
         """Run the reference executor on ``feeds``; return outputs (all values if ``keep``)."""
-        from ..reference import run
+        from .executor import run
 
         return run(self, feeds, keep=keep)
 

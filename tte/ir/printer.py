@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .graph import Graph, Node, Value
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .graph import Graph, Node, Value
 
 _SKIP_ATTRS = {"qmin", "qmax"}
 

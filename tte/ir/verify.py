@@ -8,9 +8,13 @@ the graph around the offending node.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import IRError
-from .graph import Graph, Node
-from .ops import OPS, output_types
+from .registry import OPS, output_types
+
+if TYPE_CHECKING:
+    from .graph import Graph, Node
 
 
 def _fail(g: Graph, node: Node | None, msg: str) -> None:
@@ -71,7 +75,7 @@ def verify(g: Graph) -> None:
             if name not in defined:
                 _fail(g, node, f"operand '{name}' is used before it is defined")
         if opdef.operands is not None:
-            n_min = len(opdef.operands) - opdef.optional_operands
+            n_min = len(opdef.operands) - opdef.optional
             if not n_min <= len(node.inputs) <= len(opdef.operands):
                 _fail(g, node, f"expects {len(opdef.operands)} operands, has {len(node.inputs)}")
             for name, dtype in zip(node.inputs, opdef.operands):

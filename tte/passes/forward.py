@@ -9,8 +9,8 @@ nothing of theirs is trained or saved for backward.
 
 from __future__ import annotations
 
-from ..autodiff.scheme import is_depthwise
 from ..ir import Graph, Node
+from ..ir.facts import is_depthwise
 
 
 def _why_not(g: Graph, pw: Node, dw: Node | None, readers: dict[str, int], trained: set[str]) -> str | None:

@@ -16,23 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..autodiff.scheme import is_depthwise
 from ..ir import Graph, Node
+from ..ir.registry import OPS
 from .arena import ArenaPlan, Buffer, check_overlaps, plan_arena
 
-# Rough Thumb-2 code size per kernel kind, for the estimate only (replaced by the linker's figure once
-# the Cortex-M build exists).
-CODE_BYTES = {"conv": 1600, "pw_dw": 1800, "gemm": 500, "add": 300, "requantize": 200, "avgpool": 400,
-              "global_avgpool": 250,
-              "maxpool": 300, "concat": 200, "reshape": 0, "quantize": 150, "dequantize": 100, "xent": 400,
-              "ste": 100, "conv_grad_input": 1400, "conv_grad_weight": 1200, "bias_grad": 200,
-              "gemm_grad_input": 300, "gemm_grad_weight": 300, "avgpool_grad": 400, "global_avgpool_grad": 150,
-              "maxpool_grad": 400, "slice": 150, "freshape": 0, "grad_add": 100, "momentum": 150, "count": 20,
-              "sgd": 500, "conv_weight_update": 1700, "gemm_weight_update": 600, "bias_update": 500}
 RUNTIME_CODE_BYTES = 2048  # startup, the step driver, helpers
-
-ALIASES = ("reshape", "freshape")
-IN_PLACE = ("ste", "grad_add")
 
 
 def value_bytes(g: Graph, name: str) -> int:
@@ -43,34 +31,15 @@ def value_bytes(g: Graph, name: str) -> int:
 
 
 def scratch_bytes(g: Graph, node: Node) -> int:
-    """Kernel scratch, as the C kernels take it (their ``*_get_buffer_size``): the fused conv weight update
-    holds one output channel's gradient slice (the gemm one needs none)."""
-    if node.op == "conv_weight_update":
-        kh, kw = node.attrs["kernel"]
-        return (1 if node.attrs["depthwise"] else node.attrs["channels"]) * kh * kw * 4
-    if node.op == "conv" and is_depthwise(g, node):  # one output plane, so that it can run in place
-        return g[node.outputs[0]].shape[2] * g[node.outputs[0]].shape[3]
-    if node.op == "pw_dw":  # one plane of the expanded tensor
-        return g[node.inputs[0]].shape[2] * g[node.inputs[0]].shape[3]
-    if node.op == "conv_grad_input":  # one float input plane, accumulated then stored (depthwise: in place)
-        return 4 * node.attrs["in_shape"][2] * node.attrs["in_shape"][3]
-    return 0
+    """Kernel scratch, as the C kernels take it (each op's ``scratch`` facet)."""
+    return OPS[node.op].scratch(g, node)
 
 
 def _in_place(g: Graph, node: Node) -> bool:
-    """Ops whose result may overwrite their first operand when that operand dies here."""
-    if node.op in IN_PLACE:
-        return True
-    # depthwise conv (and its input gradient), channel by channel through a one-plane scratch: output
-    # channel c lands at or before input channel c, whose data is already consumed
-    return (node.op == "conv" and is_depthwise(g, node)) or _depthwise_grad_input(g, node)
-
-
-def _depthwise_grad_input(g: Graph, node: Node) -> bool:
-    if node.op != "conv_grad_input":
-        return False
-    w = g[node.inputs[1]].shape
-    return node.attrs["groups"] > 1 and w[1] == 1 and w[0] == node.attrs["groups"]
+    """Ops whose result may overwrite their first operand when that operand dies here (``in_place`` facet:
+    elementwise gradient ops; a depthwise conv and its input gradient, channel by channel through a
+    one-plane scratch, since output channel c lands at or before input channel c, already consumed)."""
+    return OPS[node.op].in_place(g, node)
 
 
 def liveness(g: Graph) -> tuple[list[Buffer], dict[str, str]]:
@@ -99,7 +68,7 @@ def liveness(g: Graph) -> tuple[list[Buffer], dict[str, str]]:
             src = node.inputs[0] if k == 0 and node.inputs else None
             r = root.get(src)
             reuse = r is not None and (
-                node.op in ALIASES
+                OPS[node.op].alias
                 or (_in_place(g, node) and value_bytes(g, out) <= value_bytes(g, r)
                     and max(last_use.get(m, start[r]) for m in members[r]) == i))
             if reuse:
@@ -211,7 +180,7 @@ def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
     for v in g.constants():
         frozen[v.name] = v.nbytes
     quant = 4 * sum(_requant_channels(g, n) for n in g.nodes)
-    code = RUNTIME_CODE_BYTES + sum(CODE_BYTES.get(op, 500) for op in {n.op for n in g.nodes})
+    code = RUNTIME_CODE_BYTES + sum(OPS[op].code_bytes for op in {n.op for n in g.nodes})
     scratch = max((scratch_bytes(g, n) for n in g.nodes), default=0)
     peak_step = 0
     if buffers:

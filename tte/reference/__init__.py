@@ -1,5 +1,3 @@
-"""The numpy reference executor: tte's ground truth for integer forward semantics."""
-
-from .executor import infer, run, run_node
-
-__all__ = ["infer", "run", "run_node"]
+"""The reference numerics: tte's integer semantics (:mod:`.semantics`) and the float32 primitives whose
+order of operations the C runtime follows (:mod:`.numerics`).  Each op's reference kernel lives with the
+op (:mod:`tte.ops`); graphs run with :mod:`tte.ir.executor`."""

@@ -1,17 +1,21 @@
-"""Run a graph with the reference kernels."""
+"""Run a graph with the reference kernels (each op's ``kernel`` facet)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import TteError
-from ..ir import Graph, Node
-from .kernels import KERNELS
+from .registry import OPS
+
+if TYPE_CHECKING:
+    from .graph import Graph, Node
 
 
 def run_node(g: Graph, node: Node, args: list[np.ndarray]):
     """Evaluate one node on the given operand arrays (a tuple for multi-output nodes)."""
-    return KERNELS[node.op](g, node, *args)
+    return OPS[node.op].kernel(g, node, *args)
 
 
 def evaluate(g: Graph, env: dict[str, np.ndarray]) -> None:

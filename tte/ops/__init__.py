@@ -1,0 +1,7 @@
+"""Every op of tte, one module per family; importing this package registers them all
+(:mod:`tte.ir.registry`).  To add an op, see "Add an op" in DESIGN.md."""
+
+from ..ir.registry import NOT_DIFFERENTIATED, OPS, Op, register
+from . import conv, elementwise, gemm, loss, pool, shape, update  # noqa: F401  (each registers its ops)
+
+__all__ = ["NOT_DIFFERENTIATED", "OPS", "Op", "register"]

@@ -1,0 +1,131 @@
+"""What several op families share: window shape rules, the straight-through step of gradient rules,
+the usual memory and channel-permutation facets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..ir import Graph, Node, QuantParams
+from ..ir.registry import Shape
+from ..reference import semantics as sem
+
+# -- shape rules ---------------------------------------------------------------------------------------
+
+
+def pool_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
+    """Output length of a window op (floor mode)."""
+    return (size + pad_begin + pad_end - kernel) // stride + 1
+
+
+def window_shape(x: Shape, kernel: tuple[int, int], strides, pads, channels: int) -> Shape:
+    n, _, h, w = x
+    if len(strides) != 2 or min(strides) < 1 or len(pads) != 4 or min(pads) < 0:
+        raise ValueError(f"strides {tuple(strides)} / pads {tuple(pads)} are not valid for a 2-d window")
+    out = (n, channels, pool_out(h, kernel[0], strides[0], pads[0], pads[2]),
+           pool_out(w, kernel[1], strides[1], pads[1], pads[3]))
+    if min(out[2:]) < 1:
+        raise ValueError(f"a {kernel[0]}x{kernel[1]} window does not fit the padded {h}x{w} input "
+                         f"(output {out[2]}x{out[3]})")
+    return out
+
+
+def same_as_inputs(g: Graph, n: Node) -> Shape:
+    shapes = {g[i].shape for i in n.inputs}
+    if len(shapes) != 1:
+        raise ValueError(f"{n.op} operands differ in shape: {sorted(shapes)}")
+    return shapes.pop()
+
+
+def same_pair(g: Graph, n: Node) -> Shape:
+    a, b = g[n.inputs[0]].shape, g[n.inputs[1]].shape
+    if a != b:
+        raise ValueError(f"{n.op} operands differ in shape: {a} and {b}")
+    return a
+
+
+def first_operand(g: Graph, n: Node) -> Shape:
+    return g[n.inputs[0]].shape
+
+
+def attr_shape(name: str):
+    """A shape rule that reads the shape from attribute ``name``."""
+    def rule(g: Graph, n: Node) -> Shape:
+        return tuple(n.attrs[name])
+    return rule
+
+
+def mask_output(g: Graph, n: Node) -> list[tuple[str, Shape]]:
+    """Requantizing forward ops in a training graph may also write their saturation mask."""
+    return [("bool", g[n.outputs[0]].shape)] if n.attrs.get("save_mask") else []
+
+
+# -- reference kernels ---------------------------------------------------------------------------------
+
+
+def finish(node: Node, v: np.ndarray, zero_point: int):
+    """Round and clamp the float32 pre-rounding value ``v``; with ``save_mask`` also return the mask."""
+    lo, hi = node.attrs["qmin"], node.attrs["qmax"]
+    if node.attrs.get("save_mask"):
+        return sem.round_clamp_mask(v, zero_point, lo, hi)
+    return sem.round_clamp(v, zero_point, lo, hi)
+
+
+def rescale_preround(x: np.ndarray, qx: QuantParams, qy: QuantParams) -> np.ndarray:
+    """int8 ``x`` re-expressed in ``qy``, before rounding: float32(x - z_x) * (s_x / s_y).
+
+    When the parameters are equal the multiplier is exactly 1 and rounding gives back ``x``."""
+    return sem.preround(x.astype(np.int64) - int(qx.zero_point), sem.multiplier(qx.scale, qy.scale))
+
+
+# -- gradient rules ------------------------------------------------------------------------------------
+
+
+def masked(b: Any, node: Node, gy: str) -> str:
+    """The straight-through estimator of a requantizing op: ``gy`` where round(v) + z landed inside
+    [qmin, qmax], zero elsewhere."""
+    return b.emit("ste", [gy, b.mask_of(node)], f"{node.output}.grad_pre")
+
+
+# -- memory facets -------------------------------------------------------------------------------------
+
+
+def no_scratch(g: Graph, n: Node) -> int:
+    return 0
+
+
+def never(g: Graph, n: Node) -> bool:
+    return False
+
+
+def always(g: Graph, n: Node) -> bool:
+    return True
+
+
+# -- channel permutation facets (tte.autodiff.channels: union-find over tensors' channel orders) -------
+
+
+def channels_follow(g: Graph, n: Node, c: Any) -> None:
+    """Output channel k is computed from channel k of every non-constant operand: one channel order."""
+    for v in n.inputs:
+        if not g[v].is_const:
+            c.union(v, n.outputs[0])
+
+
+def channels_pinned(g: Graph, n: Node, c: Any) -> None:
+    """The op mixes or lays out channels in a fixed way: its int8 tensors keep the stored order."""
+    for v in n.inputs + n.outputs:
+        if g[v].dtype == "int8":
+            c.freeze(v)
+
+
+def channels_independent(g: Graph, n: Node, c: Any) -> None:
+    """A layer whose weights map any input channel order to any output order (the weights permute)."""
+    c.find(n.inputs[0])
+    c.find(n.outputs[0])
+
+
+def channels_training_only(g: Graph, n: Node, c: Any) -> None:
+    """Ops of training graphs: channel selection runs on forward graphs, before autodiff."""
+    raise AssertionError(f"channel selection runs on forward graphs; '{n.op}' is a training op")

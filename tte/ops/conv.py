@@ -1,0 +1,272 @@
+"""The conv family: ``conv`` (regular, grouped, depthwise), ``pw_dw`` (a frozen 1x1 expansion fused with
+the depthwise conv it feeds), their input and weight gradients, and the fused weight update.
+
+Layouts NCHW / OIHW; weights int8 per output channel, biases int32 in units of s_x * s_w.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.c_emitter import emit_conv, emit_pw_dw
+from ..codegen.c_train import emit_conv_grad_input, emit_conv_grad_weight, emit_conv_weight_update
+from ..ir import Graph, Node, QuantParams
+from ..ir.facts import is_depthwise
+from ..ir.registry import NOT_DIFFERENTIATED, Shape, register
+from ..reference import numerics as nx
+from ..reference import semantics as sem
+from .common import (
+    channels_independent,
+    channels_training_only,
+    finish,
+    mask_output,
+    masked,
+    never,
+    no_scratch,
+    window_shape,
+)
+from .update import fused_update_extra, fused_update_shape, sgd, update_attrs
+
+# -- conv ----------------------------------------------------------------------------------------------
+
+
+def conv_shape(g: Graph, n: Node) -> Shape:
+    x, w = g[n.inputs[0]].shape, g[n.inputs[1]].shape
+    if len(x) != 4 or len(w) != 4:
+        raise ValueError(f"conv expects 4-d input and weight, got {x} and {w}")
+    groups = n.attrs["groups"]
+    if x[1] != w[1] * groups:
+        raise ValueError(f"conv input has {x[1]} channels, weight expects {w[1]} x {groups} groups")
+    if w[0] % groups:
+        raise ValueError(f"conv output channels {w[0]} not divisible by groups {groups}")
+    if len(n.inputs) > 2 and g[n.inputs[2]].shape != (w[0],):
+        raise ValueError(f"conv bias shape {g[n.inputs[2]].shape} != ({w[0]},)")
+    return window_shape(x, w[2:], n.attrs["strides"], n.attrs["pads"], w[0])
+
+
+def conv_accumulator(g: Graph, node: Node, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The exact int64 accumulator of a conv (point 1 of the semantics), NCHW."""
+    a = node.attrs
+    return _conv_acc(x, g[node.inputs[0]].quant, w, g[node.inputs[1]].quant, b, a["strides"], a["pads"], a["groups"])
+
+
+def _conv_acc(x, xq: QuantParams, w, wq: QuantParams, b, strides, pads, groups) -> np.ndarray:
+    xc = nx.pad(nx.centered(x, xq), pads)
+    wc = nx.weight_centered(w, wq)
+    kh, kw = w.shape[2:]
+    cout, cin_g = w.shape[0], w.shape[1]
+    cout_g = cout // groups
+    n, cin = x.shape[:2]
+    ho = (xc.shape[2] - kh) // strides[0] + 1
+    wo = (xc.shape[3] - kw) // strides[1] + 1
+    if cin_g == 1 and groups == cin:  # depthwise (channel multiplier cout_g)
+        xe = np.repeat(xc, cout_g, axis=1) if cout_g > 1 else xc
+        acc = np.zeros((n, cout, ho, wo))
+        for i in range(kh):
+            for j in range(kw):
+                rows = slice(i, i + strides[0] * (ho - 1) + 1, strides[0])
+                cols = slice(j, j + strides[1] * (wo - 1) + 1, strides[1])
+                acc += xe[:, :, rows, cols] * wc[:, 0, i, j][None, :, None, None]
+    else:
+        acc = np.empty((n, cout, ho, wo))
+        win = nx.windows(xc, (kh, kw), strides)  # N, C, Ho, Wo, kh, kw
+        for gi in range(groups):
+            wg = wc[gi * cout_g : (gi + 1) * cout_g]  # O_g, C_g, kh, kw
+            xg = win[:, gi * cin_g : (gi + 1) * cin_g]
+            acc[:, gi * cout_g : (gi + 1) * cout_g] = np.einsum("nchwij,ocij->nohw", xg, wg, optimize=True)
+    return nx.exact(acc) + b.astype(np.int64)[None, :, None, None]
+
+
+def conv_multiplier(g: Graph, node: Node) -> np.ndarray:
+    """M_c = s_x * s_w[c] / s_y (also the gemm's)."""
+    xq, wq, yq = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    return sem.multiplier(sem.f64(xq.scale) * sem.f64(wq.scale), yq.scale)
+
+
+def conv(g: Graph, node: Node, x, w, b):
+    acc = conv_accumulator(g, node, x, w, b)
+    m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1, 1, 1)
+    return finish(node, sem.preround(acc, m), nx.zero_point(g[node.output].quant))
+
+
+def conv_grad(b, node: Node, gy: str) -> None:
+    x, w, bias = node.inputs
+    dz = masked(b, node, gy)
+    a = node.attrs
+    if b.wants(x):
+        b.contribute(x, b.emit("conv_grad_input", [dz, w], f"{x}.grad_from.{node.name}", strides=a["strides"],
+                               pads=a["pads"], groups=a["groups"], in_shape=b.g[x].shape))
+    if b.wants(w):
+        b.param_grad(w, b.emit("conv_grad_weight", [dz, b.saved(x)], f"{w}.grad", strides=a["strides"],
+                               pads=a["pads"], groups=a["groups"], kernel=b.g[w].shape[2:], channels=b.channels(w),
+                               depthwise=is_depthwise(b.g, node)))
+    if b.wants(bias):
+        b.param_grad(bias, b.emit("bias_grad", [dz], f"{bias}.grad"))
+
+
+def conv_scratch(g: Graph, n: Node) -> int:
+    """A depthwise conv computes one output plane into scratch, so that it can run in place."""
+    return g[n.outputs[0]].shape[2] * g[n.outputs[0]].shape[3] if is_depthwise(g, n) else 0
+
+
+def conv_channels(g: Graph, n: Node, c) -> None:
+    x, y = n.inputs[0], n.outputs[0]
+    if is_depthwise(g, n):  # input and output channels are the same channels
+        c.union(x, y)
+    elif n.attrs["groups"] > 1:  # grouped: channels stay inside their group
+        c.freeze(x)
+        c.freeze(y)
+    else:
+        channels_independent(g, n, c)
+
+
+register(name="conv", operands=("int8", "int8", "int32"), out_dtype="int8", shape=conv_shape,
+         attrs=("strides", "pads", "groups", "qmin", "qmax"), requantizes=True, extra=mask_output, optional=0,
+         kernel=conv, grad=conv_grad, emit=emit_conv,
+         runtime=("tte_conv_s8.c", "tte_conv_dw_s8.c"), scratch=conv_scratch, in_place=is_depthwise, alias=False,
+         code_bytes=1600, channels=conv_channels, layer=True, onnx=("Conv", "QLinearConv"))
+
+
+# -- pw_dw ---------------------------------------------------------------------------------------------
+
+
+def pw_dw_shape(g: Graph, n: Node) -> Shape:
+    x, w1, w2 = g[n.inputs[0]].shape, g[n.inputs[1]].shape, g[n.inputs[3]].shape
+    if w1[2:] != (1, 1) or w1[1] != x[1] or w2[1] != 1 or w2[0] != w1[0]:
+        raise ValueError(f"pw_dw expects a 1x1 conv {w1} reading {x} and a depthwise conv {w2} on its output")
+    return window_shape((x[0], w1[0], x[2], x[3]), w2[2:], n.attrs["strides"], n.attrs["pads"], w2[0])
+
+
+def pw_dw(g: Graph, node: Node, x, w1, b1, w2, b2):
+    """A pointwise conv feeding a depthwise conv, fused (tte.passes.forward): the same integers as the
+    two convs, computed here whole; the C kernel goes one intermediate channel plane at a time."""
+    a = node.attrs
+    xq, w1q, w2q = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.inputs[3]))
+    mq, yq = a["mid_quant"], g[node.output].quant
+    acc = _conv_acc(x, xq, w1, w1q, b1, (1, 1), (0, 0, 0, 0), 1)
+    m1 = sem.multiplier(sem.f64(xq.scale) * sem.f64(w1q.scale), mq.scale).reshape(1, -1, 1, 1)
+    mid = sem.round_clamp(sem.preround(acc, m1), nx.zero_point(mq), a["mid_qmin"], a["mid_qmax"])
+    acc = _conv_acc(mid, mq, w2, w2q, b2, a["strides"], a["pads"], w2.shape[0])
+    m2 = sem.multiplier(sem.f64(mq.scale) * sem.f64(w2q.scale), yq.scale).reshape(1, -1, 1, 1)
+    return finish(node, sem.preround(acc, m2), nx.zero_point(yq))
+
+
+def pw_dw_scratch(g: Graph, n: Node) -> int:
+    """One plane of the expanded tensor."""
+    return g[n.inputs[0]].shape[2] * g[n.inputs[0]].shape[3]
+
+
+def pw_dw_grad(b, node: Node, gy: str) -> None:
+    raise AssertionError("pw_dw fuses frozen layers only (tte.passes.forward): no gradient passes through it")
+
+
+register(name="pw_dw", operands=("int8", "int8", "int32", "int8", "int32"), out_dtype="int8", shape=pw_dw_shape,
+         attrs=("strides", "pads", "mid_quant", "mid_qmin", "mid_qmax", "qmin", "qmax"), requantizes=True,
+         extra=None, optional=0, kernel=pw_dw, grad=pw_dw_grad, emit=emit_pw_dw, runtime=("tte_conv_pw_dw_s8.c",),
+         scratch=pw_dw_scratch, in_place=never, alias=False, code_bytes=1800, channels=channels_training_only,
+         layer=False, onnx=())
+
+
+# -- backward ------------------------------------------------------------------------------------------
+
+
+def conv_grad_input(g: Graph, node: Node, gy, w):
+    """dL/dx: for each input element, the sum over output channels o of its group (ascending), then taps
+    i, j (ascending) of dz[o, ho, wo] * W[o, c, i, j], over the taps that reach it."""
+    F32 = nx.F32
+    n, c, h, wd = node.attrs["in_shape"]
+    top, left, bottom, right = node.attrs["pads"]
+    sh, sw = node.attrs["strides"]
+    groups = node.attrs["groups"]
+    wr = nx.weight_real(g, node.inputs[1], w)
+    o, cg, kh, kw = wr.shape
+    og = o // groups
+    ho, wo = gy.shape[2:]
+    dx = np.zeros((n, c, h + top + bottom, wd + left + right), F32)
+    for gi in range(groups):
+        cs = slice(gi * cg, (gi + 1) * cg)
+        for oc in range(gi * og, (gi + 1) * og):
+            dz = gy[:, oc:oc + 1]
+            for i in range(kh):
+                rows = slice(i, i + sh * (ho - 1) + 1, sh)
+                for j in range(kw):
+                    cols = slice(j, j + sw * (wo - 1) + 1, sw)
+                    term = (dz * wr[oc, :, i, j][None, :, None, None]).astype(F32)
+                    dx[:, cs, rows, cols] = (dx[:, cs, rows, cols] + term).astype(F32)
+    return dx[:, :, top:top + h, left:left + wd].astype(F32)
+
+
+def _depthwise_grad_input(g: Graph, node: Node) -> bool:
+    w = g[node.inputs[1]].shape
+    return node.attrs["groups"] > 1 and w[1] == 1 and w[0] == node.attrs["groups"]
+
+
+def conv_grad_input_scratch(g: Graph, n: Node) -> int:
+    """One float input plane, accumulated then stored (so that a depthwise one can run in place)."""
+    return 4 * n.attrs["in_shape"][2] * n.attrs["in_shape"][3]
+
+
+register(name="conv_grad_input", operands=("float32", "int8"), out_dtype="float32", shape=lambda g, n:
+         tuple(n.attrs["in_shape"]), attrs=("strides", "pads", "groups", "in_shape"), requantizes=False, extra=None,
+         optional=0, kernel=conv_grad_input, grad=NOT_DIFFERENTIATED, emit=emit_conv_grad_input,
+         runtime=("tte_conv_grad_input_f32.c",), scratch=conv_grad_input_scratch, in_place=_depthwise_grad_input,
+         alias=False, code_bytes=1400, channels=channels_training_only, layer=False, onnx=())
+
+
+def conv_grad_weight_shape(g: Graph, n: Node) -> Shape:
+    o = g[n.inputs[0]].shape[1]
+    kh, kw = n.attrs["kernel"]
+    k = n.attrs["channels"]
+    if n.attrs["depthwise"]:
+        return (k, 1, kh, kw)
+    return (o, k, kh, kw)
+
+
+def conv_grad_weight(g: Graph, node: Node, gy, x):
+    """dL/dW in real units for the leading ``channels`` input channels (depthwise: channels): for each
+    weight, the sum over samples n, then output rows and columns (ascending) of dz * x (padding skipped,
+    i.e. adding zero)."""
+    k = node.attrs["channels"]
+    xr = nx.pad(nx.real(g, node.inputs[1], x), node.attrs["pads"])
+    kh, kw = node.attrs["kernel"]
+    win = nx.windows(xr, (kh, kw), node.attrs["strides"])  # N, C, Ho, Wo, kh, kw
+    n, o = gy.shape[:2]
+    pos = gy.shape[2] * gy.shape[3]
+    dz = gy.reshape(n, o, pos).transpose(0, 2, 1).reshape(n * pos, o)  # (positions, O)
+    xw = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * pos, win.shape[1], kh, kw)  # (positions, C, kh, kw)
+    if node.attrs["depthwise"]:
+        terms = dz[:, :k, None, None] * xw[:, :k]  # positions, k, kh, kw
+        return nx.seq_sum(terms, axis=0)[:, None].astype(nx.F32)
+    groups = node.attrs["groups"]
+    og, cg = o // groups, xw.shape[1] // groups
+    parts = []
+    for gi in range(groups):
+        xg = xw[:, gi * cg:(gi + 1) * cg]
+        parts.append(nx.seq_sum(dz[:, gi * og:(gi + 1) * og, None, None, None] * xg[:, None], axis=0))
+    return np.concatenate(parts, axis=0)[:, :k].astype(nx.F32)
+
+
+register(name="conv_grad_weight", operands=("float32", "int8"), out_dtype="float32", shape=conv_grad_weight_shape,
+         attrs=("strides", "pads", "groups", "kernel", "channels", "depthwise"), requantizes=False, extra=None,
+         optional=0, kernel=conv_grad_weight, grad=NOT_DIFFERENTIATED, emit=emit_conv_grad_weight,
+         runtime=("tte_conv_grad_weight_f32.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=1200,
+         channels=channels_training_only, layer=False, onnx=())
+
+
+def conv_weight_update(g: Graph, node: Node, gy, x, param, factor, aux=None):
+    """conv_grad_weight then sgd, without a gradient buffer in C (same numbers as the two ops)."""
+    return sgd(g, node, param, conv_grad_weight(g, node, gy, x), factor, aux)
+
+
+def conv_weight_update_scratch(g: Graph, n: Node) -> int:
+    """One output channel's gradient slice of floats."""
+    kh, kw = n.attrs["kernel"]
+    return (1 if n.attrs["depthwise"] else n.attrs["channels"]) * kh * kw * 4
+
+
+register(name="conv_weight_update", operands=("float32", "int8", "int8", "float32", "*"), out_dtype="same:2",
+         shape=fused_update_shape(2, conv_grad_weight_shape),
+         attrs=("strides", "pads", "groups", "kernel", "depthwise") + update_attrs, requantizes=False,
+         extra=fused_update_extra(4), optional=1, kernel=conv_weight_update, grad=NOT_DIFFERENTIATED,
+         emit=emit_conv_weight_update, runtime=("tte_conv_weight_update_s8.c",), scratch=conv_weight_update_scratch,
+         in_place=never, alias=False, code_bytes=1700, channels=channels_training_only, layer=False, onnx=())

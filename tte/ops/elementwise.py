@@ -1,0 +1,131 @@
+"""The elementwise family: ``add`` (two int8 operands rescaled to the output, or a constant broadcast
+bias), ``requantize`` (int8 re-expressed in other parameters), and in training graphs ``ste`` (the
+straight-through estimator: a gradient through a saturation mask) and ``grad_add`` (gradient
+accumulation)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.c_emitter import emit_add, emit_requantize
+from ..codegen.c_train import emit_grad_add, emit_ste
+from ..ir import Graph, Node
+from ..ir.registry import Shape, register
+from ..reference import numerics as nx
+from ..reference import semantics as sem
+from .common import (
+    always,
+    channels_follow,
+    finish,
+    mask_output,
+    masked,
+    never,
+    no_scratch,
+    rescale_preround,
+    same_as_inputs,
+    same_pair,
+)
+from .update import TRAINING_ONLY
+
+F32 = nx.F32
+
+
+# -- add -----------------------------------------------------------------------------------------------
+
+
+def add_shape(g: Graph, n: Node) -> Shape:
+    """Elementwise; the second operand may be a constant that broadcasts to the first (a bias)."""
+    a, b = (g[i] for i in n.inputs)
+    if a.shape == b.shape:
+        return a.shape
+    try:
+        out = tuple(np.broadcast_shapes(a.shape, b.shape))
+    except ValueError:
+        out = None
+    if out != a.shape or not b.is_const:
+        raise ValueError(f"add operands differ in shape: {a.shape} and {b.shape} (only a constant second operand "
+                         f"may broadcast)")
+    return out
+
+
+def add_preround(g: Graph, node: Node, a, b) -> np.ndarray:
+    """v = float32(a - z_a) * M_a + float32(b - z_b) * M_b, M_i = s_i / s_y."""
+    qa, qb, qy = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    ma, mb = sem.multiplier(qa.scale, qy.scale), sem.multiplier(qb.scale, qy.scale)
+    va = (a.astype(np.int32) - nx.zero_point(qa)).astype(np.float32) * ma
+    vb = (b.astype(np.int32) - nx.zero_point(qb)).astype(np.float32) * mb
+    return (va + vb).astype(np.float32)
+
+
+def add(g: Graph, node: Node, a, b):
+    return finish(node, add_preround(g, node, a, b), nx.zero_point(g[node.output].quant))
+
+
+def add_grad(b, node: Node, gy: str) -> None:
+    dz = masked(b, node, gy)
+    for x in node.inputs:
+        if b.wants(x):
+            b.contribute(x, dz)
+
+
+def add_channels(g: Graph, n: Node, c) -> None:
+    """Both operands share the output's channel order; a constant bias that varies by channel pins it."""
+    x, other, y = n.inputs[0], n.inputs[1], n.outputs[0]
+    c.union(x, y)
+    if not g[other].is_const:
+        c.union(other, y)
+    elif g[other].size > 1:
+        c.freeze(y)
+
+
+register(name="add", operands=("int8", "int8"), out_dtype="int8", shape=add_shape, attrs=("qmin", "qmax"),
+         requantizes=True, extra=mask_output, optional=0, kernel=add, grad=add_grad, emit=emit_add,
+         runtime=("tte_add_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=300,
+         channels=add_channels, layer=False, onnx=("Add", "QLinearAdd"))
+
+
+# -- requantize ----------------------------------------------------------------------------------------
+
+
+def requantize(g: Graph, node: Node, x):
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    return finish(node, rescale_preround(x, qx, qy), nx.zero_point(qy))
+
+
+def requantize_grad(b, node: Node, gy: str) -> None:
+    if b.wants(node.inputs[0]):
+        b.contribute(node.inputs[0], masked(b, node, gy))
+
+
+register(name="requantize", operands=("int8",), out_dtype="int8", shape=same_as_inputs, attrs=("qmin", "qmax"),
+         requantizes=True, extra=mask_output, optional=0, kernel=requantize, grad=requantize_grad,
+         emit=emit_requantize, runtime=("tte_requantize_s8.c",), scratch=no_scratch, in_place=never, alias=False,
+         code_bytes=200, channels=channels_follow, layer=False, onnx=("Relu", "Clip", "QuantizeLinear"))
+
+
+# -- training: straight-through estimator, gradient accumulation ---------------------------------------
+
+
+def ste_shape(g: Graph, n: Node) -> Shape:
+    a, m = g[n.inputs[0]].shape, g[n.inputs[1]].shape
+    if a != m:
+        raise ValueError(f"gradient {a} and mask {m} differ in shape")
+    return a
+
+
+def ste(g: Graph, node: Node, gy, mask):
+    return np.where(mask, gy, F32(0)).astype(F32)
+
+
+register(name="ste", operands=("float32", "bool"), out_dtype="float32", shape=ste_shape, attrs=(), extra=None,
+         optional=0, kernel=ste, emit=emit_ste, runtime=("tte_ste_f32.c",), scratch=no_scratch, code_bytes=100,
+         **dict(TRAINING_ONLY, in_place=always))
+
+
+def grad_add(g: Graph, node: Node, a, b):
+    return (a + b).astype(F32)
+
+
+register(name="grad_add", operands=("float32", "float32"), out_dtype="float32", shape=same_pair, attrs=(),
+         extra=None, optional=0, kernel=grad_add, emit=emit_grad_add, runtime=("tte_add_f32.c",), scratch=no_scratch,
+         code_bytes=100, **dict(TRAINING_ONLY, in_place=always))

@@ -1,0 +1,99 @@
+"""The gemm family: fully connected ``gemm`` (x[N, K] times w[M, K]^T plus bias), its gradients and the
+fused weight update."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.c_emitter import emit_gemm
+from ..codegen.c_train import emit_gemm_grad_input, emit_gemm_grad_weight, emit_gemm_weight_update
+from ..ir import Graph, Node
+from ..ir.registry import Shape, register
+from ..reference import numerics as nx
+from ..reference import semantics as sem
+from .common import channels_independent, finish, mask_output, masked, never, no_scratch
+from .conv import conv_multiplier
+from .update import TRAINING_ONLY, fused_update_extra, fused_update_shape, sgd, update_attrs
+
+
+def gemm_shape(g: Graph, n: Node) -> Shape:
+    x, w = g[n.inputs[0]].shape, g[n.inputs[1]].shape
+    if len(x) != 2 or len(w) != 2 or x[1] != w[1]:
+        raise ValueError(f"gemm expects x[N,K] and w[M,K], got {x} and {w}")
+    if len(n.inputs) > 2 and g[n.inputs[2]].shape != (w[0],):
+        raise ValueError(f"gemm bias shape {g[n.inputs[2]].shape} != ({w[0]},)")
+    return (x[0], w[0])
+
+
+def gemm_accumulator(g: Graph, node: Node, x, w, b) -> np.ndarray:
+    xc = nx.centered(x, g[node.inputs[0]].quant)
+    wc = nx.weight_centered(w, g[node.inputs[1]].quant)
+    return nx.exact(xc @ wc.T) + b.astype(np.int64)[None, :]
+
+
+def gemm(g: Graph, node: Node, x, w, b):
+    acc = gemm_accumulator(g, node, x, w, b)
+    m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1)
+    return finish(node, sem.preround(acc, m), nx.zero_point(g[node.output].quant))
+
+
+def gemm_grad(b, node: Node, gy: str) -> None:
+    x, w, bias = node.inputs
+    dz = masked(b, node, gy)
+    if b.wants(x):
+        b.contribute(x, b.emit("gemm_grad_input", [dz, w], f"{x}.grad_from.{node.name}"))
+    if b.wants(w):
+        b.param_grad(w, b.emit("gemm_grad_weight", [dz, b.saved(x)], f"{w}.grad", channels=b.channels(w)))
+    if b.wants(bias):
+        b.param_grad(bias, b.emit("bias_grad", [dz], f"{bias}.grad"))
+
+
+register(name="gemm", operands=("int8", "int8", "int32"), out_dtype="int8", shape=gemm_shape, attrs=("qmin", "qmax"),
+         requantizes=True, extra=mask_output, optional=0, kernel=gemm, grad=gemm_grad, emit=emit_gemm,
+         runtime=("tte_gemm_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=500,
+         channels=channels_independent, layer=True, onnx=("Gemm", "MatMul", "QGemm", "QLinearMatMul"))
+
+
+def gemm_grad_input_shape(g: Graph, n: Node) -> Shape:
+    dy, w = g[n.inputs[0]].shape, g[n.inputs[1]].shape
+    if dy[1] != w[0]:
+        raise ValueError(f"gemm_grad_input: gradient {dy} does not match weight {w}")
+    return (dy[0], w[1])
+
+
+def gemm_grad_input(g: Graph, node: Node, gy, w):
+    """dx[n, k] = sum over m (ascending) of dz[n, m] * W[m, k]."""
+    wr = nx.weight_real(g, node.inputs[1], w)
+    return nx.seq_sum(gy[:, :, None] * wr[None], axis=1).astype(nx.F32)
+
+
+register(name="gemm_grad_input", operands=("float32", "int8"), out_dtype="float32", shape=gemm_grad_input_shape,
+         attrs=(), extra=None, optional=0, kernel=gemm_grad_input, emit=emit_gemm_grad_input,
+         runtime=("tte_gemm_grad_input_f32.c",), scratch=no_scratch, code_bytes=300, **TRAINING_ONLY)
+
+
+def gemm_grad_weight_shape(g: Graph, n: Node) -> Shape:
+    return (g[n.inputs[0]].shape[1], n.attrs["channels"])
+
+
+def gemm_grad_weight(g: Graph, node: Node, gy, x):
+    """dW[m, k] = sum over samples n (ascending) of dz[n, m] * x[n, k]."""
+    k = node.attrs["channels"]
+    xr = nx.real(g, node.inputs[1], x)[:, :k]
+    return nx.seq_sum(gy[:, :, None] * xr[:, None, :], axis=0).astype(nx.F32)
+
+
+register(name="gemm_grad_weight", operands=("float32", "int8"), out_dtype="float32", shape=gemm_grad_weight_shape,
+         attrs=("channels",), extra=None, optional=0, kernel=gemm_grad_weight, emit=emit_gemm_grad_weight,
+         runtime=("tte_gemm_grad_weight_f32.c",), scratch=no_scratch, code_bytes=300, **TRAINING_ONLY)
+
+
+def gemm_weight_update(g: Graph, node: Node, gy, x, param, factor, aux=None):
+    """gemm_grad_weight then sgd, fused (same numbers; the C kernel needs no gradient buffer)."""
+    return sgd(g, node, param, gemm_grad_weight(g, node, gy, x), factor, aux)
+
+
+register(name="gemm_weight_update", operands=("float32", "int8", "int8", "float32", "*"), out_dtype="same:2",
+         shape=fused_update_shape(2, gemm_grad_weight_shape), attrs=update_attrs, extra=fused_update_extra(4),
+         optional=1, kernel=gemm_weight_update, emit=emit_gemm_weight_update,
+         runtime=("tte_gemm_weight_update_s8.c",), scratch=no_scratch, code_bytes=600, **TRAINING_ONLY)

@@ -1,0 +1,176 @@
+"""The pool family: average pool (``count_include_pad`` 0 or 1), global average pool, max pool, and
+their gradients.  Pools requantize: the window's sum (or maximum) times a multiplier, rounded and
+clamped (tte.reference.semantics)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.c_emitter import emit_avgpool, emit_global_avgpool, emit_maxpool
+from ..codegen.c_train import emit_avgpool_grad, emit_global_avgpool_grad, emit_maxpool_grad
+from ..ir import Graph, Node
+from ..ir.registry import Shape, register
+from ..reference import numerics as nx
+from ..reference import semantics as sem
+from .common import (
+    attr_shape,
+    channels_follow,
+    finish,
+    mask_output,
+    masked,
+    never,
+    no_scratch,
+    rescale_preround,
+    window_shape,
+)
+from .update import TRAINING_ONLY
+
+F32 = nx.F32
+
+
+def pool_shape(g: Graph, n: Node) -> Shape:
+    x = g[n.inputs[0]].shape
+    return window_shape(x, n.attrs["kernel"], n.attrs["strides"], n.attrs["pads"], x[1])
+
+
+def avgpool_accumulator(g: Graph, node: Node, x) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of q - z over each window, element count of each window)."""
+    pads, kernel, strides = node.attrs["pads"], node.attrs["kernel"], node.attrs["strides"]
+    xc = nx.pad(nx.centered(x, g[node.inputs[0]].quant), pads)
+    acc = nx.exact(nx.windows(xc, kernel, strides).sum(axis=(-2, -1)))
+    if node.attrs["count_include_pad"]:
+        count = np.full(acc.shape[2:], kernel[0] * kernel[1])
+    else:
+        ones = nx.pad(np.ones((1, 1) + x.shape[2:]), pads)
+        count = nx.exact(nx.windows(ones, kernel, strides).sum(axis=(-2, -1)))[0, 0]
+    return acc, count
+
+
+def avgpool(g: Graph, node: Node, x):
+    acc, count = avgpool_accumulator(g, node, x)
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    m = sem.multiplier(qx.scale, sem.f64(qy.scale) * count)
+    return finish(node, sem.preround(acc, m), nx.zero_point(qy))
+
+
+def avgpool_grad_rule(b, node: Node, gy: str) -> None:
+    x = node.inputs[0]
+    if b.wants(x):
+        a = node.attrs
+        b.contribute(x, b.emit("avgpool_grad", [masked(b, node, gy)], f"{x}.grad_from.{node.name}",
+                               kernel=a["kernel"], strides=a["strides"], pads=a["pads"],
+                               count_include_pad=a["count_include_pad"], in_shape=b.g[x].shape))
+
+
+register(name="avgpool", operands=("int8",), out_dtype="int8", shape=pool_shape,
+         attrs=("kernel", "strides", "pads", "count_include_pad", "qmin", "qmax"), requantizes=True,
+         extra=mask_output, optional=0, kernel=avgpool, grad=avgpool_grad_rule, emit=emit_avgpool,
+         runtime=("tte_avgpool_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=400,
+         channels=channels_follow, layer=False, onnx=("AveragePool", "QLinearAveragePool"))
+
+
+def global_avgpool(g: Graph, node: Node, x):
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    acc = x.astype(np.int64).sum(axis=(2, 3), keepdims=True) - nx.zero_point(qx) * x.shape[2] * x.shape[3]
+    m = sem.multiplier(qx.scale, sem.f64(qy.scale) * (x.shape[2] * x.shape[3]))
+    return finish(node, sem.preround(acc, m), nx.zero_point(qy))
+
+
+def global_avgpool_grad_rule(b, node: Node, gy: str) -> None:
+    x = node.inputs[0]
+    if b.wants(x):
+        b.contribute(x, b.emit("global_avgpool_grad", [masked(b, node, gy)], f"{x}.grad_from.{node.name}",
+                               in_shape=b.g[x].shape))
+
+
+register(name="global_avgpool", operands=("int8",), out_dtype="int8",
+         shape=lambda g, n: (*g[n.inputs[0]].shape[:2], 1, 1), attrs=("qmin", "qmax"), requantizes=True,
+         extra=mask_output, optional=0, kernel=global_avgpool, grad=global_avgpool_grad_rule,
+         emit=emit_global_avgpool, runtime=("tte_global_avgpool_s8.c",), scratch=no_scratch, in_place=never,
+         alias=False, code_bytes=250, channels=channels_follow, layer=False,
+         onnx=("GlobalAveragePool", "ReduceMean", "QLinearGlobalAveragePool"))
+
+
+def maxpool(g: Graph, node: Node, x):
+    xp = nx.pad(x.astype(np.int16), node.attrs["pads"], value=-32768)
+    pooled = nx.windows(xp, node.attrs["kernel"], node.attrs["strides"]).max(axis=(-2, -1)).astype(np.int8)
+    qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    return finish(node, rescale_preround(pooled, qx, qy), nx.zero_point(qy))
+
+
+def maxpool_grad_rule(b, node: Node, gy: str) -> None:
+    x = node.inputs[0]
+    if b.wants(x):
+        a = node.attrs
+        b.contribute(x, b.emit("maxpool_grad", [masked(b, node, gy), b.saved(x)], f"{x}.grad_from.{node.name}",
+                               kernel=a["kernel"], strides=a["strides"], pads=a["pads"]))
+
+
+register(name="maxpool", operands=("int8",), out_dtype="int8", shape=pool_shape,
+         attrs=("kernel", "strides", "pads", "qmin", "qmax"), requantizes=True, extra=mask_output, optional=0,
+         kernel=maxpool, grad=maxpool_grad_rule, emit=emit_maxpool, runtime=("tte_maxpool_s8.c",),
+         scratch=no_scratch, in_place=never, alias=False, code_bytes=300, channels=channels_follow, layer=False,
+         onnx=("MaxPool",))
+
+
+# -- backward ------------------------------------------------------------------------------------------
+
+
+def avgpool_grad(g: Graph, node: Node, gy):
+    """share = dz / count per window; dx = sum over taps (i, j) ascending of the shares reaching it."""
+    n, c, h, w = node.attrs["in_shape"]
+    top, left, bottom, right = pads = node.attrs["pads"]
+    kh, kw = node.attrs["kernel"]
+    sh, sw = node.attrs["strides"]
+    ho, wo = gy.shape[2:]
+    if node.attrs["count_include_pad"]:
+        count = np.full((ho, wo), kh * kw, F32)
+    else:
+        ones = nx.pad(np.ones((1, 1, h, w), F32), pads)
+        count = nx.windows(ones, (kh, kw), (sh, sw)).sum(axis=(-2, -1))[0, 0].astype(F32)
+    share = (gy / count).astype(F32)
+    dx = np.zeros((n, c, h + top + bottom, w + left + right), F32)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += share
+    return dx[:, :, top:top + h, left:left + w]
+
+
+register(name="avgpool_grad", operands=("float32",), out_dtype="float32", shape=attr_shape("in_shape"),
+         attrs=("kernel", "strides", "pads", "count_include_pad", "in_shape"), extra=None, optional=0,
+         kernel=avgpool_grad, emit=emit_avgpool_grad, runtime=("tte_avgpool_grad_f32.c",), scratch=no_scratch,
+         code_bytes=400, **TRAINING_ONLY)
+
+
+def global_avgpool_grad(g: Graph, node: Node, gy):
+    n, c, h, w = node.attrs["in_shape"]
+    return np.broadcast_to(gy / F32(h * w), (n, c, h, w)).astype(F32)
+
+
+register(name="global_avgpool_grad", operands=("float32",), out_dtype="float32", shape=attr_shape("in_shape"),
+         attrs=("in_shape",), extra=None, optional=0, kernel=global_avgpool_grad, emit=emit_global_avgpool_grad,
+         runtime=("tte_global_avgpool_grad_f32.c",), scratch=no_scratch, code_bytes=150, **TRAINING_ONLY)
+
+
+def maxpool_grad(g: Graph, node: Node, gy, x):
+    """Route each output's gradient to the first maximum of its window (row-major), as PyTorch does."""
+    top, left, bottom, right = pads = node.attrs["pads"]
+    kh, kw = node.attrs["kernel"]
+    sh, sw = node.attrs["strides"]
+    n, c, h, w = x.shape
+    win = nx.windows(nx.pad(x.astype(np.int16), pads, value=-32768), (kh, kw), (sh, sw))
+    ho, wo = win.shape[2:4]
+    arg = win.reshape(n, c, ho, wo, kh * kw).argmax(axis=-1)
+    di, dj = np.divmod(arg, kw)
+    rows = np.arange(ho)[None, None, :, None] * sh + di
+    cols = np.arange(wo)[None, None, None, :] * sw + dj
+    dx = np.zeros((n, c, h + top + bottom, w + left + right), F32)
+    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+    np.add.at(dx, (nn[..., None, None], cc[..., None, None], rows, cols), gy)
+    return dx[:, :, top:top + h, left:left + w]
+
+
+register(name="maxpool_grad", operands=("float32", "int8"), out_dtype="float32", shape=lambda g, n:
+         g[n.inputs[1]].shape, attrs=("kernel", "strides", "pads"), extra=None, optional=0, kernel=maxpool_grad,
+         emit=emit_maxpool_grad, runtime=("tte_maxpool_grad_f32.c",), scratch=no_scratch, code_bytes=400,
+         **TRAINING_ONLY)

@@ -1,0 +1,168 @@
+"""The shape family: ``reshape`` (a view: no data moves), ``concat`` (along channels, each operand
+rescaled to the output), ``quantize`` / ``dequantize`` at the graph's boundaries, and in training graphs
+``slice`` (a concat's gradient, per operand) and ``freshape`` (a reshape's gradient, a view)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.c_emitter import emit_concat, emit_reshape
+from ..codegen.c_train import emit_alias, emit_dequantize, emit_quantize, emit_slice
+from ..ir import Graph, Node
+from ..ir.registry import Shape, register
+from ..reference import numerics as nx
+from ..reference import semantics as sem
+from .common import (
+    attr_shape,
+    channels_pinned,
+    finish,
+    mask_output,
+    masked,
+    never,
+    no_scratch,
+    rescale_preround,
+    same_as_inputs,
+)
+from .update import TRAINING_ONLY
+
+# -- reshape -------------------------------------------------------------------------------------------
+
+
+def reshape_shape(g: Graph, n: Node) -> Shape:
+    x = g[n.inputs[0]]
+    shape = tuple(n.attrs["shape"])
+    size = 1
+    for d in shape:
+        size *= d
+    if size != x.size:
+        raise ValueError(f"reshape of {x.shape} ({x.size} elements) to {shape}")
+    return shape
+
+
+def reshape(g: Graph, node: Node, x) -> np.ndarray:
+    return x.reshape(node.attrs["shape"])
+
+
+def reshape_grad(b, node: Node, gy: str) -> None:
+    x = node.inputs[0]
+    if b.wants(x):
+        b.contribute(x, b.emit("freshape", [gy], f"{x}.grad_from.{node.name}", shape=b.g[x].shape))
+
+
+def reshape_channels(g: Graph, n: Node, c) -> None:
+    """[N, C, 1, 1] <-> [N, C] keeps channels; any other reshape mixes them with positions."""
+    x, y = n.inputs[0], n.outputs[0]
+    xs, ys = g[x].shape, g[y].shape
+    if len(xs) >= 2 and len(ys) >= 2 and xs[:2] == ys[:2] and all(d == 1 for d in xs[2:]) and \
+            all(d == 1 for d in ys[2:]):
+        c.union(x, y)
+    else:
+        c.freeze(x)
+        c.freeze(y)
+
+
+register(name="reshape", operands=("int8",), out_dtype="int8", shape=reshape_shape, attrs=("shape",),
+         requantizes=False, extra=None, optional=0, kernel=reshape, grad=reshape_grad, emit=emit_reshape, runtime=(),
+         scratch=no_scratch, in_place=never, alias=True, code_bytes=0, channels=reshape_channels, layer=False,
+         onnx=("Flatten", "Reshape", "Squeeze", "Unsqueeze"))
+
+
+# -- concat --------------------------------------------------------------------------------------------
+
+
+def concat_shape(g: Graph, n: Node) -> Shape:
+    shapes = [g[i].shape for i in n.inputs]
+    axis = n.attrs["axis"]
+    first = shapes[0]
+    for s in shapes[1:]:
+        if len(s) != len(first) or any(a != b for k, (a, b) in enumerate(zip(s, first)) if k != axis):
+            raise ValueError(f"concat operands do not agree outside axis {axis}: {shapes}")
+    out = list(first)
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+def concat(g: Graph, node: Node, *xs):
+    qy = g[node.output].quant
+    v = np.concatenate([rescale_preround(x, g[n].quant, qy) for n, x in zip(node.inputs, xs)], axis=node.attrs["axis"])
+    return finish(node, v, nx.zero_point(qy))
+
+
+def concat_grad(b, node: Node, gy: str) -> None:
+    dz = masked(b, node, gy)
+    axis, start = node.attrs["axis"], 0
+    for x in node.inputs:
+        stop = start + b.g[x].shape[axis]
+        if b.wants(x):
+            b.contribute(x, b.emit("slice", [dz], f"{x}.grad_from.{node.name}", axis=axis, start=start, stop=stop))
+        start = stop
+
+
+register(name="concat", operands=None, out_dtype="int8", shape=concat_shape, attrs=("axis", "qmin", "qmax"),
+         requantizes=True, extra=mask_output, optional=0, kernel=concat, grad=concat_grad, emit=emit_concat,
+         runtime=("tte_concat_channels_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=200,
+         channels=channels_pinned, layer=False, onnx=("Concat", "QLinearConcat"))
+
+
+# -- graph boundaries ----------------------------------------------------------------------------------
+
+
+def quantize(g: Graph, node: Node, x) -> np.ndarray:
+    q = g[node.output].quant
+    return sem.quantize(x, float(q.scale), nx.zero_point(q))
+
+
+def quantize_grad(b, node: Node, gy: str) -> None:
+    """The graph input is data, never trained: nothing to propagate."""
+
+
+register(name="quantize", operands=("float32",), out_dtype="int8", shape=same_as_inputs, attrs=(), requantizes=False,
+         extra=None, optional=0, kernel=quantize, grad=quantize_grad, emit=emit_quantize,
+         runtime=("tte_quantize_f32.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=150,
+         channels=channels_pinned, layer=False, onnx=("QuantizeLinear",))
+
+
+def dequantize(g: Graph, node: Node, x) -> np.ndarray:
+    q = g[node.inputs[0]].quant
+    return sem.dequantize(x, q.scale, q.zero_point)
+
+
+def dequantize_grad(b, node: Node, gy: str) -> None:
+    """real(output) == real(input): the gradient is the same tensor."""
+    if b.wants(node.inputs[0]):
+        b.contribute(node.inputs[0], gy)
+
+
+register(name="dequantize", operands=("int8",), out_dtype="float32", shape=same_as_inputs, attrs=(),
+         requantizes=False, extra=None, optional=0, kernel=dequantize, grad=dequantize_grad, emit=emit_dequantize,
+         runtime=("tte_dequantize_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=100,
+         channels=channels_pinned, layer=False, onnx=("DequantizeLinear",))
+
+
+# -- training ------------------------------------------------------------------------------------------
+
+
+def slice_shape(g: Graph, n: Node) -> Shape:
+    s = list(g[n.inputs[0]].shape)
+    s[n.attrs["axis"]] = n.attrs["stop"] - n.attrs["start"]
+    return tuple(s)
+
+
+def slice_(g: Graph, node: Node, gy):
+    idx = [slice(None)] * gy.ndim
+    idx[node.attrs["axis"]] = slice(node.attrs["start"], node.attrs["stop"])
+    return np.ascontiguousarray(gy[tuple(idx)])
+
+
+register(name="slice", operands=("float32",), out_dtype="float32", shape=slice_shape, attrs=("axis", "start", "stop"),
+         extra=None, optional=0, kernel=slice_, emit=emit_slice, runtime=("tte_slice_channels_f32.c",),
+         scratch=no_scratch, code_bytes=150, **TRAINING_ONLY)
+
+
+def freshape(g: Graph, node: Node, gy):
+    return gy.reshape(node.attrs["shape"])
+
+
+register(name="freshape", operands=("float32",), out_dtype="float32", shape=attr_shape("shape"), attrs=("shape",),
+         extra=None, optional=0, kernel=freshape, emit=emit_alias, runtime=(), scratch=no_scratch, code_bytes=0,
+         **dict(TRAINING_ONLY, alias=True))
