@@ -11,6 +11,8 @@ import refkernels as kernels
 
 from tte.ir import Graph
 from tte.ir.executor import run_node
+from tte.ops import activation
+from tte.reference import activations as acts
 from tte.reference import semantics as sem
 
 
@@ -71,6 +73,17 @@ def preround(g: Graph, node, args) -> np.ndarray | None:
         return sem.preround(acc, sem.multiplier(qx.scale, sem.f64(qy.scale) * count))
     if node.op == "quantize":
         return np.asarray(args[0], np.float32) / np.float32(g[node.output].quant.scale)
+    if node.op in ("hardswish", "sigmoid"):  # the table's value before rounding, looked up
+        qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+        r = sem.dequantize(acts.ALL_S8, np.float32(qx.scale), int(qx.zero_point))
+        v = (acts.FORWARD[node.op](r) / np.float32(qy.scale)).astype(np.float32)
+        return v[args[0].astype(np.int32) + 128]
+    if node.op == "lut_global_avgpool":
+        return activation.lut_global_avgpool_preround(g, node, args[0])
+    if node.op == "mul":
+        (qa, qb), qy = (g[i].quant for i in node.inputs), g[node.output].quant
+        acc = (args[0].astype(np.int32) - int(qa.zero_point)) * (args[1].astype(np.int32) - int(qb.zero_point))
+        return acc.astype(np.float32) * acts.mul_multiplier(qa.scale, qb.scale, qy.scale)
     return None
 
 

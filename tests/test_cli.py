@@ -118,10 +118,10 @@ def _quantized_with(tmp_path: pathlib.Path, op_type: str) -> pathlib.Path:
 
 
 def test_unsupported_op(tmp_path):
-    path = _quantized_with(tmp_path, "Sigmoid")
-    assert "Sigmoid" in {n.op_type for n in onnx.load(str(path)).graph.node}
-    err = assert_clean_error(run("inspect", path), "unsupported op 'Sigmoid'", "sigmoid0", "tte supports", "Conv")
-    assert "with_sigmoid.int8.onnx" in err
+    path = _quantized_with(tmp_path, "Tanh")  # Sigmoid became supported; Tanh is not
+    assert "Tanh" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    err = assert_clean_error(run("inspect", path), "unsupported op 'Tanh'", "tanh0", "tte supports", "Conv")
+    assert "with_tanh.int8.onnx" in err
 
 
 def test_dynamic_dimension_and_fix(tmp_path):

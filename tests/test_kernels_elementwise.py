@@ -454,3 +454,34 @@ def test_mul_math_matches_torch(case):
         db = A.mul_grad_channel(dz, ar).astype(np.float64)
         scale = np.abs(dz.astype(np.float64) * ar).sum(axis=(2, 3), keepdims=True)
         assert (np.abs(db - tb.grad.numpy()) <= a.shape[2] * a.shape[3] * 2 * EPS * scale + 1e-30).all()
+
+
+# ---- lut_global_avgpool --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,shape,qmin", [("hardswish", (1, 5, 7, 3), -128), ("sigmoid", (2, 3, 4, 4), -128),
+                                             ("hardswish", (1, 4, 2, 2), -20)])
+def test_lut_global_avgpool_s8(kind, shape, qmin):
+    """The fused activation + global average pool: C == the op's reference kernel (values and mask)."""
+    from tte.ir import Graph, Node, QuantParams, Value
+    from tte.ops import OPS
+
+    rng = rng_for("lut_gap", kind, shape)
+    g = Graph()
+    g.add_value(Value("x", "int8", shape, QuantParams.per_tensor(0.05, 7)))
+    g.add_value(Value("y", "int8", (*shape[:2], 1, 1), QuantParams.per_tensor(0.01, -30)))
+    g.add_value(Value("m", "bool", (*shape[:2], 1, 1)))
+    node = Node("lut_global_avgpool", "n", ["x"], ["y", "m"], dict(kind=kind, qmin=qmin, qmax=127, save_mask=True))
+    x = s8(rng, shape)
+    ref_y, ref_m = OPS["lut_global_avgpool"].kernel(g, node, x)
+    from tte.ops.activation import pool_multiplier, real_tables
+
+    table = np.ascontiguousarray(real_tables(g, "x", kind)[0], np.float32)
+    y = np.zeros(ref_y.size, np.int8)
+    mask = mask_bytes(ref_y.size, FILL)
+    status = lib().tte_lut_global_avgpool_s8(ref(dims(shape)), ptr(x), ptr(table),
+                                             c_float(pool_multiplier(g, node)), -30, qmin, 127, ptr(y), ptr(mask))
+    assert status == TTE_OK
+    np.testing.assert_array_equal(y, ref_y.reshape(-1))
+    assert (np.unpackbits(mask, bitorder="little")[:y.size].astype(bool) == ref_m.reshape(-1)).all()
+    assert len(set(y.tolist())) > 1

@@ -27,6 +27,13 @@ the integer semantics written up in ``tte/reference/semantics.py`` (re-implement
 * ``v = float32(acc) * M`` in float32 (add: ``float32(q1 - z1) * M1 + float32(q2 - z2) * M2``);
   ``q_y = clamp(round_half_even(v) + z_y, qmin, qmax)``;
 * maxpool: the integer maximum of the window (padding never wins), then rescaled as ``acc = q - z_x``;
+* hardswish / sigmoid: ``v = f(float32(q_x - z_x) * float32(s_x)) / float32(s_y)`` in float32, f being
+  torch's own float32 ``F.hardswish``, or the float64 ``torch.sigmoid`` rounded to float32 (tte builds
+  256-entry tables with its own expf; the two may differ by an ulp, i.e. only on exact rounding ties);
+* lut_global_avgpool (the float mean of an activation, QOperator's ``HardSwish -> GlobalAveragePool``): the
+  same f, summed over H x W in float64 and rounded once to float32 (tte: a left-to-right float32 sum),
+  times ``M = float32(1 / (s_y * H * W))``;
+* mul: ``acc = (q_a - z_a) * (q_b - z_b)`` exact (the per-channel gate broadcast), ``M = s_a * s_b / s_y``;
   reshape moves nothing; quantize ``clamp(round_half_even(float32(x) / s) + z)`` with a float32
   division; dequantize ``float32(q - z) * s``.
 
@@ -40,8 +47,9 @@ the forward with activations the caller got from tte (``graph.run(..., keep=True
   the returned gradients are in real units too.  Loss: ``F.cross_entropy(logits, label)`` on the real
   logits ``s * (q - z)`` of torchref's own int8 forward.
 * Every node downstream of a leaf computes its float **pre-activation** from its inputs' torch tensors
-  (conv2d, linear, sum, pools, cat) and returns torchref's int8 forward value dequantized, passing
-  ``grad * mask`` back into the pre-activation (straight-through estimator); the others are constants.
+  (conv2d, linear, sum, pools, cat, hardswish, sigmoid, product) and returns torchref's int8 forward value
+  dequantized, passing ``grad * mask`` back into the pre-activation (straight-through estimator); the
+  others are constants.
 """
 
 from __future__ import annotations
@@ -193,6 +201,43 @@ def global_avgpool_int(g, n, x):
     return finish(n, out, rescale_acc(acc, m))
 
 
+def activation_f32(kind: str, r: torch.Tensor) -> torch.Tensor:
+    """The float32 activation of float32 real values (see the module docstring)."""
+    if kind == "hardswish":
+        return F.hardswish(r)
+    if kind == "sigmoid":
+        return torch.sigmoid(r.to(DT)).to(F32)
+    raise NotImplementedError(kind)
+
+
+def _real_f32(g: Graph, name: str, q: torch.Tensor) -> torch.Tensor:
+    """float32(q - z) * float32(s)."""
+    return centered(g, name, q).to(F32) * scale_of(g[name], 0).to(F32)
+
+
+def _unary_int(kind: str):
+    def int_op(g, n, x):
+        out = g[n.output]
+        y = activation_f32(kind, _real_f32(g, n.inputs[0], x))
+        return finish(n, out, y / torch.tensor(float(out.quant.scale), dtype=F32))
+    return int_op
+
+
+def lut_global_avgpool_int(g, n, x):
+    out = g[n.output]
+    y = activation_f32(n.attrs["kind"], _real_f32(g, n.inputs[0], x))
+    total = y.to(DT).sum(dim=(2, 3), keepdim=True).to(F32)
+    m = multiplier(torch.tensor(1.0, dtype=DT), scale_of(out, 0) * float(x.shape[2] * x.shape[3]))
+    return finish(n, out, total * m)
+
+
+def mul_int(g, n, a, b):
+    out = g[n.output]
+    acc = centered(g, n.inputs[0], a) * centered(g, n.inputs[1], b)  # exact: |acc| <= 255 * 255
+    m = multiplier(scale_of(g[n.inputs[0]], 0) * scale_of(g[n.inputs[1]], 0), scale_of(out, 0))
+    return finish(n, out, acc.to(F32) * m)
+
+
 INT = {
     "conv": conv_int,
     "gemm": gemm_int,
@@ -202,6 +247,10 @@ INT = {
     "global_avgpool": global_avgpool_int,
     "maxpool": maxpool_int,
     "concat": concat_int,
+    "hardswish": _unary_int("hardswish"),
+    "sigmoid": _unary_int("sigmoid"),
+    "lut_global_avgpool": lut_global_avgpool_int,
+    "mul": mul_int,
 }
 
 
@@ -316,6 +365,17 @@ def concat_pre(g, n, *xs):
     return torch.cat(xs, dim=n.attrs["axis"])
 
 
+ACTIVATIONS = {"hardswish": F.hardswish, "sigmoid": torch.sigmoid}
+
+
+def lut_global_avgpool_pre(g, n, x):
+    return ACTIVATIONS[n.attrs["kind"]](x).mean(dim=(2, 3), keepdim=True)
+
+
+def mul_pre(g, n, a, b):
+    return a * b  # b may be the per-channel gate [N, C, 1, 1]
+
+
 PRE = {
     "conv": conv_pre,
     "gemm": gemm_pre,
@@ -325,6 +385,10 @@ PRE = {
     "global_avgpool": global_avgpool_pre,
     "maxpool": maxpool_pre,
     "concat": concat_pre,
+    "hardswish": lambda g, n, x: F.hardswish(x),
+    "sigmoid": lambda g, n, x: torch.sigmoid(x),
+    "lut_global_avgpool": lut_global_avgpool_pre,
+    "mul": mul_pre,
 }
 
 

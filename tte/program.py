@@ -13,7 +13,9 @@ from .errors import TteError
 from .ir import Graph
 from .ir.executor import evaluate
 from .ir.facts import LABEL, LOSS
-from .passes.memory import MemoryReport, memory_report
+from .passes.arena import ArenaPlan
+from .passes.forward import fuse_pointwise_depthwise
+from .passes.memory import MemoryReport, arena_of, memory_report
 
 
 class Program:
@@ -122,6 +124,14 @@ class Program:
                 if axis == p.axis:
                     order = order[perm]
         return np.sort(order[: p.channels])
+
+    @functools.cached_property
+    def inference(self) -> tuple[Graph, dict[str, str], ArenaPlan]:
+        """The forward graph the C inference function runs (frozen 1x1 + depthwise pairs fused, as in the
+        training step), which buffer each value lives in, and its arena plan: computed once."""
+        g = fuse_pointwise_depthwise(self.forward, set(self.params))[0]
+        _, root, arena = arena_of(g)
+        return g, root, arena
 
     def memory_report(self) -> MemoryReport:
         """Where every byte of a training step lives (:class:`tte.passes.memory.MemoryReport`)."""

@@ -246,6 +246,13 @@ tte_status tte_mul_grad_f32(const tte_dims *dz_dims, const float *dz, const tte_
 tte_status tte_mul_grad_channel_f32(const tte_dims *dz_dims, const float *dz, const tte_saved_s8 *other,
                                     float *d_this);
 
+/* global average pool of an activation of the int8 input (onnxruntime's float DequantizeLinear -> HardSwish ->
+ * GlobalAveragePool -> QuantizeLinear): per plane, the float32 sum over positions (ascending, from -0.0f) of
+ * table[x + 128] (the activation in real units), times multiplier = 1 / (s_y * H * W), rounded and clamped. */
+tte_status tte_lut_global_avgpool_s8(const tte_dims *in_dims, const int8_t *input, const float *table,
+                                     float multiplier, int32_t output_zero_point, int32_t qmin, int32_t qmax,
+                                     int8_t *output, uint8_t *mask);
+
 #ifdef __cplusplus
 }
 #endif

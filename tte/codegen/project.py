@@ -168,6 +168,14 @@ SECTIONS
 }}
 """
 
+FLASH_NOTE = """
+How flash is counted: every constant array of tte_model.c once, as it is emitted (identical arrays, of the
+same C type and contents, are emitted once and shared; tte_infer_f32 reads the training step's arrays).
+"requantization multipliers" are all of the quantization parameters: per-channel multipliers, the weight
+scales (and non-zero weight zero points) that input gradients read, average-pool tables, and {literals:,} B of
+scalar multipliers, which are float literals in the code.
+"""
+
 HEAP_BYTES = 4096
 STACK_BYTES = 4096
 LIBC_BYTES = 1024  # newlib-nano's own statics (stdio, semihosting), measured under 600 bytes
@@ -198,7 +206,7 @@ def write_project(program, plan, out_dir: str | os.PathLike, steps: int = DEMO_S
     extra = {"tte_main.c": MAIN_C % {"steps": steps}, "Makefile": MAKEFILE.format(**budgets),
              "tte_cortex_m.ld": LINKER_SCRIPT.format(heap=HEAP_BYTES, stack=STACK_BYTES, **budgets),
              "tte_startup_cortex_m.c": (RUNTIME_DIR / "board" / "tte_startup_cortex_m.c").read_text(),
-             "memory.txt": plan_text(plan)}
+             "memory.txt": plan_text(plan) + FLASH_NOTE.format(literals=plan.memory.quant_literals)}
     for name, text in extra.items():
         (out / name).write_text(text)
         files.append(out / name)

@@ -7,19 +7,28 @@ Two forms of quantized model reach us:
   view of one, a quantized constant, or a float op still waiting for the QuantizeLinear that will fix
   its output parameters).  When that QuantizeLinear arrives, the pending op becomes one IR node.
   Relu / Clip between the op and its QuantizeLinear fold into the int8 clamp.
-* **QOperator**: QLinearConv, QLinearMatMul and the com.microsoft QLinearAdd, QGemm,
-  QLinearGlobalAveragePool, QLinearAveragePool, QLinearConcat map one to one onto IR nodes.
+  HardSwish and Sigmoid become table-driven ``hardswish`` / ``sigmoid``; ``Mul`` of an NCHW tensor by a
+  per-channel [N, C, 1, 1] gate (either operand order) becomes ``mul``.
+* **QOperator**: QLinearConv, QLinearMatMul and the com.microsoft QLinearAdd, QLinearMul, QLinearSigmoid,
+  QGemm, QLinearGlobalAveragePool, QLinearAveragePool, QLinearConcat map one to one onto IR nodes.
+  onnxruntime leaves HardSwish float there, ``DQ -> HardSwish -> Q`` (lifted as in QDQ), and a
+  GlobalAveragePool reading a float HardSwish float too: ``DQ -> HardSwish -> GlobalAveragePool
+  [-> Flatten] -> Q`` becomes one ``lut_global_avgpool`` (the float mean of the activation's values,
+  quantized once; :mod:`tte.ops.activation`).
 
 Both forms may mix in one model.  Every unsupported construct raises a one-line
 :class:`UnsupportedModelError` naming the node.
+
+This module is the lifter's core (the walk, quantization boundaries, data movement, the layer builders
+both forms share); the handlers of each form are mixed in from :mod:`.qdq` and :mod:`.qoperator`, and
+what an ONNX tensor is while we walk is :mod:`.entries`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -28,71 +37,36 @@ from onnx import numpy_helper
 from ..errors import IRError, UnsupportedModelError
 from ..ir import Graph, QuantParams, Value, output_shape
 from ..ops import OPS
-from ..reference.semantics import clamp_bounds
+from ..ops import mul as mul_op
+from .entries import (
+    Const,
+    Entry,
+    FloatInput,
+    Int8,
+    Pending,
+    QConst,
+    Real,
+    bias_quant,
+    check_scale,
+    describe,
+    init_name,
+    onnx_attrs,
+    per_channel,
+    quant_hint,
+    quant_params,
+    quantize_const,
+)
+from .qdq import QDQOps
+from .qoperator import QOperatorOps
 from .reader import InputShapes, check_quantized, fix_input_shapes, graph_inputs, infer_shapes, read_model
 
 # the ONNX ops the lifter takes: each IR op's ``onnx`` facet, plus what only moves names around
 SUPPORTED_OPS = sorted({t for op in OPS.values() for t in op.onnx} | {"Identity", "Constant"})
 
 
-# -- what an ONNX tensor is, in integer terms -----------------------------------------------------
-@dataclass(frozen=True)
-class Int8:
-    """An int8 IR value."""
-    name: str
+class Lifter(QDQOps, QOperatorOps):
+    """ONNX graph -> tte IR, node by node (``op_<OpType>`` handlers: here and in the two mixins)."""
 
-
-@dataclass(frozen=True)
-class Real:
-    """The dequantized (real-valued) view of the int8 IR value ``name``."""
-    name: str
-
-
-@dataclass(frozen=True)
-class Const:
-    """A constant (initializer or Constant node) used as is."""
-    data: np.ndarray
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class QConst:
-    """A dequantized constant: real = scale * (data - zero_point).  ``name``: the ONNX initializer."""
-    data: np.ndarray
-    quant: QuantParams
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class FloatInput:
-    """A float graph input that has not been quantized yet."""
-    name: str
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A float op on real views, waiting for the QuantizeLinear that fixes its output parameters."""
-    op: str
-    node: onnx.NodeProto
-    operands: tuple
-    attrs: dict = field(default_factory=dict)
-    lo: float | None = None
-    hi: float | None = None
-    reshape: tuple[int, ...] | None = None  # a Flatten/Reshape/Squeeze applied before the QuantizeLinear
-
-
-Entry = Int8 | Real | Const | QConst | FloatInput | Pending
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _desc(node: onnx.NodeProto) -> str:
-    return f"{node.op_type} node '{node.name or node.output[0]}'"
-
-
-class Lifter:
     def __init__(self, model: onnx.ModelProto, path: str, onnx_shapes: dict[str, tuple[int, ...]]):
         self.model = model
         self.path = path
@@ -103,7 +77,7 @@ class Lifter:
 
     # -- helpers ----------------------------------------------------------------------------
     def fail(self, node: onnx.NodeProto | None, msg: str) -> UnsupportedModelError:
-        where = f"{_desc(node)}: " if node is not None else ""
+        where = f"{describe(node)}: " if node is not None else ""
         return UnsupportedModelError(f"{self.path}: {where}{msg}")
 
     def entry(self, node: onnx.NodeProto, name: str) -> Entry:
@@ -136,7 +110,7 @@ class Lifter:
             raise self.fail(node, f"activations are {dtype}"
                                   f"{' (no zero point given)' if zero_point is None else ''}; tte supports int8 "
                                   f"activations only: quantize with activation_type=QuantType.QInt8")
-        _check_scale(self, node, scale)
+        check_scale(self, node, scale)
         if np.asarray(scale).size != 1:
             raise self.fail(node, "activations are quantized per channel; tte supports per-tensor activations")
         zp = 0 if zero_point is None else int(np.asarray(zero_point).reshape(()))
@@ -158,7 +132,7 @@ class Lifter:
 
     def weight(self, node: onnx.NodeProto, e: Entry, what: str, cout_axis: int) -> tuple[np.ndarray, QuantParams]:
         if isinstance(e, Const) and e.data.dtype == np.float32:
-            raise self.fail(node, f"{what} is float: the model is not fully quantized; {_quant_hint()}")
+            raise self.fail(node, f"{what} is float: the model is not fully quantized; {quant_hint()}")
         if not isinstance(e, QConst):
             raise self.fail(node, f"{what} must be a constant int8 tensor (through DequantizeLinear)")
         if e.data.dtype != np.int8:
@@ -169,6 +143,17 @@ class Lifter:
             raise self.fail(node, f"{what} is quantized along axis {q.axis}; expected the output-channel axis "
                                   f"{cout_axis}")
         return e.data, q
+
+    def mul_operands(self, node: onnx.NodeProto, a: str, b: str) -> tuple[str, str]:
+        """A multiply's int8 operands in the order the IR's ``mul`` takes them: a per-channel [N, C, 1, 1]
+        operand (a squeeze-and-excitation gate) second, whichever side ONNX has it on."""
+        sa, sb = self.g[a].shape, self.g[b].shape
+        if sa == sb or mul_op.per_channel(sa, sb):
+            return a, b
+        if mul_op.per_channel(sb, sa):
+            return b, a
+        raise self.fail(node, f"multiplies {list(sa)} by {list(sb)}; tte multiplies tensors of one shape, or an "
+                              f"NCHW tensor by a per-channel [N, C, 1, 1] one")
 
     # -- the walk ---------------------------------------------------------------------------
     def lift(self) -> Graph:
@@ -208,7 +193,7 @@ class Lifter:
         else:
             raise UnsupportedModelError(
                 f"{self.path}: graph output '{name}' is not computed from int8 tensors (it comes from a float op "
-                f"with no QuantizeLinear after it); the model is not fully quantized: {_quant_hint()}")
+                f"with no QuantizeLinear after it); the model is not fully quantized: {quant_hint()}")
         self.g.outputs.append(out)
 
     def cross_check_shapes(self) -> None:
@@ -220,7 +205,7 @@ class Lifter:
 
     # -- quantization boundaries ------------------------------------------------------------
     def op_Constant(self, node):
-        a = _attrs(node)
+        a = onnx_attrs(node)
         if "value" not in a:
             raise self.fail(node, "only Constant with a tensor 'value' is supported")
         self.env[node.output[0]] = Const(numpy_helper.to_array(a["value"]), node.output[0])
@@ -235,9 +220,9 @@ class Lifter:
         zp = self.const(node, zp_name) if zp_name else None
         out = node.output[0]
         if isinstance(x, Const):  # a float constant quantized in the graph
-            axis = _attrs(node).get("axis", 1) if np.asarray(scale).size > 1 else None
-            q = _quant_params(scale, zp, axis, x.data.ndim)
-            data = _quantize_const(x.data, q, zp.dtype if zp is not None else np.uint8)
+            axis = onnx_attrs(node).get("axis", 1) if np.asarray(scale).size > 1 else None
+            q = quant_params(scale, zp, axis, x.data.ndim)
+            data = quantize_const(x.data, q, zp.dtype if zp is not None else np.uint8)
             self.env[out] = Const(data, x.name)
             return
         quant = self.act_quant(node, scale, zp)
@@ -260,11 +245,11 @@ class Lifter:
         zp_name = self.opt_input(node, 2)
         zp = self.const(node, zp_name) if zp_name else None
         if isinstance(x, Const):
-            _check_scale(self, node, scale)
-            axis = _attrs(node).get("axis", 1) if np.asarray(scale).size > 1 else None
+            check_scale(self, node, scale)
+            axis = onnx_attrs(node).get("axis", 1) if np.asarray(scale).size > 1 else None
             if axis is not None and not -x.data.ndim <= axis < x.data.ndim:
                 raise self.fail(node, f"axis {axis} is out of range for the {x.data.ndim}-d tensor '{node.input[0]}'")
-            self.env[node.output[0]] = QConst(x.data, _quant_params(scale, zp, axis, x.data.ndim), x.name)
+            self.env[node.output[0]] = QConst(x.data, quant_params(scale, zp, axis, x.data.ndim), x.name)
             return
         if not isinstance(x, Int8):
             raise self.fail(node, f"input '{node.input[0]}' is not an int8 tensor")
@@ -273,132 +258,6 @@ class Lifter:
             raise self.fail(node, f"dequantizes '{node.input[0]}' with {quant!r}, but it was quantized with "
                                   f"{self.g[x.name].quant!r}")
         self.env[node.output[0]] = Real(x.name)
-
-    # -- QDQ float ops: become Pending until their QuantizeLinear ----------------------------
-    def real(self, node, name: str) -> Real:
-        e = self.entry(node, name)
-        if isinstance(e, Real):
-            return e
-        if isinstance(e, FloatInput):
-            raise self.fail(node, f"reads the float input '{name}' directly; the model is not quantized there: "
-                                  f"{_quant_hint()}")
-        if isinstance(e, Pending):
-            raise self.fail(node, f"input '{name}' comes from {_desc(e.node)} with no QuantizeLinear in between; "
-                                  f"the model is not fully quantized: {_quant_hint()}")
-        raise self.fail(node, f"input '{name}' must be a dequantized activation (DequantizeLinear output)")
-
-    def pend(self, node, op: str, operands: tuple, **attrs):
-        self.env[node.output[0]] = Pending(op, node, operands, attrs)
-
-    def op_Conv(self, node):
-        a = _attrs(node)
-        x = self.real(node, node.input[0])
-        w = self.entry(node, node.input[1])
-        b = self.entry(node, node.input[2]) if self.opt_input(node, 2) else None
-        self.pend(node, "conv", (x, w, b), **a)
-
-    def op_Gemm(self, node):
-        a = _attrs(node)
-        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-            raise self.fail(node, "only Gemm with transA=0, alpha=1, beta=1 is supported")
-        x = self.real(node, node.input[0])
-        w = self.entry(node, node.input[1])
-        b = self.entry(node, node.input[2]) if self.opt_input(node, 2) else None
-        self.pend(node, "gemm", (x, w, b), transB=a.get("transB", 0))
-
-    def op_MatMul(self, node):
-        x = self.real(node, node.input[0])
-        w = self.entry(node, node.input[1])
-        self.pend(node, "gemm", (x, w, None), transB=0)
-
-    def op_Add(self, node):
-        ea, eb = self.entry(node, node.input[0]), self.entry(node, node.input[1])
-        if isinstance(ea, (Const, QConst)) and isinstance(eb, Pending):
-            ea, eb = eb, ea
-        if isinstance(ea, Pending) and ea.op == "gemm" and ea.operands[2] is None and isinstance(eb, (Const, QConst)):
-            self.env[node.output[0]] = replace(ea, operands=(ea.operands[0], ea.operands[1], eb))
-            return
-        if isinstance(ea, QConst) and isinstance(eb, Real):
-            ea, eb = eb, ea
-        a = self.real(node, node.input[0]) if not isinstance(ea, Real) else ea
-        if isinstance(eb, QConst):
-            if eb.data.dtype != np.int8 or eb.quant.axis is not None:
-                raise self.fail(node, "a constant Add operand must be int8 with one scale")
-            self.pend(node, "add", (a, eb))
-            return
-        b = eb if isinstance(eb, Real) else self.real(node, node.input[1])
-        self.pend(node, "add", (a, b))
-
-    def _activation(self, node, lo: float | None, hi: float | None):
-        x = self.entry(node, node.input[0])
-        if isinstance(x, Real):
-            x = Pending("requantize", node, (x,))
-        if not isinstance(x, Pending):
-            raise self.fail(node, f"input '{node.input[0]}' is not a dequantized activation")
-        new_lo = lo if x.lo is None else (x.lo if lo is None else max(lo, x.lo))
-        new_hi = hi if x.hi is None else (x.hi if hi is None else min(hi, x.hi))
-        self.env[node.output[0]] = replace(x, lo=new_lo, hi=new_hi)
-
-    def op_Relu(self, node):
-        self._activation(node, 0.0, None)
-
-    def op_Clip(self, node):
-        a = _attrs(node)
-        lo, hi = a.get("min"), a.get("max")
-        if self.opt_input(node, 1):
-            lo = float(self.const(node, node.input[1]))
-        if self.opt_input(node, 2):
-            hi = float(self.const(node, node.input[2]))
-        if lo is not None and hi is not None and lo > hi:
-            lo = hi  # ONNX: every output equals max
-        self._activation(node, lo, hi)
-
-    def pending_shape(self, p: Pending) -> tuple[int, ...]:
-        """The shape a pending float op will produce (materialized on a scratch copy of the graph)."""
-        if p.reshape is not None:
-            return p.reshape
-        scratch = Lifter(self.model, self.path, {})
-        scratch.g = self.g.copy()
-        scratch.node_names = set(self.node_names)
-        out = scratch.materialize(replace(p, lo=None, hi=None), "__probe__", QuantParams.per_tensor(1.0, 0))
-        return scratch.g[out].shape
-
-    def op_MaxPool(self, node):
-        x = self.entry(node, node.input[0])
-        if isinstance(x, Pending) and x.op == "requantize" and x.reshape is None:
-            # DQ -> Relu/Clip -> MaxPool -> Q: max commutes with the (monotonic) clamp
-            self.env[node.output[0]] = Pending("maxpool", node, x.operands, _attrs(node), x.lo, x.hi)
-            return
-        if isinstance(x, Int8):  # QOperator form: max on int8 directly
-            attrs = self.window(node, self.g[x.name].shape)
-            out = self.emit("maxpool", node.name or node.output[0], [x.name], node.output[0],
-                            self.g[x.name].quant, kernel=attrs["kernel"], strides=attrs["strides"],
-                            pads=attrs["pads"], qmin=-128, qmax=127)
-            self.env[node.output[0]] = Int8(out)
-            return
-        self.pend(node, "maxpool", (self.real(node, node.input[0]),), **_attrs(node))
-
-    def op_AveragePool(self, node):
-        self.pend(node, "avgpool", (self.real(node, node.input[0]),), **_attrs(node))
-
-    def op_GlobalAveragePool(self, node):
-        self.pend(node, "global_avgpool", (self.real(node, node.input[0]),))
-
-    def op_ReduceMean(self, node):
-        a = _attrs(node)
-        axes = a.get("axes")
-        if axes is None and self.opt_input(node, 1):
-            axes = self.const(node, node.input[1]).tolist()
-        x = self.real(node, node.input[0])
-        rank = len(self.g[x.name].shape)
-        if rank != 4 or sorted(int(ax) % 4 for ax in (axes or [])) != [2, 3]:
-            raise self.fail(node, f"only ReduceMean over the spatial axes [2, 3] of an NCHW tensor is supported "
-                                  f"(axes={axes})")
-        self.pend(node, "global_avgpool", (x,), keepdims=a.get("keepdims", 1))
-
-    def op_Concat(self, node):
-        xs = tuple(self.real(node, i) for i in node.input)
-        self.pend(node, "concat", xs, axis=_attrs(node)["axis"])
 
     # -- data movement: works on int8 values and on their real views --------------------------
     def _reshape(self, node, shape_fn):
@@ -415,7 +274,7 @@ class Lifter:
         self.env[node.output[0]] = type(e)(out)
 
     def op_Flatten(self, node):
-        axis = _attrs(node).get("axis", 1)
+        axis = onnx_attrs(node).get("axis", 1)
 
         def shape(s):
             ax = axis % len(s) if axis < 0 else axis
@@ -425,7 +284,7 @@ class Lifter:
 
     def op_Reshape(self, node):
         target = self.const(node, node.input[1]).astype(np.int64).tolist()
-        allowzero = _attrs(node).get("allowzero", 0)
+        allowzero = onnx_attrs(node).get("allowzero", 0)
 
         def shape(s):
             if not allowzero and any(d == 0 and i >= len(s) for i, d in enumerate(target)):
@@ -441,7 +300,7 @@ class Lifter:
         self._reshape(node, shape)
 
     def _axes(self, node) -> list[int] | None:
-        a = _attrs(node)
+        a = onnx_attrs(node)
         if "axes" in a:
             return list(a["axes"])
         if self.opt_input(node, 1):
@@ -471,7 +330,7 @@ class Lifter:
 
     # -- turning a Pending float op into an IR node ----------------------------------------------
     def window(self, node, x_shape, kernel=None) -> dict:
-        a = _attrs(node)
+        a = onnx_attrs(node)
         kernel = tuple(kernel if kernel is not None else a.get("kernel_shape", ()))
         if len(x_shape) != 4 or len(kernel) != 2:
             raise self.fail(node, f"only 2-d windows on NCHW tensors are supported (input {x_shape}, kernel {kernel})")
@@ -504,63 +363,6 @@ class Lifter:
             raise self.fail(node, f"auto_pad={auto_pad} is not supported")
         return {"kernel": kernel, "strides": strides, "pads": pads}
 
-    def materialize(self, p: Pending, out: str, quant: QuantParams) -> str:
-        if p.reshape is not None:
-            pre = self.materialize(replace(p, reshape=None), f"{out}.pre_reshape", quant)
-            return self.emit("reshape", f"{p.node.name or out}.reshape", [pre], out, quant, shape=p.reshape)
-        qmin, qmax = clamp_bounds(p.lo, p.hi, float(quant.scale), int(quant.zero_point))
-        clamp = {"qmin": qmin, "qmax": qmax}
-        name = p.node.name or out
-        node = p.node
-        if p.op == "conv":
-            x, w, b = p.operands
-            xv = self.g[x.name]
-            wdata, wq = self.weight(node, w, f"weight '{node.input[1]}'", 0)
-            if wdata.ndim != 4:
-                raise self.fail(node, f"only 2-d convolutions are supported (weight shape {wdata.shape})")
-            win = self.window(node, xv.shape, wdata.shape[2:])
-            groups = int(p.attrs.get("group", 1))
-            return self.conv_node(node, name, x.name, wdata, wq, b, out, quant, win["strides"], win["pads"],
-                                  groups, clamp)
-        if p.op == "gemm":
-            x, w, b = p.operands
-            xv = self.g[x.name]
-            if len(xv.shape) != 2:
-                raise self.fail(node, f"input '{x.name}' must be 2-d, got {xv.shape} (add a Flatten)")
-            trans = p.attrs.get("transB", 0)
-            wdata, wq = self.weight(node, w, f"weight '{node.input[1]}'", 0 if trans else 1)
-            if not trans:
-                wdata = np.ascontiguousarray(wdata.T)
-                wq = QuantParams(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
-            return self.gemm_node(node, name, x.name, wdata, wq, b, out, quant, clamp, transposed=not trans)
-        if p.op == "add":
-            a, b = p.operands
-            if isinstance(b, QConst):
-                bname = self.g.add_const(b.name or f"{name}.operand", b.data, b.quant).name
-            else:
-                bname = b.name
-            return self.emit("add", name, [a.name, bname], out, quant, **clamp)
-        if p.op == "requantize":
-            return self.emit("requantize", name, [p.operands[0].name], out, quant, **clamp)
-        if p.op in ("maxpool", "avgpool"):
-            (x,) = p.operands
-            win = self.window(node, self.g[x.name].shape)
-            extra = {"count_include_pad": int(p.attrs.get("count_include_pad", 0))} if p.op == "avgpool" else {}
-            return self.emit(p.op, name, [x.name], out, quant, kernel=win["kernel"], strides=win["strides"],
-                             pads=win["pads"], **extra, **clamp)
-        if p.op == "global_avgpool":
-            (x,) = p.operands
-            if len(self.g[x.name].shape) != 4:
-                raise self.fail(node, f"expects an NCHW input, got {self.g[x.name].shape}")
-            if p.attrs.get("keepdims", 1):
-                return self.emit("global_avgpool", name, [x.name], out, quant, **clamp)
-            pooled = self.emit("global_avgpool", name, [x.name], f"{out}.pooled", quant, **clamp)
-            n, c = self.g[pooled].shape[:2]
-            return self.emit("reshape", f"{name}.squeeze", [pooled], out, quant, shape=(n, c))
-        if p.op == "concat":
-            axis = p.attrs["axis"] % len(self.g[p.operands[0].name].shape)
-            return self.emit("concat", name, [x.name for x in p.operands], out, quant, axis=axis, **clamp)
-        raise AssertionError(p.op)
 
     def params(self, node, name, x, wdata, wq, b, transposed: bool = False) -> tuple[str, str]:
         """Add weight and int32 bias constants, named after their ONNX initializers.
@@ -569,13 +371,13 @@ class Lifter:
         transposed in ONNX, ``synthetic:B`` for a bias the model does not have (tte adds zeros, never
         trains them) or stores in another form."""
         cout = wdata.shape[0]
-        wq = _per_channel(wq, cout)
+        wq = per_channel(wq, cout)
         bias, as_stored = self.bias(node, b, self.g[x].quant, wq, cout)
         w_src = node.input[1] if node.op_type in ("Conv", "Gemm", "MatMul") else node.input[3]
-        w_name = self.g.add_const(_init_name(self.env, w_src) or f"{name}.weight", wdata, wq).name
+        w_name = self.g.add_const(init_name(self.env, w_src) or f"{name}.weight", wdata, wq).name
         # keep the ONNX initializer's name only for a bias used as stored (save() writes it back)
         b_src = getattr(b, "name", "") if as_stored else ""
-        b_name = self.g.add_const(b_src or f"{name}.bias", bias, _bias_quant(self.g[x].quant, wq)).name
+        b_name = self.g.add_const(b_src or f"{name}.bias", bias, bias_quant(self.g[x].quant, wq)).name
         if transposed:
             self.g.metadata[f"layout:{w_name}"] = "KN"
         if not b_src:
@@ -614,176 +416,6 @@ class Lifter:
         else:
             raise self.fail(node, "bias must be a constant")
         return np.clip(np.rint(real / target), -(2**31), 2**31 - 1).astype(np.int32), False
-
-    # -- QOperator ops ------------------------------------------------------------------------
-    def qinput(self, node, i: int) -> tuple[str, QuantParams]:
-        """The int8 operand at input i with its scale/zero point at inputs i+1, i+2 (checked)."""
-        e = self.entry(node, node.input[i])
-        if not isinstance(e, Int8):
-            raise self.fail(node, f"input '{node.input[i]}' is not an int8 tensor")
-        zp = self.const(node, node.input[i + 2]) if self.opt_input(node, i + 2) else None
-        q = self.act_quant(node, self.const(node, node.input[i + 1]), zp)
-        if self.g[e.name].quant != q:
-            raise self.fail(node, f"reads '{node.input[i]}' with {q!r}, but it was quantized with "
-                                  f"{self.g[e.name].quant!r}")
-        return e.name, q
-
-    def qweight(self, node, i: int, cout_axis: int) -> tuple[np.ndarray, QuantParams]:
-        data = self.const(node, node.input[i])
-        scale = self.const(node, node.input[i + 1])
-        _check_scale(self, node, scale)
-        zp = self.const(node, node.input[i + 2]) if self.opt_input(node, i + 2) else None
-        axis = cout_axis if np.asarray(scale).size > 1 else None
-        return self.weight(node, QConst(data, _quant_params(scale, zp, axis, data.ndim)),
-                           f"weight '{node.input[i]}'", cout_axis)
-
-    def out_quant(self, node, i: int) -> QuantParams:
-        if not self.opt_input(node, i):
-            raise self.fail(node, "has no output scale (float output); tte needs int8 outputs")
-        zp = self.const(node, node.input[i + 1]) if self.opt_input(node, i + 1) else None
-        return self.act_quant(node, self.const(node, node.input[i]), zp)
-
-    def int32_bias(self, node, i: int) -> Entry | None:
-        name = self.opt_input(node, i)
-        if name is None:
-            return None
-        data = self.const(node, name)
-        if data.dtype != np.int32:
-            raise self.fail(node, f"bias '{name}' is {data.dtype}, expected int32")
-        return data
-
-    def op_QLinearConv(self, node):
-        x, xq = self.qinput(node, 0)
-        wdata, wq = self.qweight(node, 3, 0)
-        quant = self.out_quant(node, 6)
-        bias = self.int32_bias(node, 8)
-        b = None if bias is None else QConst(bias, _bias_quant(xq, _per_channel(wq, wdata.shape[0])), node.input[8])
-        if wdata.ndim != 4:
-            raise self.fail(node, f"only 2-d convolutions are supported (weight shape {wdata.shape})")
-        win = self.window(node, self.g[x].shape, wdata.shape[2:])
-        out = self.conv_node(node, node.name or node.output[0], x, wdata, wq, b, node.output[0], quant,
-                             win["strides"], win["pads"], int(_attrs(node).get("group", 1)),
-                             {"qmin": -128, "qmax": 127})
-        self.env[node.output[0]] = Int8(out)
-
-    def _qgemm(self, node, x, xq, wdata, wq, bias, quant, transposed: bool):
-        b = None if bias is None else QConst(bias, _bias_quant(xq, _per_channel(wq, wdata.shape[0])), node.input[6])
-        out = self.gemm_node(node, node.name or node.output[0], x, wdata, wq, b, node.output[0], quant,
-                             {"qmin": -128, "qmax": 127}, transposed)
-        self.env[node.output[0]] = Int8(out)
-
-    def op_QLinearMatMul(self, node):
-        x, xq = self.qinput(node, 0)
-        wdata, wq = self.qweight(node, 3, 1)
-        wq = QuantParams(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
-        self._qgemm(node, x, xq, np.ascontiguousarray(wdata.T), wq, None, self.out_quant(node, 6), True)
-
-    def op_QGemm(self, node):
-        a = _attrs(node)
-        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0:
-            raise self.fail(node, "only QGemm with transA=0 and alpha=1 is supported")
-        x, xq = self.qinput(node, 0)
-        trans = a.get("transB", 0)
-        wdata, wq = self.qweight(node, 3, 0 if trans else 1)
-        if not trans:
-            wdata = np.ascontiguousarray(wdata.T)
-            wq = QuantParams(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
-        self._qgemm(node, x, xq, wdata, wq, self.int32_bias(node, 6), self.out_quant(node, 7), not trans)
-
-    def op_QLinearAdd(self, node):
-        if isinstance(self.entry(node, node.input[0]), Const):
-            raise self.fail(node, "the constant operand of QLinearAdd must come second")
-        a, _ = self.qinput(node, 0)
-        b = self.qconst_operand(node, 3) if isinstance(self.entry(node, node.input[3]), Const) else \
-            self.qinput(node, 3)[0]
-        out = self.emit("add", node.name or node.output[0], [a, b], node.output[0], self.out_quant(node, 6),
-                        qmin=-128, qmax=127)
-        self.env[node.output[0]] = Int8(out)
-
-    def qconst_operand(self, node, i: int) -> str:
-        """A constant int8 operand (e.g. the bias of a QOperator MatMul + Add) as an IR constant."""
-        data = self.const(node, node.input[i])
-        zp = self.const(node, node.input[i + 2]) if self.opt_input(node, i + 2) else None
-        if data.dtype != np.int8:
-            raise self.fail(node, f"constant operand '{node.input[i]}' is {data.dtype}, expected int8")
-        return self.g.add_const(node.input[i], data, self.act_quant(node, self.const(node, node.input[i + 1]), zp)).name
-
-    def _channels_first(self, node):
-        if _attrs(node).get("channels_last", 0):
-            raise self.fail(node, "channels_last=1 is not supported (NCHW only)")
-
-    def op_QLinearGlobalAveragePool(self, node):
-        self._channels_first(node)
-        x, _ = self.qinput(node, 0)
-        out = self.emit("global_avgpool", node.name or node.output[0], [x], node.output[0],
-                        self.out_quant(node, 3), qmin=-128, qmax=127)
-        self.env[node.output[0]] = Int8(out)
-
-    def op_QLinearAveragePool(self, node):
-        self._channels_first(node)
-        x, _ = self.qinput(node, 0)
-        win = self.window(node, self.g[x].shape)
-        out = self.emit("avgpool", node.name or node.output[0], [x], node.output[0], self.out_quant(node, 3),
-                        kernel=win["kernel"], strides=win["strides"], pads=win["pads"],
-                        count_include_pad=int(_attrs(node).get("count_include_pad", 0)), qmin=-128, qmax=127)
-        self.env[node.output[0]] = Int8(out)
-
-    def op_QLinearConcat(self, node):
-        quant = self.out_quant(node, 0)
-        xs = [self.qinput(node, i)[0] for i in range(2, len(node.input), 3)]
-        axis = _attrs(node)["axis"] % len(self.g[xs[0]].shape)
-        out = self.emit("concat", node.name or node.output[0], xs, node.output[0], quant, axis=axis,
-                        qmin=-128, qmax=127)
-        self.env[node.output[0]] = Int8(out)
-
-
-def _init_name(env: dict, onnx_name: str) -> str:
-    """The initializer behind an ONNX tensor (itself, or the input of its DequantizeLinear)."""
-    e = env.get(onnx_name)
-    return getattr(e, "name", "") or ""
-
-
-def _quant_hint() -> str:
-    from .reader import QUANTIZE_HINT
-
-    return QUANTIZE_HINT
-
-
-def _quant_params(scale, zero_point, axis: int | None, ndim: int) -> QuantParams:
-    scale = np.asarray(scale, dtype=np.float32)
-    zp = np.zeros_like(scale, dtype=np.int32) if zero_point is None else np.asarray(zero_point).astype(np.int32)
-    if scale.size == 1 and axis is None:
-        return QuantParams(scale.reshape(()), zp.reshape(()))
-    return QuantParams(scale.reshape(-1), zp.reshape(-1), axis % ndim if axis is not None else None)
-
-
-def _check_scale(lifter: Lifter, node: onnx.NodeProto, scale) -> None:
-    scale = np.asarray(scale)
-    if not np.issubdtype(scale.dtype, np.floating) or not (np.isfinite(scale) & (scale > 0)).all():
-        raise lifter.fail(node, f"quantization scale '{node.input[1]}' must be positive and finite, got "
-                                f"{scale.ravel()[:4].tolist()}{'...' if scale.size > 4 else ''}")
-
-
-def _per_channel(q: QuantParams, cout: int) -> QuantParams:
-    """Weight parameters as one entry per output channel (axis 0)."""
-    if q.axis is not None:
-        return q
-    return QuantParams(np.full(cout, q.scale, np.float32), np.full(cout, q.zero_point, np.int32), 0)
-
-
-def _bias_quant(xq: QuantParams, wq: QuantParams) -> QuantParams:
-    scale = (xq.scale.astype(np.float64) * wq.scale.astype(np.float64)).astype(np.float32)
-    return QuantParams(scale, np.zeros_like(scale, dtype=np.int32), 0)
-
-
-def _quantize_const(data: np.ndarray, q: QuantParams, dtype) -> np.ndarray:
-    scale, zp = q.scale, q.zero_point
-    if q.axis is not None:
-        shape = [1] * data.ndim
-        shape[q.axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(data.astype(np.float32) / scale) + zp, info.min, info.max).astype(dtype)
 
 
 def _fold_clamps(g: Graph) -> None:

@@ -16,7 +16,7 @@ InputShapes = Mapping[str, Sequence[int]] | Sequence[int] | None
 # Ops whose presence means the model carries int8 quantization.
 QUANTIZED_OPS = {
     "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd",
-    "QLinearMul", "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "ConvInteger",
+    "QLinearMul", "QLinearSigmoid", "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "ConvInteger",
     "MatMulInteger", "DynamicQuantizeLinear",
 }
 

@@ -15,3 +15,11 @@ def is_depthwise(g: Graph, node: Node) -> bool:
         return False
     w = g[node.inputs[1]].shape
     return w[1] == 1 and w[0] == node.attrs["groups"]
+
+
+def value_bytes(g: Graph, name: str) -> int:
+    """Bytes of a value in memory: a bool tensor (a saturation mask) is bit-packed."""
+    v = g[name]
+    if v.dtype == "bool":
+        return -(-v.size // 8)
+    return v.nbytes

@@ -72,6 +72,12 @@ def finish(node: Node, v: np.ndarray, zero_point: int):
     return sem.round_clamp(v, zero_point, lo, hi)
 
 
+def with_mask(node: Node, y: np.ndarray, mask: np.ndarray):
+    """The result of a requantizing op whose kernel computed its saturation mask anyway (a table or a
+    helper did): ``(y, mask)`` when the node writes its mask (``save_mask``), else ``y``."""
+    return (y, mask) if node.attrs.get("save_mask") else y
+
+
 def rescale_preround(x: np.ndarray, qx: QuantParams, qy: QuantParams) -> np.ndarray:
     """int8 ``x`` re-expressed in ``qy``, before rounding: float32(x - z_x) * (s_x / s_y).
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.c_emitter import emit_conv, emit_pw_dw
-from ..codegen.c_train import emit_conv_grad_input, emit_conv_grad_weight, emit_conv_weight_update
 from ..ir import Graph, Node, QuantParams
 from ..ir.facts import is_depthwise
 from ..ir.registry import NOT_DIFFERENTIATED, Shape, register
 from ..reference import numerics as nx
 from ..reference import semantics as sem
+from . import cgen as cg
 from .common import (
     channels_independent,
     channels_training_only,
@@ -28,6 +27,80 @@ from .common import (
 from .update import fused_update_extra, fused_update_shape, sgd, update_attrs
 
 # -- conv ----------------------------------------------------------------------------------------------
+
+
+# -- C emitters (the ``emit`` facet) ------------------------------------------------------------
+
+
+def emit_conv(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    x, w, b = node.inputs
+    y = node.output
+    cg.check_acc(g, node, w)
+    geo = cg.conv_geo(node.attrs)
+    m = e.array(f"{node.name}_m", cg.layer_multipliers(g, x, w, y), "float")
+    args = (f"{geo}, {e.quant(x, y, node)}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, "
+            f"{e.split_weights(w, is_depthwise(g, node))}, "
+            f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)}")
+    if is_depthwise(g, node):
+        e.call(node, f"tte_conv_dw_s8({args}, tte_scratch)")
+    else:
+        e.call(node, f"tte_conv_s8({args})")
+
+
+def emit_pw_dw(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    x, w1, b1, w2, b2 = node.inputs
+    y = node.output
+    a = node.attrs
+    mq = a["mid_quant"]
+    cg.check_acc(g, node, w1)
+    cg.check_acc(g, node, w2)
+    m1 = sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w1].quant.scale), mq.scale)
+    m2 = sem.multiplier(sem.f64(mq.scale) * sem.f64(g[w2].quant.scale), g[y].quant.scale)
+    q1 = "&(const tte_quant_params){%d, %d, %d, %d}" % (int(g[x].quant.zero_point), int(mq.zero_point),
+                                                         a["mid_qmin"], a["mid_qmax"])
+    q2 = "&(const tte_quant_params){%d, %d, %d, %d}" % (int(mq.zero_point), int(g[y].quant.zero_point),
+                                                         a["qmin"], a["qmax"])
+    geo = cg.conv_geo(a, groups=g[w2].shape[0])
+    parts = node.name.split("+")  # the two convs it fuses: their multipliers are named (and shared) as theirs
+    h1, h2 = (f"{p}_m" for p in parts) if len(parts) == 2 else (f"{node.name}_m1", f"{node.name}_m2")
+    e.call(node, f"tte_conv_pw_dw_s8({q1}, {e.value_const(w1)}, {e.weight_zero_points(w1)}, {e.value_const(b1)}, "
+                 f"{e.array(h1, m1, 'float')}, {geo}, {q2}, {e.dims(w2)}, {e.value_const(w2)}, "
+                 f"{e.weight_zero_points(w2)}, {e.value_const(b2)}, {e.array(h2, m2, 'float')}, "
+                 f"{e.dims(x)}, {e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, tte_scratch)")
+
+
+def emit_conv_grad_input(e: cg.Emitter, node: Node) -> None:
+    gy, w = node.inputs
+    a = node.attrs
+    geo = cg.conv_geo(a)
+    in_dims = "&(const tte_dims){%d, %d, %d, %d}" % tuple(a["in_shape"])
+    depthwise = e.g[w].shape[1] == 1 and a["groups"] == e.g[w].shape[0] and a["groups"] > 1
+    e.call(node, f"tte_conv_grad_input_f32({geo}, {e.dims(w)}, {cg.weights(e, w, depthwise)}, {e.dims(gy)}, "
+                 f"{e.ptr(gy)}, {in_dims}, {e.ptr(node.output)}, tte_fscratch)")
+
+
+def emit_conv_weight_update(e: cg.Emitter, node: Node) -> None:
+    gy, x, param, factor = node.inputs[:4]
+    aux = node.inputs[4] if len(node.inputs) > 4 else None
+    a = node.attrs
+    kh, kw = a["kernel"]
+    dw = 1 if a["depthwise"] else 0
+    geo = cg.conv_geo(a)
+    e.call(node, f"tte_conv_weight_update_s8({geo}, {dw}, {a['channels']}, {e.dims(x)}, {cg.saved(e, x)}, "
+                 f"{e.dims(gy)}, {e.ptr(gy)}, {e.value_const(factor)}, {cg.sgd_params(e, node, aux)}, {e.dims(param)}, "
+                 f"{e.ptr(param)}, tte_fscratch)")
+
+
+def emit_conv_grad_weight(e: cg.Emitter, node: Node) -> None:
+    gy, x = node.inputs
+    a = node.attrs
+    geo = cg.conv_geo(a)
+    o = e.g[gy].shape[1]
+    w_dims = "&(const tte_dims){%d, %d, %d, %d}" % (o, e.g[x].shape[1] // a["groups"], *a["kernel"])
+    e.call(node, f"tte_conv_grad_weight_f32({geo}, {1 if a['depthwise'] else 0}, {a['channels']}, {e.dims(x)}, "
+                 f"{cg.saved(e, x)}, {e.dims(gy)}, {e.ptr(gy)}, {w_dims}, {e.ptr(node.output)})")
 
 
 def conv_shape(g: Graph, n: Node) -> Shape:

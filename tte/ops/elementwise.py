@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.c_emitter import emit_add, emit_requantize
-from ..codegen.c_train import emit_grad_add, emit_ste
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
 from ..reference import numerics as nx
 from ..reference import semantics as sem
+from . import cgen as cg
 from .common import (
     always,
     channels_follow,
@@ -28,6 +27,39 @@ from .common import (
 from .update import TRAINING_ONLY
 
 F32 = nx.F32
+
+
+# -- C emitters (the ``emit`` facet) ------------------------------------------------------------
+
+
+def emit_add(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    a, b = node.inputs
+    y = node.output
+    qy = g[y].quant
+    ma, mb = (sem.multiplier(g[v].quant.scale, qy.scale) for v in (a, b))
+    bptr = e.value_const(b) if g[b].is_const else e.ptr(b)
+    e.call(node, f"tte_add_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {cg.c_float(ma)}, {g[b].size}, "
+                 f"{bptr}, {int(g[b].quant.zero_point)}, {cg.c_float(mb)}, {int(qy.zero_point)}, "
+                 f"{node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
+
+
+def emit_requantize(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    x, y = node.inputs[0], node.output
+    e.call(node, f"tte_requantize_s8({g[y].size}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, {cg.rescale(g, x, y)}, "
+                 f"{int(g[y].quant.zero_point)}, {node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, "
+                 f"{e.mask(node)})")
+
+
+def emit_ste(e: cg.Emitter, node: Node) -> None:
+    gy, mask = node.inputs
+    e.call(node, f"tte_ste_f32({e.g[gy].size}, {e.ptr(gy)}, {e.ptr(mask)}, {e.ptr(node.output)})")
+
+
+def emit_grad_add(e: cg.Emitter, node: Node) -> None:
+    a, b = node.inputs
+    e.call(node, f"tte_add_f32({e.g[a].size}, {e.ptr(a)}, {e.ptr(b)}, {e.ptr(node.output)})")
 
 
 # -- add -----------------------------------------------------------------------------------------------

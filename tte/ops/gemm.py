@@ -5,15 +5,53 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.c_emitter import emit_gemm
-from ..codegen.c_train import emit_gemm_grad_input, emit_gemm_grad_weight, emit_gemm_weight_update
+from ..errors import TteError
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
 from ..reference import numerics as nx
 from ..reference import semantics as sem
+from . import cgen as cg
 from .common import channels_independent, finish, mask_output, masked, never, no_scratch
 from .conv import conv_multiplier
 from .update import TRAINING_ONLY, fused_update_extra, fused_update_shape, sgd, update_attrs
+
+# -- C emitters (the ``emit`` facet) ------------------------------------------------------------
+
+
+def emit_gemm(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    x, w, b = node.inputs
+    y = node.output
+    cg.check_acc(g, node, w)
+    n, k = g[x].shape
+    if w in e.shared.frozen_part:
+        raise TteError(f"gemm '{node.name}': a partially trained gemm weight cannot be emitted yet")
+    m = e.array(f"{node.name}_m", cg.layer_multipliers(g, x, w, y), "float")
+    e.call(node, f"tte_gemm_s8({e.quant(x, y, node)}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
+                 f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.ptr(y)}, {e.mask(node)})")
+
+
+def emit_gemm_grad_input(e: cg.Emitter, node: Node) -> None:
+    gy, w = node.inputs
+    n, m = e.g[gy].shape
+    e.call(node, f"tte_gemm_grad_input_f32({n}, {e.g[w].shape[1]}, {m}, {e.ptr(gy)}, {cg.weights(e, w)}, "
+                 f"{e.ptr(node.output)})")
+
+
+def emit_gemm_grad_weight(e: cg.Emitter, node: Node) -> None:
+    gy, x = node.inputs
+    n, m = e.g[gy].shape
+    e.call(node, f"tte_gemm_grad_weight_f32({n}, {e.g[x].shape[1]}, {m}, {node.attrs['channels']}, {cg.saved(e, x)}, "
+                 f"{e.ptr(gy)}, {e.ptr(node.output)})")
+
+
+def emit_gemm_weight_update(e: cg.Emitter, node: Node) -> None:
+    gy, x, param, factor = node.inputs[:4]
+    aux = node.inputs[4] if len(node.inputs) > 4 else None
+    n, m = e.g[gy].shape
+    e.call(node, f"tte_gemm_weight_update_s8({n}, {e.g[x].shape[1]}, {m}, {node.attrs['channels']}, "
+                 f"{cg.saved(e, x)}, {e.ptr(gy)}, {e.value_const(factor)}, {cg.sgd_params(e, node, aux)}, "
+                 f"{e.ptr(param)})")
 
 
 def gemm_shape(g: Graph, n: Node) -> Shape:

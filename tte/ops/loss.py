@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.c_train import emit_xent
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
 from ..reference import numerics as nx
+from . import cgen as cg
 from .common import no_scratch
 from .update import TRAINING_ONLY
 
 F32 = nx.F32
+
+
+# -- C emitters (the ``emit`` facet) ------------------------------------------------------------
+
+
+def emit_xent(e: cg.Emitter, node: Node) -> None:
+    z, label = node.inputs
+    n, k = e.g[z].shape
+    e.call(node, f"tte_xent_f32({n}, {k}, {e.ptr(z)}, {e.ptr(label)}, {e.ptr(node.outputs[0])}, "
+                 f"{e.ptr(node.outputs[1])})")
 
 
 def xent_shape(g: Graph, n: Node) -> Shape:

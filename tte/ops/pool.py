@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.c_emitter import emit_avgpool, emit_global_avgpool, emit_maxpool
-from ..codegen.c_train import emit_avgpool_grad, emit_global_avgpool_grad, emit_maxpool_grad
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
 from ..reference import numerics as nx
 from ..reference import semantics as sem
+from . import cgen as cg
 from .common import (
     attr_shape,
     channels_follow,
@@ -26,6 +25,59 @@ from .common import (
 from .update import TRAINING_ONLY
 
 F32 = nx.F32
+
+
+# -- C emitters (the ``emit`` facet) ------------------------------------------------------------
+
+
+def emit_avgpool(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    x, y = node.inputs[0], node.output
+    kh, kw = node.attrs["kernel"]
+    counts = np.arange(kh * kw + 1, dtype=np.float64)
+    counts[0] = 1  # unused
+    table = sem.multiplier(g[x].quant.scale, sem.f64(g[y].quant.scale) * counts)
+    e.call(node, f"tte_avgpool_s8({cg.pool_geo(node.attrs)}, {e.quant(x, y, node)}, {node.attrs['count_include_pad']}, "
+                 f"{e.dims(x)}, {e.ptr(x)}, {e.array(node.name + '_m', table, 'float')}, {e.dims(y)}, {e.ptr(y)}, "
+                 f"{e.mask(node)})")
+
+
+def emit_global_avgpool(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    x, y = node.inputs[0], node.output
+    hw = g[x].shape[2] * g[x].shape[3]
+    m = sem.multiplier(g[x].quant.scale, sem.f64(g[y].quant.scale) * hw)
+    e.call(node, f"tte_global_avgpool_s8({e.quant(x, y, node)}, {cg.c_float(m)}, {e.dims(x)}, {e.ptr(x)}, {e.ptr(y)}, "
+                 f"{e.mask(node)})")
+
+
+def emit_maxpool(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    x, y = node.inputs[0], node.output
+    e.call(node, f"tte_maxpool_s8({cg.pool_geo(node.attrs)}, {e.quant(x, y, node)}, {cg.rescale(g, x, y)}, "
+                 f"{e.dims(x)}, {e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)})")
+
+
+def emit_avgpool_grad(e: cg.Emitter, node: Node) -> None:
+    a = node.attrs
+    geo = cg.pool_geo(a)
+    in_dims = "&(const tte_dims){%d, %d, %d, %d}" % tuple(a["in_shape"])
+    gy = node.inputs[0]
+    e.call(node, f"tte_avgpool_grad_f32({geo}, {a['count_include_pad']}, {e.dims(gy)}, {e.ptr(gy)}, {in_dims}, "
+                 f"{e.ptr(node.output)})")
+
+
+def emit_global_avgpool_grad(e: cg.Emitter, node: Node) -> None:
+    in_dims = "&(const tte_dims){%d, %d, %d, %d}" % tuple(node.attrs["in_shape"])
+    e.call(node, f"tte_global_avgpool_grad_f32({in_dims}, {e.ptr(node.inputs[0])}, {e.ptr(node.output)})")
+
+
+def emit_maxpool_grad(e: cg.Emitter, node: Node) -> None:
+    gy, x = node.inputs
+    a = node.attrs
+    geo = cg.pool_geo(a)
+    e.call(node, f"tte_maxpool_grad_f32({geo}, {e.dims(x)}, {e.ptr(x)}, {e.dims(gy)}, {e.ptr(gy)}, "
+                 f"{e.ptr(node.output)})")
 
 
 def pool_shape(g: Graph, n: Node) -> Shape:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.c_emitter import emit_concat, emit_reshape
-from ..codegen.c_train import emit_alias, emit_dequantize, emit_quantize, emit_slice
+from ..errors import TteError
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
 from ..reference import numerics as nx
 from ..reference import semantics as sem
+from . import cgen as cg
 from .common import (
     attr_shape,
     channels_pinned,
@@ -26,6 +26,58 @@ from .common import (
 from .update import TRAINING_ONLY
 
 # -- reshape -------------------------------------------------------------------------------------------
+
+
+# -- C emitters (the ``emit`` facet) ------------------------------------------------------------
+
+
+def emit_concat(e: cg.Emitter, node: Node) -> None:
+    g = e.g
+    y = node.output
+    if node.attrs["axis"] != 1 or len(g[y].shape) != 4:
+        raise TteError(f"concat '{node.name}': only channel concatenation of NCHW tensors can be emitted")
+    offset = 0
+    for x in node.inputs:
+        e.call(node, f"tte_concat_channels_s8({e.dims(x)}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, "
+                     f"{cg.rescale(g, x, y)}, {int(g[y].quant.zero_point)}, {node.attrs['qmin']}, "
+                     f"{node.attrs['qmax']}, {g[y].shape[1]}, {offset}, {e.ptr(y)}, {e.mask(node)})")
+        offset += g[x].shape[1]
+
+
+def emit_reshape(e: cg.Emitter, node: Node) -> None:
+    if e.root[node.output] != e.root[node.inputs[0]]:
+        raise AssertionError("a reshape must alias its operand")
+    e.comment(f"reshape {node.name}: {e.ptr(node.output)} is a view of the bytes of {e.ptr(node.inputs[0])}")
+
+
+def emit_slice(e: cg.Emitter, node: Node) -> None:
+    gy = node.inputs[0]
+    a = node.attrs
+    if a["axis"] != 1:
+        raise TteError(f"slice '{node.name}': only channel slices can be emitted")
+    e.call(node, f"tte_slice_channels_f32({e.dims(gy)}, {a['start']}, {a['stop']}, {e.ptr(gy)}, {e.ptr(node.output)})")
+
+
+def emit_alias(e: cg.Emitter, node: Node) -> None:
+    if e.root[node.output] != e.root[node.inputs[0]]:
+        raise AssertionError("a reshape must alias its operand")
+    e.comment(f"{node.op} {node.name}: {e.ptr(node.output)} is a view of the bytes of {e.ptr(node.inputs[0])}")
+
+
+def emit_quantize(e: cg.Emitter, node: Node) -> None:
+    """Quantizing the float input is the float API's prologue; the int8 API finds the input in place."""
+    q = e.g[node.output].quant
+    call = (f"tte_quantize_f32({e.g[node.output].size}, input, {cg.c_float(q.scale)}, {int(q.zero_point)}, "
+            f"{e.ptr(node.output)})")
+    e.prologue += cg.format_call("TTE_CHECK(", call, ");")
+    e.input_ptr = e.ptr(node.output)
+
+
+def emit_dequantize(e: cg.Emitter, node: Node) -> None:
+    x = node.inputs[0]
+    q = e.g[x].quant
+    e.call(node, f"tte_dequantize_s8({e.g[x].size}, {e.ptr(x)}, {cg.c_float(q.scale)}, {int(q.zero_point)}, "
+                 f"{e.ptr(node.output)})")
 
 
 def reshape_shape(g: Graph, n: Node) -> Shape:

@@ -10,14 +10,51 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.c_train import emit_bias_grad, emit_bias_update, emit_count, emit_momentum, emit_sgd
 from ..ir import Graph, Node
 from ..ir.registry import NOT_DIFFERENTIATED, Shape, register
 from ..reference import numerics as nx
+from . import cgen as cg
 from .common import channels_training_only, first_operand, never, no_scratch, same_pair
 
 F32 = nx.F32
 update_attrs = ("lr", "rounding", "axis", "channels", "qmin", "qmax")
+
+
+# -- C emitters (the ``emit`` facet) ------------------------------------------------------------
+
+
+def emit_bias_grad(e: cg.Emitter, node: Node) -> None:
+    gy = node.inputs[0]
+    e.call(node, f"tte_bias_grad_f32({e.dims(gy)}, {e.ptr(gy)}, {e.ptr(node.output)})")
+
+
+def emit_bias_update(e: cg.Emitter, node: Node) -> None:
+    gy, param, factor = node.inputs[:3]
+    aux = node.inputs[3] if len(node.inputs) > 3 else None
+    e.call(node, f"tte_bias_update_s32({e.dims(gy)}, {e.ptr(gy)}, {e.value_const(factor)}, "
+                 f"{cg.sgd_params(e, node, aux)}, {e.ptr(param)})")
+
+
+def emit_sgd(e: cg.Emitter, node: Node) -> None:
+    param, grad, factor = node.inputs[:3]
+    aux = node.inputs[3] if len(node.inputs) > 3 else None
+    if e.g[param].dtype == "int8":
+        g_shape = e.g[grad].shape
+        size = int(np.prod(g_shape))
+        e.call(node, f"tte_sgd_s8({size}, {size // g_shape[0]}, {e.ptr(grad)}, {e.value_const(factor)}, "
+                     f"{cg.sgd_params(e, node, aux)}, {e.ptr(param)})")
+    else:
+        e.call(node, f"tte_sgd_s32({e.g[param].size}, {e.ptr(grad)}, {e.value_const(factor)}, "
+                     f"{cg.sgd_params(e, node, aux)}, {e.ptr(param)})")
+
+
+def emit_momentum(e: cg.Emitter, node: Node) -> None:
+    vel, grad = node.inputs
+    e.call(node, f"tte_momentum_f32({e.g[vel].size}, {cg.c_float(node.attrs['beta'])}, {e.ptr(grad)}, {e.ptr(vel)})")
+
+
+def emit_count(e: cg.Emitter, node: Node) -> None:
+    e.deferred += cg.c_comment(f"{node.op} {node.name}", 4) + [f"    (*{e.ptr(node.inputs[0])})++;"]
 
 
 def sgd(g: Graph, node: Node, param, grad, factor, aux=None):

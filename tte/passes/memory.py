@@ -8,26 +8,26 @@
 * **Static SRAM**: the trained parameters (only the trained slice of a partially trained weight),
   optimizer state (momentum buffers, residuals, the step counter) and kernel scratch.
 * **Flash**: frozen weights and biases (with the untrained remainder of partially trained weights),
-  per-channel requantization multipliers, step factors, the initial values of trained parameters, and
-  an estimate of code size.
+  step factors, quantization parameters (per-channel requantization multipliers, average-pool tables,
+  the weight scales and non-zero weight zero points that input gradients read; scalar multipliers are
+  float literals in the code, 4 bytes each), the initial values of trained parameters, and an estimate of
+  code size.  Constant arrays count once per dtype and contents, as :mod:`tte.codegen` emits them (it
+  shares identical arrays), so that the report's constant arrays are exactly those of ``tte_model.c``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..ir import Graph, Node
+from ..ir.facts import value_bytes
 from ..ir.registry import OPS
+from ..reference import semantics as sem
 from .arena import ArenaPlan, Buffer, check_overlaps, plan_arena
 
 RUNTIME_CODE_BYTES = 2048  # startup, the step driver, helpers
-
-
-def value_bytes(g: Graph, name: str) -> int:
-    v = g[name]
-    if v.dtype == "bool":
-        return -(-v.size // 8)
-    return v.nbytes
 
 
 def scratch_bytes(g: Graph, node: Node) -> int:
@@ -89,11 +89,13 @@ class MemoryReport:
     optimizer: dict[str, int]  # optimizer state -> bytes
     scratch: int
     frozen_flash: dict[str, int]  # constant -> flash bytes
-    quant_flash: int  # requantization multipliers
+    quant_flash: int  # quantization parameters: distinct per-channel arrays, and scalar literals (below)
     initial_flash: int  # initial values of the trained parameters
     code_estimate: int
     peak_step: int = 0
     notes: list[str] = field(default_factory=list)
+    quant_literals: int = 0  # of quant_flash: scalar multipliers, float literals in the code
+    root: dict[str, str] = field(default_factory=dict)  # value -> the arena buffer it lives in (liveness)
 
     @property
     def trained_bytes(self) -> int:
@@ -147,23 +149,77 @@ def _trained_slice_bytes(g: Graph, node: Node, param: str) -> int:
     return v.nbytes // v.shape[axis] * k
 
 
-def _requant_channels(g: Graph, node: Node) -> int:
-    if node.op in ("conv", "gemm"):
-        return g[node.inputs[1]].shape[0]
-    if node.op == "pw_dw":
-        return g[node.inputs[1]].shape[0] + g[node.inputs[3]].shape[0]
+def _requant_literals(g: Graph, node: Node) -> int:
+    """Scalar multipliers the C passes as float literals (in the code, 4 bytes each)."""
     if node.op in ("add", "concat"):
         return len(node.inputs)
     return 1 if "qmin" in node.attrs else 0
 
 
-def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
-    """Plan the arena of the scheduled training graph ``g`` and account for every other byte."""
-    buffers, _ = liveness(g)
+def _quant_arrays(g: Graph, node: Node) -> list[np.ndarray]:
+    """The flash arrays of quantization parameters the C of ``node`` reads, as tte.codegen writes them:
+    per-channel requantization multipliers (conv, gemm, pw_dw), the count table of an average pool, the
+    per-channel scales of the weight an input gradient reads, and non-zero weight zero points."""
+    def multipliers(in_scale, w, out_scale):
+        return np.float32(sem.multiplier(sem.f64(in_scale) * sem.f64(g[w].quant.scale), out_scale))
+
+    def zero_points(w):
+        zp = g[w].quant.zero_point
+        return [np.broadcast_to(np.int32(zp), (g[w].shape[0],))] if np.any(zp) else []
+
+    x, a = node.inputs[0] if node.inputs else None, node.attrs
+    if node.op in ("conv", "gemm"):
+        return [multipliers(g[x].quant.scale, node.inputs[1], g[node.outputs[0]].quant.scale),
+                *zero_points(node.inputs[1])]
+    if node.op == "pw_dw":
+        w1, w2, mid = node.inputs[1], node.inputs[3], a["mid_quant"]
+        return [multipliers(g[x].quant.scale, w1, mid.scale),
+                multipliers(mid.scale, w2, g[node.outputs[0]].quant.scale), *zero_points(w1), *zero_points(w2)]
+    if node.op == "avgpool":
+        counts = np.arange(a["kernel"][0] * a["kernel"][1] + 1, dtype=np.float64)
+        counts[0] = 1
+        return [np.float32(sem.multiplier(g[x].quant.scale, sem.f64(g[node.outputs[0]].quant.scale) * counts))]
+    if node.op in ("conv_grad_input", "gemm_grad_input"):
+        w = g[node.inputs[1]]
+        return [np.broadcast_to(np.float32(w.quant.scale), (w.shape[0],)), *zero_points(node.inputs[1])]
+    return []
+
+
+class _Distinct:
+    """Flash bytes of arrays emitted once per dtype and contents (tte.codegen shares identical ones)."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, bytes]] = set()
+
+    def bytes(self, data: np.ndarray) -> int:
+        a = np.ascontiguousarray(data).reshape(-1)
+        if a.dtype.kind == "f":
+            a = a + a.dtype.type(0)  # -0.0 and 0.0: the same literal
+        key = (a.dtype.str, a.tobytes())
+        if key in self.seen:
+            return 0
+        self.seen.add(key)
+        return max(a.size, 1) * a.itemsize
+
+
+def arena_of(g: Graph, alignment: int = 4) -> tuple[list[Buffer], dict[str, str], ArenaPlan]:
+    """The buffers of ``g`` (:func:`liveness`), which buffer each value lives in, and their planned offsets."""
+    buffers, root = liveness(g)
     arena = plan_arena(buffers, alignment)
     problems = check_overlaps(arena)
     if problems:  # a planner bug, never the user's: fail loudly
         raise AssertionError(f"arena plan overlaps: {problems[0]}")
+    return buffers, root, arena
+
+
+def graph_scratch(g: Graph) -> int:
+    """The kernel scratch a graph's C needs: the most any one of its calls takes."""
+    return max((scratch_bytes(g, n) for n in g.nodes), default=0)
+
+
+def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
+    """Plan the arena of the scheduled training graph ``g`` and account for every other byte."""
+    buffers, root, arena = arena_of(g, alignment)
     updates = {n.inputs[2] if "weight_update" in n.op else n.inputs[1] if n.op == "bias_update" else n.inputs[0]: n
                for n in g.nodes if n.op in ("sgd", "conv_weight_update", "gemm_weight_update", "bias_update")}
     trained, optimizer, frozen = {}, {}, {}
@@ -177,13 +233,19 @@ def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
             initial += trained[name]
         else:
             optimizer[name] = g[name].nbytes
+    # constant arrays count once per dtype and contents, as the C emits them; a frozen remainder (above)
+    # counts whole, since the graph does not hold its contents
+    distinct = _Distinct()
     for v in g.constants():
-        frozen[v.name] = v.nbytes
-    quant = 4 * sum(_requant_channels(g, n) for n in g.nodes)
+        frozen[v.name] = distinct.bytes(v.data)
+    quant_arrays = sum(distinct.bytes(a) for n in g.nodes for a in _quant_arrays(g, n))
+    literals = 4 * sum(_requant_literals(g, n) for n in g.nodes if n.op not in ("conv", "gemm", "pw_dw", "avgpool"))
+    quant = quant_arrays + literals
     code = RUNTIME_CODE_BYTES + sum(OPS[op].code_bytes for op in {n.op for n in g.nodes})
-    scratch = max((scratch_bytes(g, n) for n in g.nodes), default=0)
+    scratch = graph_scratch(g)
     peak_step = 0
     if buffers:
         steps = range(max(b.end for b in buffers) + 1)
         peak_step = max(steps, key=lambda t: sum(b.size for b in buffers if b.start <= t <= b.end))
-    return MemoryReport(g, arena, trained, optimizer, scratch, frozen, quant, initial, code, peak_step)
+    return MemoryReport(g, arena, trained, optimizer, scratch, frozen, quant, initial, code, peak_step,
+                        quant_literals=literals, root=root)
