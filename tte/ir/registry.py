@@ -22,6 +22,8 @@ scratch        ``(graph, node) -> bytes`` of kernel scratch its C call needs
 in_place       ``(graph, node) -> bool``: its result may overwrite its first operand when that dies
 alias          its result is a view of its operand's bytes (no code, no buffer)
 code_bytes     Thumb-2 code size estimate of its kernel (memory report, before a real link)
+flash          ``(graph, node) -> (arrays, literals)``: the quantization data its C holds beyond the graph's
+               constants: arrays in flash (shared when identical) and scalar float literals in the code
 channels       ``(graph, node, components)``: how it ties channels together for the offline channel
                permutation (:mod:`tte.autodiff.channels`; helpers in :mod:`tte.ops.common`)
 layer          a weighted layer (weight = operand 1, bias = operand 2) that schemes index and train
@@ -74,6 +76,7 @@ class Op:
     in_place: Callable[[Graph, Node], bool]
     alias: bool
     code_bytes: int
+    flash: Callable[..., tuple[list[Any], int]]
     channels: Callable[..., None]
     layer: bool
     onnx: tuple[str, ...]
@@ -98,6 +101,7 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
     "in_place": callable,
     "alias": lambda v: isinstance(v, bool),
     "code_bytes": lambda v: isinstance(v, int) and v >= 0,
+    "flash": callable,
     "channels": callable,
     "layer": lambda v: isinstance(v, bool),
     "onnx": lambda v: isinstance(v, tuple) and all(isinstance(t, str) for t in v),

@@ -28,7 +28,18 @@ from ..reference import activations as act
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
-from .common import always, channels_follow, finish, mask_output, masked, never, no_scratch, same_as_inputs, with_mask
+from .common import (
+    always,
+    channels_follow,
+    finish,
+    mask_output,
+    masked,
+    never,
+    no_flash,
+    no_scratch,
+    same_as_inputs,
+    with_mask,
+)
 from .update import TRAINING_ONLY
 
 F32 = nx.F32
@@ -83,18 +94,24 @@ def _unary(kind: str):
     return kernel, grad, emit
 
 
+def unary_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """The int8 forward table, and in training graphs the bit-packed mask table."""
+    forward, mask, _ = unary_tables(g, n, n.op)
+    return [forward] + ([act.pack_mask_table(mask)] if n.attrs.get("save_mask") else []), 0
+
+
 hardswish, hardswish_grad, emit_hardswish = _unary("hardswish")
 sigmoid, sigmoid_grad, emit_sigmoid = _unary("sigmoid")
 
 # tte_lut_s8 is elementwise: the output may overwrite the input (106 B of Thumb-2 at -Os, Cortex-M4)
 register(name="hardswish", operands=("int8",), out_dtype="int8", shape=same_as_inputs, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=hardswish, grad=hardswish_grad, emit=emit_hardswish,
-         runtime=("tte_lut_s8.c",), scratch=no_scratch, in_place=always, alias=False, code_bytes=106,
+         runtime=("tte_lut_s8.c",), scratch=no_scratch, in_place=always, alias=False, flash=unary_flash, code_bytes=106,
          channels=channels_follow, layer=False, onnx=("HardSwish",))
 
 register(name="sigmoid", operands=("int8",), out_dtype="int8", shape=same_as_inputs, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=sigmoid, grad=sigmoid_grad, emit=emit_sigmoid,
-         runtime=("tte_lut_s8.c",), scratch=no_scratch, in_place=always, alias=False, code_bytes=106,
+         runtime=("tte_lut_s8.c",), scratch=no_scratch, in_place=always, alias=False, flash=unary_flash, code_bytes=106,
          channels=channels_follow, layer=False, onnx=("Sigmoid", "QLinearSigmoid"))
 
 
@@ -148,10 +165,16 @@ def emit_lut_global_avgpool(e, node: Node) -> None:
                  f"{node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
 
 
+def lut_global_avgpool_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """The float32 activation table and the pool's multiplier literal."""
+    return [real_tables(g, n.inputs[0], n.attrs["kind"])[0]], 1
+
+
 register(name="lut_global_avgpool", operands=("int8",), out_dtype="int8", shape=lut_global_avgpool_shape,
          attrs=("kind", "qmin", "qmax"), requantizes=True, extra=mask_output, optional=0, kernel=lut_global_avgpool,
          grad=lut_global_avgpool_grad, emit=emit_lut_global_avgpool, runtime=("tte_lut_global_avgpool_s8.c",),
-         scratch=no_scratch, in_place=never, alias=False, code_bytes=248, channels=channels_follow, layer=False,
+         scratch=no_scratch, in_place=never, alias=False,
+         flash=lut_global_avgpool_flash, code_bytes=248, channels=channels_follow, layer=False,
          onnx=("HardSwish", "Sigmoid", "GlobalAveragePool", "ReduceMean"))
 
 
@@ -180,4 +203,4 @@ def emit_lut_grad(e, node: Node) -> None:
 
 register(name="lut_grad", operands=("float32", "int8", "float32"), out_dtype="float32", shape=lut_grad_shape,
          attrs=(), extra=None, optional=0, kernel=lut_grad, emit=emit_lut_grad, runtime=("tte_lut_grad_f32.c",),
-         scratch=no_scratch, code_bytes=52, **dict(TRAINING_ONLY, in_place=always))
+         scratch=no_scratch, code_bytes=52, **dict(TRAINING_ONLY, flash=no_flash, in_place=always))

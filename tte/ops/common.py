@@ -101,6 +101,33 @@ def no_scratch(g: Graph, n: Node) -> int:
     return 0
 
 
+def no_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """No quantization data beyond the graph's constants."""
+    return [], 0
+
+
+def one_literal(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """One scalar float literal in the code (a multiplier, a learning rate)."""
+    return [], 1
+
+
+def literal_per_operand(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """One rescaling multiplier literal per operand."""
+    return [], len(n.inputs)
+
+
+def weight_zero_points(g: Graph, w: str) -> list[np.ndarray]:
+    """A weight's per-channel zero points as the C holds them: an int32 array, none when all are zero."""
+    zp = g[w].quant.zero_point
+    return [np.broadcast_to(np.int32(zp), (g[w].shape[0],))] if np.any(zp) else []
+
+
+def weight_scales(g: Graph, w: str) -> list[np.ndarray]:
+    """The per-output-channel scales (and zero points) of a weight an input gradient reads in real units."""
+    v = g[w]
+    return [np.broadcast_to(np.float32(v.quant.scale), (v.shape[0],)), *weight_zero_points(g, w)]
+
+
 def never(g: Graph, n: Node) -> bool:
     return False
 

@@ -21,7 +21,11 @@ from .common import (
     mask_output,
     masked,
     never,
+    no_flash,
     no_scratch,
+    one_literal,
+    weight_scales,
+    weight_zero_points,
     window_shape,
 )
 from .update import fused_update_extra, fused_update_shape, sgd, update_attrs
@@ -193,11 +197,22 @@ def conv_channels(g: Graph, n: Node, c) -> None:
         channels_independent(g, n, c)
 
 
+def conv_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """The per-channel multipliers, and the weight's zero points when not all zero."""
+    x, w, y = n.inputs[0], n.inputs[1], n.outputs[0]
+    return [cg.layer_multipliers(g, x, w, y), *weight_zero_points(g, w)], 0
+
+
+def grad_input_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """An input gradient reads its weight in real units: the per-channel scales (and zero points)."""
+    return weight_scales(g, n.inputs[1]), 0
+
+
 register(name="conv", operands=("int8", "int8", "int32"), out_dtype="int8", shape=conv_shape,
          attrs=("strides", "pads", "groups", "qmin", "qmax"), requantizes=True, extra=mask_output, optional=0,
          kernel=conv, grad=conv_grad, emit=emit_conv,
          runtime=("tte_conv_s8.c", "tte_conv_dw_s8.c"), scratch=conv_scratch, in_place=is_depthwise, alias=False,
-         code_bytes=1600, channels=conv_channels, layer=True, onnx=("Conv", "QLinearConv"))
+         flash=conv_flash, code_bytes=1600, channels=conv_channels, layer=True, onnx=("Conv", "QLinearConv"))
 
 
 # -- pw_dw ---------------------------------------------------------------------------------------------
@@ -233,10 +248,19 @@ def pw_dw_grad(b, node: Node, gy: str) -> None:
     raise AssertionError("pw_dw fuses frozen layers only (tte.passes.forward): no gradient passes through it")
 
 
+def pw_dw_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """Both convs' multipliers and non-zero weight zero points."""
+    x, w1, w2, mid = n.inputs[0], n.inputs[1], n.inputs[3], n.attrs["mid_quant"]
+    m1 = sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w1].quant.scale), mid.scale)
+    m2 = sem.multiplier(sem.f64(mid.scale) * sem.f64(g[w2].quant.scale), g[n.outputs[0]].quant.scale)
+    return [m1, m2, *weight_zero_points(g, w1), *weight_zero_points(g, w2)], 0
+
+
 register(name="pw_dw", operands=("int8", "int8", "int32", "int8", "int32"), out_dtype="int8", shape=pw_dw_shape,
          attrs=("strides", "pads", "mid_quant", "mid_qmin", "mid_qmax", "qmin", "qmax"), requantizes=True,
          extra=None, optional=0, kernel=pw_dw, grad=pw_dw_grad, emit=emit_pw_dw, runtime=("tte_conv_pw_dw_s8.c",),
-         scratch=pw_dw_scratch, in_place=never, alias=False, code_bytes=1800, channels=channels_training_only,
+         scratch=pw_dw_scratch, in_place=never, alias=False,
+         flash=pw_dw_flash, code_bytes=1800, channels=channels_training_only,
          layer=False, onnx=())
 
 
@@ -283,7 +307,7 @@ register(name="conv_grad_input", operands=("float32", "int8"), out_dtype="float3
          tuple(n.attrs["in_shape"]), attrs=("strides", "pads", "groups", "in_shape"), requantizes=False, extra=None,
          optional=0, kernel=conv_grad_input, grad=NOT_DIFFERENTIATED, emit=emit_conv_grad_input,
          runtime=("tte_conv_grad_input_f32.c",), scratch=conv_grad_input_scratch, in_place=_depthwise_grad_input,
-         alias=False, code_bytes=1400, channels=channels_training_only, layer=False, onnx=())
+         alias=False, flash=grad_input_flash, code_bytes=1400, channels=channels_training_only, layer=False, onnx=())
 
 
 def conv_grad_weight_shape(g: Graph, n: Node) -> Shape:
@@ -322,7 +346,8 @@ def conv_grad_weight(g: Graph, node: Node, gy, x):
 register(name="conv_grad_weight", operands=("float32", "int8"), out_dtype="float32", shape=conv_grad_weight_shape,
          attrs=("strides", "pads", "groups", "kernel", "channels", "depthwise"), requantizes=False, extra=None,
          optional=0, kernel=conv_grad_weight, grad=NOT_DIFFERENTIATED, emit=emit_conv_grad_weight,
-         runtime=("tte_conv_grad_weight_f32.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=1200,
+         runtime=("tte_conv_grad_weight_f32.c",), scratch=no_scratch, in_place=never, alias=False,
+         flash=no_flash, code_bytes=1200,
          channels=channels_training_only, layer=False, onnx=())
 
 
@@ -342,4 +367,5 @@ register(name="conv_weight_update", operands=("float32", "int8", "int8", "float3
          attrs=("strides", "pads", "groups", "kernel", "depthwise") + update_attrs, requantizes=False,
          extra=fused_update_extra(4), optional=1, kernel=conv_weight_update, grad=NOT_DIFFERENTIATED,
          emit=emit_conv_weight_update, runtime=("tte_conv_weight_update_s8.c",), scratch=conv_weight_update_scratch,
-         in_place=never, alias=False, code_bytes=1700, channels=channels_training_only, layer=False, onnx=())
+         in_place=never, alias=False,
+         flash=one_literal, code_bytes=1700, channels=channels_training_only, layer=False, onnx=())

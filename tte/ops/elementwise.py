@@ -16,10 +16,12 @@ from .common import (
     always,
     channels_follow,
     finish,
+    literal_per_operand,
     mask_output,
     masked,
     never,
     no_scratch,
+    one_literal,
     rescale_preround,
     same_as_inputs,
     same_pair,
@@ -112,7 +114,8 @@ def add_channels(g: Graph, n: Node, c) -> None:
 
 register(name="add", operands=("int8", "int8"), out_dtype="int8", shape=add_shape, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=add, grad=add_grad, emit=emit_add,
-         runtime=("tte_add_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=300,
+         runtime=("tte_add_s8.c",), scratch=no_scratch, in_place=never, alias=False,
+         flash=literal_per_operand, code_bytes=300,
          channels=add_channels, layer=False, onnx=("Add", "QLinearAdd"))
 
 
@@ -132,7 +135,8 @@ def requantize_grad(b, node: Node, gy: str) -> None:
 register(name="requantize", operands=("int8",), out_dtype="int8", shape=same_as_inputs, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=requantize, grad=requantize_grad,
          emit=emit_requantize, runtime=("tte_requantize_s8.c",), scratch=no_scratch, in_place=never, alias=False,
-         code_bytes=200, channels=channels_follow, layer=False, onnx=("Relu", "Clip", "QuantizeLinear"))
+         flash=one_literal, code_bytes=200, channels=channels_follow, layer=False,
+         onnx=("Relu", "Clip", "QuantizeLinear"))
 
 
 # -- training: straight-through estimator, gradient accumulation ---------------------------------------

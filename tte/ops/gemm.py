@@ -11,8 +11,8 @@ from ..ir.registry import Shape, register
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
-from .common import channels_independent, finish, mask_output, masked, never, no_scratch
-from .conv import conv_multiplier
+from .common import channels_independent, finish, mask_output, masked, never, no_scratch, one_literal
+from .conv import conv_flash, conv_multiplier, grad_input_flash
 from .update import TRAINING_ONLY, fused_update_extra, fused_update_shape, sgd, update_attrs
 
 # -- C emitters (the ``emit`` facet) ------------------------------------------------------------
@@ -88,7 +88,7 @@ def gemm_grad(b, node: Node, gy: str) -> None:
 
 register(name="gemm", operands=("int8", "int8", "int32"), out_dtype="int8", shape=gemm_shape, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=gemm, grad=gemm_grad, emit=emit_gemm,
-         runtime=("tte_gemm_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=500,
+         runtime=("tte_gemm_s8.c",), scratch=no_scratch, in_place=never, alias=False, flash=conv_flash, code_bytes=500,
          channels=channels_independent, layer=True, onnx=("Gemm", "MatMul", "QGemm", "QLinearMatMul"))
 
 
@@ -107,7 +107,8 @@ def gemm_grad_input(g: Graph, node: Node, gy, w):
 
 register(name="gemm_grad_input", operands=("float32", "int8"), out_dtype="float32", shape=gemm_grad_input_shape,
          attrs=(), extra=None, optional=0, kernel=gemm_grad_input, emit=emit_gemm_grad_input,
-         runtime=("tte_gemm_grad_input_f32.c",), scratch=no_scratch, code_bytes=300, **TRAINING_ONLY)
+         runtime=("tte_gemm_grad_input_f32.c",), scratch=no_scratch, code_bytes=300,
+         **dict(TRAINING_ONLY, flash=grad_input_flash))
 
 
 def gemm_grad_weight_shape(g: Graph, n: Node) -> Shape:
@@ -134,4 +135,5 @@ def gemm_weight_update(g: Graph, node: Node, gy, x, param, factor, aux=None):
 register(name="gemm_weight_update", operands=("float32", "int8", "int8", "float32", "*"), out_dtype="same:2",
          shape=fused_update_shape(2, gemm_grad_weight_shape), attrs=update_attrs, extra=fused_update_extra(4),
          optional=1, kernel=gemm_weight_update, emit=emit_gemm_weight_update,
-         runtime=("tte_gemm_weight_update_s8.c",), scratch=no_scratch, code_bytes=600, **TRAINING_ONLY)
+         runtime=("tte_gemm_weight_update_s8.c",), scratch=no_scratch, code_bytes=600,
+         **dict(TRAINING_ONLY, flash=one_literal))

@@ -15,7 +15,7 @@ from ..ir.registry import Shape, register
 from ..reference import activations as act
 from ..reference import numerics as nx
 from . import cgen as cg
-from .common import always, mask_output, masked, no_scratch, with_mask
+from .common import always, mask_output, masked, no_flash, no_scratch, one_literal, with_mask
 from .update import TRAINING_ONLY
 
 
@@ -75,7 +75,7 @@ def emit_mul(e, node: Node) -> None:
 # tte_mul_s8 may write over a (328 B of Thumb-2 at -Os, Cortex-M4)
 register(name="mul", operands=("int8", "int8"), out_dtype="int8", shape=mul_shape, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=mul, grad=mul_grad_rule, emit=emit_mul,
-         runtime=("tte_mul_s8.c",), scratch=no_scratch, in_place=always, alias=False, code_bytes=328,
+         runtime=("tte_mul_s8.c",), scratch=no_scratch, in_place=always, alias=False, flash=one_literal, code_bytes=328,
          channels=mul_channels, layer=False, onnx=("Mul", "QLinearMul"))
 
 
@@ -102,7 +102,7 @@ def emit_mul_grad(e, node: Node) -> None:
 
 register(name="mul_grad", operands=("float32", "int8"), out_dtype="float32", shape=mul_grad_shape, attrs=(),
          extra=None, optional=0, kernel=mul_grad, emit=emit_mul_grad, runtime=("tte_mul_grad_f32.c",),
-         scratch=no_scratch, code_bytes=242, **dict(TRAINING_ONLY, in_place=always))
+         scratch=no_scratch, code_bytes=242, **dict(TRAINING_ONLY, flash=no_flash, in_place=always))
 
 
 def mul_grad_channel_shape(g: Graph, n: Node) -> Shape:
@@ -125,4 +125,4 @@ def emit_mul_grad_channel(e, node: Node) -> None:
 register(name="mul_grad_channel", operands=("float32", "int8"), out_dtype="float32", shape=mul_grad_channel_shape,
          attrs=(), extra=None, optional=0, kernel=mul_grad_channel, emit=emit_mul_grad_channel,
          runtime=("tte_mul_grad_channel_f32.c",), scratch=no_scratch, code_bytes=130,
-         **dict(TRAINING_ONLY, in_place=always))
+         **dict(TRAINING_ONLY, flash=no_flash, in_place=always))

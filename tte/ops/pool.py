@@ -19,6 +19,7 @@ from .common import (
     masked,
     never,
     no_scratch,
+    one_literal,
     rescale_preround,
     window_shape,
 )
@@ -33,10 +34,7 @@ F32 = nx.F32
 def emit_avgpool(e: cg.Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
-    kh, kw = node.attrs["kernel"]
-    counts = np.arange(kh * kw + 1, dtype=np.float64)
-    counts[0] = 1  # unused
-    table = sem.multiplier(g[x].quant.scale, sem.f64(g[y].quant.scale) * counts)
+    table = avgpool_table(g, node)
     e.call(node, f"tte_avgpool_s8({cg.pool_geo(node.attrs)}, {e.quant(x, y, node)}, {node.attrs['count_include_pad']}, "
                  f"{e.dims(x)}, {e.ptr(x)}, {e.array(node.name + '_m', table, 'float')}, {e.dims(y)}, {e.ptr(y)}, "
                  f"{e.mask(node)})")
@@ -114,10 +112,23 @@ def avgpool_grad_rule(b, node: Node, gy: str) -> None:
                                count_include_pad=a["count_include_pad"], in_shape=b.g[x].shape))
 
 
+def avgpool_table(g: Graph, n: Node) -> np.ndarray:
+    """multipliers[count] = s_x / (s_y * count) for every element count a window can have (entry 0 unused)."""
+    kh, kw = n.attrs["kernel"]
+    counts = np.arange(kh * kw + 1, dtype=np.float64)
+    counts[0] = 1  # unused
+    return sem.multiplier(g[n.inputs[0]].quant.scale, sem.f64(g[n.outputs[0]].quant.scale) * counts)
+
+
+def avgpool_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    return [avgpool_table(g, n)], 0
+
+
 register(name="avgpool", operands=("int8",), out_dtype="int8", shape=pool_shape,
          attrs=("kernel", "strides", "pads", "count_include_pad", "qmin", "qmax"), requantizes=True,
          extra=mask_output, optional=0, kernel=avgpool, grad=avgpool_grad_rule, emit=emit_avgpool,
-         runtime=("tte_avgpool_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=400,
+         runtime=("tte_avgpool_s8.c",), scratch=no_scratch, in_place=never, alias=False,
+         flash=avgpool_flash, code_bytes=400,
          channels=channels_follow, layer=False, onnx=("AveragePool", "QLinearAveragePool"))
 
 
@@ -139,7 +150,7 @@ register(name="global_avgpool", operands=("int8",), out_dtype="int8",
          shape=lambda g, n: (*g[n.inputs[0]].shape[:2], 1, 1), attrs=("qmin", "qmax"), requantizes=True,
          extra=mask_output, optional=0, kernel=global_avgpool, grad=global_avgpool_grad_rule,
          emit=emit_global_avgpool, runtime=("tte_global_avgpool_s8.c",), scratch=no_scratch, in_place=never,
-         alias=False, code_bytes=250, channels=channels_follow, layer=False,
+         alias=False, flash=one_literal, code_bytes=250, channels=channels_follow, layer=False,
          onnx=("GlobalAveragePool", "ReduceMean", "QLinearGlobalAveragePool"))
 
 
@@ -161,7 +172,8 @@ def maxpool_grad_rule(b, node: Node, gy: str) -> None:
 register(name="maxpool", operands=("int8",), out_dtype="int8", shape=pool_shape,
          attrs=("kernel", "strides", "pads", "qmin", "qmax"), requantizes=True, extra=mask_output, optional=0,
          kernel=maxpool, grad=maxpool_grad_rule, emit=emit_maxpool, runtime=("tte_maxpool_s8.c",),
-         scratch=no_scratch, in_place=never, alias=False, code_bytes=300, channels=channels_follow, layer=False,
+         scratch=no_scratch, in_place=never, alias=False,
+         flash=one_literal, code_bytes=300, channels=channels_follow, layer=False,
          onnx=("MaxPool",))
 
 

@@ -16,9 +16,11 @@ from .common import (
     attr_shape,
     channels_pinned,
     finish,
+    literal_per_operand,
     mask_output,
     masked,
     never,
+    no_flash,
     no_scratch,
     rescale_preround,
     same_as_inputs,
@@ -115,7 +117,8 @@ def reshape_channels(g: Graph, n: Node, c) -> None:
 
 register(name="reshape", operands=("int8",), out_dtype="int8", shape=reshape_shape, attrs=("shape",),
          requantizes=False, extra=None, optional=0, kernel=reshape, grad=reshape_grad, emit=emit_reshape, runtime=(),
-         scratch=no_scratch, in_place=never, alias=True, code_bytes=0, channels=reshape_channels, layer=False,
+         scratch=no_scratch, in_place=never, alias=True,
+         flash=no_flash, code_bytes=0, channels=reshape_channels, layer=False,
          onnx=("Flatten", "Reshape", "Squeeze", "Unsqueeze"))
 
 
@@ -152,7 +155,8 @@ def concat_grad(b, node: Node, gy: str) -> None:
 
 register(name="concat", operands=None, out_dtype="int8", shape=concat_shape, attrs=("axis", "qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=concat, grad=concat_grad, emit=emit_concat,
-         runtime=("tte_concat_channels_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=200,
+         runtime=("tte_concat_channels_s8.c",), scratch=no_scratch, in_place=never, alias=False,
+         flash=literal_per_operand, code_bytes=200,
          channels=channels_pinned, layer=False, onnx=("Concat", "QLinearConcat"))
 
 
@@ -170,7 +174,8 @@ def quantize_grad(b, node: Node, gy: str) -> None:
 
 register(name="quantize", operands=("float32",), out_dtype="int8", shape=same_as_inputs, attrs=(), requantizes=False,
          extra=None, optional=0, kernel=quantize, grad=quantize_grad, emit=emit_quantize,
-         runtime=("tte_quantize_f32.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=150,
+         runtime=("tte_quantize_f32.c",), scratch=no_scratch, in_place=never, alias=False,
+         flash=no_flash, code_bytes=150,
          channels=channels_pinned, layer=False, onnx=("QuantizeLinear",))
 
 
@@ -187,7 +192,8 @@ def dequantize_grad(b, node: Node, gy: str) -> None:
 
 register(name="dequantize", operands=("int8",), out_dtype="float32", shape=same_as_inputs, attrs=(),
          requantizes=False, extra=None, optional=0, kernel=dequantize, grad=dequantize_grad, emit=emit_dequantize,
-         runtime=("tte_dequantize_s8.c",), scratch=no_scratch, in_place=never, alias=False, code_bytes=100,
+         runtime=("tte_dequantize_s8.c",), scratch=no_scratch, in_place=never, alias=False,
+         flash=no_flash, code_bytes=100,
          channels=channels_pinned, layer=False, onnx=("DequantizeLinear",))
 
 

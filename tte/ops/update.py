@@ -14,7 +14,7 @@ from ..ir import Graph, Node
 from ..ir.registry import NOT_DIFFERENTIATED, Shape, register
 from ..reference import numerics as nx
 from . import cgen as cg
-from .common import channels_training_only, first_operand, never, no_scratch, same_pair
+from .common import channels_training_only, first_operand, never, no_flash, no_scratch, one_literal, same_pair
 
 F32 = nx.F32
 update_attrs = ("lr", "rounding", "axis", "channels", "qmin", "qmax")
@@ -122,11 +122,12 @@ def fused_update_extra(aux_index: int):
 
 
 TRAINING_ONLY = dict(requantizes=False, grad=NOT_DIFFERENTIATED, in_place=never, alias=False,
-                     channels=channels_training_only, layer=False, onnx=())
+                     channels=channels_training_only, layer=False, onnx=(), flash=no_flash)
 
 register(name="sgd", operands=("int8|int32", "float32", "float32", "*"), out_dtype="same", shape=sgd_shape,
          attrs=update_attrs, extra=sgd_extra, optional=1, kernel=sgd, emit=emit_sgd,
-         runtime=("tte_sgd_s8.c", "tte_sgd_s32.c"), scratch=no_scratch, code_bytes=500, **TRAINING_ONLY)
+         runtime=("tte_sgd_s8.c", "tte_sgd_s32.c"), scratch=no_scratch, code_bytes=500,
+         **dict(TRAINING_ONLY, flash=one_literal))
 
 
 def bias_grad(g: Graph, node: Node, gy):
@@ -148,7 +149,7 @@ def bias_update(g: Graph, node: Node, gy, param, factor, aux=None):
 register(name="bias_update", operands=("float32", "int32", "float32", "*"), out_dtype="same:1",
          shape=fused_update_shape(1, None), attrs=update_attrs, extra=fused_update_extra(3), optional=1,
          kernel=bias_update, emit=emit_bias_update, runtime=("tte_bias_update_s32.c",), scratch=no_scratch,
-         code_bytes=500, **TRAINING_ONLY)
+         code_bytes=500, **dict(TRAINING_ONLY, flash=one_literal))
 
 
 def momentum(g: Graph, node: Node, velocity, grad):

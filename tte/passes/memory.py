@@ -24,7 +24,6 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ir.facts import value_bytes
 from ..ir.registry import OPS
-from ..reference import semantics as sem
 from .arena import ArenaPlan, Buffer, check_overlaps, plan_arena
 
 RUNTIME_CODE_BYTES = 2048  # startup, the step driver, helpers
@@ -149,42 +148,6 @@ def _trained_slice_bytes(g: Graph, node: Node, param: str) -> int:
     return v.nbytes // v.shape[axis] * k
 
 
-def _requant_literals(g: Graph, node: Node) -> int:
-    """Scalar multipliers the C passes as float literals (in the code, 4 bytes each)."""
-    if node.op in ("add", "concat"):
-        return len(node.inputs)
-    return 1 if "qmin" in node.attrs else 0
-
-
-def _quant_arrays(g: Graph, node: Node) -> list[np.ndarray]:
-    """The flash arrays of quantization parameters the C of ``node`` reads, as tte.codegen writes them:
-    per-channel requantization multipliers (conv, gemm, pw_dw), the count table of an average pool, the
-    per-channel scales of the weight an input gradient reads, and non-zero weight zero points."""
-    def multipliers(in_scale, w, out_scale):
-        return np.float32(sem.multiplier(sem.f64(in_scale) * sem.f64(g[w].quant.scale), out_scale))
-
-    def zero_points(w):
-        zp = g[w].quant.zero_point
-        return [np.broadcast_to(np.int32(zp), (g[w].shape[0],))] if np.any(zp) else []
-
-    x, a = node.inputs[0] if node.inputs else None, node.attrs
-    if node.op in ("conv", "gemm"):
-        return [multipliers(g[x].quant.scale, node.inputs[1], g[node.outputs[0]].quant.scale),
-                *zero_points(node.inputs[1])]
-    if node.op == "pw_dw":
-        w1, w2, mid = node.inputs[1], node.inputs[3], a["mid_quant"]
-        return [multipliers(g[x].quant.scale, w1, mid.scale),
-                multipliers(mid.scale, w2, g[node.outputs[0]].quant.scale), *zero_points(w1), *zero_points(w2)]
-    if node.op == "avgpool":
-        counts = np.arange(a["kernel"][0] * a["kernel"][1] + 1, dtype=np.float64)
-        counts[0] = 1
-        return [np.float32(sem.multiplier(g[x].quant.scale, sem.f64(g[node.outputs[0]].quant.scale) * counts))]
-    if node.op in ("conv_grad_input", "gemm_grad_input"):
-        w = g[node.inputs[1]]
-        return [np.broadcast_to(np.float32(w.quant.scale), (w.shape[0],)), *zero_points(node.inputs[1])]
-    return []
-
-
 class _Distinct:
     """Flash bytes of arrays emitted once per dtype and contents (tte.codegen shares identical ones)."""
 
@@ -238,8 +201,9 @@ def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
     distinct = _Distinct()
     for v in g.constants():
         frozen[v.name] = distinct.bytes(v.data)
-    quant_arrays = sum(distinct.bytes(a) for n in g.nodes for a in _quant_arrays(g, n))
-    literals = 4 * sum(_requant_literals(g, n) for n in g.nodes if n.op not in ("conv", "gemm", "pw_dw", "avgpool"))
+    flash = [OPS[n.op].flash(g, n) for n in g.nodes]  # each op's quantization arrays and scalar literals
+    quant_arrays = sum(distinct.bytes(a) for arrays, _ in flash for a in arrays)
+    literals = 4 * sum(n for _, n in flash)
     quant = quant_arrays + literals
     code = RUNTIME_CODE_BYTES + sum(OPS[op].code_bytes for op in {n.op for n in g.nodes})
     scratch = graph_scratch(g)
