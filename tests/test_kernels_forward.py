@@ -1,11 +1,11 @@
 """Golden tests of runtime_c's int8 forward kernels, each called directly through ctypes (tests/cruntime.py).
 
 Every kernel's int8 output and bit-packed saturation mask must equal, bit for bit, those of the numpy
-reference kernels (tte/reference/kernels.py, which follow tte/reference/semantics.py) on seeded random
+reference kernels (each op's kernel in tte/ops/, which follow tte/reference/semantics.py) on seeded random
 data and on the cases whole-program tests miss: asymmetric per-channel weight zero points, split weights,
 asymmetric padding, int32 saturation both ways, the +-256 pre-clamp, round-half-even ties, narrowed clamps,
 in-place depthwise, padded pools, broadcasting adds, channel offsets and every argument error.  The last
-test checks that every runtime function is called directly here or in tests/test_kernels_train.py.
+test checks that every runtime function is called directly here or in another tests/test_kernels_*.py.
 """
 
 from __future__ import annotations

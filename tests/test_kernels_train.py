@@ -1,6 +1,6 @@
 """Golden tests of the runtime_c training kernels, called one by one through ctypes (tests/cruntime.py).
 
-Every float32 result is compared exactly with tte/reference/grad_kernels.py (the C kernels follow its
+Every float32 result is compared exactly with the ops' reference kernels in tte/ops/ (the C kernels follow their
 documented summation orders), every int8 / int32 parameter exactly.  The reference kernels take a Graph
 and a Node: :func:`_node` builds the smallest ones that carry the attributes and quantization they read.
 """
@@ -93,7 +93,7 @@ def _check_residual(c_res, r_res) -> None:
 # ---- expf, xent, ste --------------------------------------------------------------------------------
 
 def test_expf_matches_reference_on_a_dense_sweep():
-    """tte_expf(x) == grad_kernels.expf(x) bit for bit over x <= 0: a dense grid, -0, denormals, the
+    """tte_expf(x) == tte.reference.numerics.expf(x) bit for bit over x <= 0: a dense grid, -0, denormals, the
     -87.3 cutoff and its neighbours, random bit patterns, large negatives and -inf."""
     f = lib().tte_expf
     f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
