@@ -35,8 +35,6 @@ replace each HardSwish by ``HardSigmoid`` + ``Mul`` (onnxruntime inlines the Har
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import pathlib
 import warnings
 
@@ -45,7 +43,7 @@ import onnx
 import torch
 from torch import nn
 
-from tte.zoo import INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, calibration_inputs
+from tte.zoo import INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, calibration_inputs, quantize
 
 INPUT_SHAPE = (1, 3, 32, 32)
 OPSET = 14
@@ -166,56 +164,15 @@ def float_onnx(out_dir: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
-class _Reader:
-    """A ``CalibrationDataReader`` over a fixed list of inputs."""
-
-    def __init__(self, samples: list[np.ndarray]):
-        self._samples = samples
-        self._it = iter(samples)
-
-    def get_next(self):
-        x = next(self._it, None)
-        return None if x is None else {INPUT_NAME: x}
-
-    def rewind(self) -> None:
-        self._it = iter(self._samples)
-
-
-@contextlib.contextmanager
-def _quiet_root_logger():
-    """Silence quantize_static's 'consider pre-processing' warning."""
-    root = logging.getLogger()
-    old = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(old)
-
-
 def build(out_dir: str | pathlib.Path, fmt: str = "qdq") -> pathlib.Path:
     """Export and quantize; returns ``<out_dir>/mnv3.<fmt>.int8.onnx``.
 
     ``fmt``: ``"qdq"`` (QuantizeLinear/DequantizeLinear around float ops) or ``"qoperator"`` (QLinearConv,
     com.microsoft QLinearAdd/QLinearMul/QLinearSigmoid/...).
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     out_dir = pathlib.Path(out_dir)
-    float_path = float_onnx(out_dir)
-    int8_path = out_dir / f"mnv3.{fmt}.int8.onnx"
-    with _quiet_root_logger():
-        quantize_static(
-            str(float_path),
-            str(int8_path),
-            _Reader(calibration_inputs(INPUT_SHAPE)),
-            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+    int8_path = quantize(float_onnx(out_dir), out_dir / f"mnv3.{fmt}.int8.onnx", fmt="qdq" if fmt == "qdq" else "qop")
     onnx.checker.check_model(str(int8_path))
     return int8_path
