@@ -12,7 +12,8 @@ from conftest import SHARED, SHARED_MODELS, ZOO_MODELS, shared_model
 from inputs import inputs
 
 import tte
-from tte.autodiff.scheme import channel_count, is_depthwise, weighted_layers
+from tte.autodiff.scheme import channel_count, weighted_layers
+from tte.ir.facts import is_depthwise
 
 # one published scheme per shared model (the paper's setting is near 100 KB)
 PUBLISHED = {"mbv2-w0.35": "99kb", "mcunet-5fps": "99kb", "proxyless-w0.3": "98kb"}

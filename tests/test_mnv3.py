@@ -24,9 +24,10 @@ from test_c_training import train_both
 from test_grad_rules import fd_check
 
 import tte
-from tte.autodiff.scheme import is_depthwise, weighted_layers
+from tte.autodiff.scheme import weighted_layers
 from tte.errors import UnsupportedModelError
 from tte.ir import Graph, QuantParams, Value
+from tte.ir.facts import is_depthwise
 from tte.ops import OPS
 from tte.ops.activation import real_tables
 from tte.plan import plan

@@ -7,9 +7,10 @@ import pytest
 from conftest import ROOT, SHARED, ZOO_MODELS, shared_model
 
 import tte
-from tte.autodiff.scheme import SparseScheme, is_depthwise, weighted_layers
+from tte.autodiff.scheme import SparseScheme, weighted_layers
 from tte.ir import Node, Value
 from tte.ir.executor import evaluate
+from tte.ir.facts import is_depthwise
 from tte.passes import training as passes
 from tte.zoo import gratings
 
