@@ -24,6 +24,7 @@ from ..errors import TteError
 from ..ir import Graph, Node
 from ..ir.facts import value_bytes
 from ..reference import semantics as sem
+from . import common
 
 if TYPE_CHECKING:
     from ..passes.arena import ArenaPlan
@@ -336,9 +337,8 @@ class Emitter:
         return f"&(const tte_split_weights){self.split_weights_init(name, depthwise)}"
 
     def weight_zero_points(self, name: str) -> str:
-        zp = self.g[name].quant.zero_point
-        return "NULL" if not np.any(zp) else self.array(f"{name}_zp", np.broadcast_to(zp, (self.g[name].shape[0],)),
-                                                         "int32_t")
+        arrays = common.weight_zero_points(self.g, name)
+        return self.array(f"{name}_zp", arrays[0], "int32_t") if arrays else "NULL"
 
     # -- buffers --------------------------------------------------------------------------------
     def ptr(self, name: str) -> str:
@@ -402,10 +402,6 @@ class Emitter:
         self.body += format_call(f"TTE_CALL({self.shared.kind(node.op)}, ", text, ");")
 
 
-def layer_multipliers(g: Graph, x: str, w: str, y: str) -> np.ndarray:
-    return sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w].quant.scale), g[y].quant.scale)
-
-
 def conv_geo(attrs: dict, groups: int | None = None) -> str:
     """A tte_conv_geometry literal from a conv-like node's strides, pads and groups."""
     g = attrs["groups"] if groups is None else groups
@@ -431,9 +427,9 @@ ROUNDING = {"nearest": "TTE_ROUND_NEAREST", "trunc": "TTE_ROUND_TRUNC", "stochas
 
 
 def weights(e: Emitter, w: str, depthwise: bool = False) -> str:
-    v = e.g[w]
+    scales = common.weight_scales(e.g, w)[0]
     return (f"&(const tte_weights_s8){{{e.split_weights_init(w, depthwise)}, {e.weight_zero_points(w)}, "
-            f"{e.array(w + '_scales', np.broadcast_to(v.quant.scale, (v.shape[0],)), 'float')}}}")
+            f"{e.array(w + '_scales', scales, 'float')}}}")
 
 
 def saved(e: Emitter, x: str) -> str:

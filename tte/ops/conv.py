@@ -30,9 +30,6 @@ from .common import (
 )
 from .update import fused_update_extra, fused_update_shape, sgd, update_attrs
 
-# -- conv ----------------------------------------------------------------------------------------------
-
-
 # -- C emitters (the ``emit`` facet) ------------------------------------------------------------
 
 
@@ -42,7 +39,7 @@ def emit_conv(e: cg.Emitter, node: Node) -> None:
     y = node.output
     cg.check_acc(g, node, w)
     geo = cg.conv_geo(node.attrs)
-    m = e.array(f"{node.name}_m", cg.layer_multipliers(g, x, w, y), "float")
+    m = e.array(f"{node.name}_m", conv_multiplier(g, node), "float")
     args = (f"{geo}, {e.quant(x, y, node)}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, "
             f"{e.split_weights(w, is_depthwise(g, node))}, "
             f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)}")
@@ -60,8 +57,7 @@ def emit_pw_dw(e: cg.Emitter, node: Node) -> None:
     mq = a["mid_quant"]
     cg.check_acc(g, node, w1)
     cg.check_acc(g, node, w2)
-    m1 = sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w1].quant.scale), mq.scale)
-    m2 = sem.multiplier(sem.f64(mq.scale) * sem.f64(g[w2].quant.scale), g[y].quant.scale)
+    m1, m2 = pw_dw_multipliers(g, node)
     q1 = "&(const tte_quant_params){%d, %d, %d, %d}" % (int(g[x].quant.zero_point), int(mq.zero_point),
                                                          a["mid_qmin"], a["mid_qmax"])
     q2 = "&(const tte_quant_params){%d, %d, %d, %d}" % (int(mq.zero_point), int(g[y].quant.zero_point),
@@ -105,6 +101,9 @@ def emit_conv_grad_weight(e: cg.Emitter, node: Node) -> None:
     w_dims = "&(const tte_dims){%d, %d, %d, %d}" % (o, e.g[x].shape[1] // a["groups"], *a["kernel"])
     e.call(node, f"tte_conv_grad_weight_f32({geo}, {1 if a['depthwise'] else 0}, {a['channels']}, {e.dims(x)}, "
                  f"{cg.saved(e, x)}, {e.dims(gy)}, {e.ptr(gy)}, {w_dims}, {e.ptr(node.output)})")
+
+
+# -- conv ----------------------------------------------------------------------------------------------
 
 
 def conv_shape(g: Graph, n: Node) -> Shape:
@@ -199,8 +198,7 @@ def conv_channels(g: Graph, n: Node, c) -> None:
 
 def conv_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
     """The per-channel multipliers, and the weight's zero points when not all zero."""
-    x, w, y = n.inputs[0], n.inputs[1], n.outputs[0]
-    return [cg.layer_multipliers(g, x, w, y), *weight_zero_points(g, w)], 0
+    return [conv_multiplier(g, n), *weight_zero_points(g, n.inputs[1])], 0
 
 
 def grad_input_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
@@ -250,10 +248,14 @@ def pw_dw_grad(b, node: Node, gy: str) -> None:
 
 def pw_dw_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
     """Both convs' multipliers and non-zero weight zero points."""
+    return [*pw_dw_multipliers(g, n), *weight_zero_points(g, n.inputs[1]), *weight_zero_points(g, n.inputs[3])], 0
+
+
+def pw_dw_multipliers(g: Graph, n: Node) -> tuple[np.ndarray, np.ndarray]:
+    """The 1x1 conv's multipliers into the intermediate's parameters, and the depthwise conv's out of them."""
     x, w1, w2, mid = n.inputs[0], n.inputs[1], n.inputs[3], n.attrs["mid_quant"]
-    m1 = sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w1].quant.scale), mid.scale)
-    m2 = sem.multiplier(sem.f64(mid.scale) * sem.f64(g[w2].quant.scale), g[n.outputs[0]].quant.scale)
-    return [m1, m2, *weight_zero_points(g, w1), *weight_zero_points(g, w2)], 0
+    return (sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w1].quant.scale), mid.scale),
+            sem.multiplier(sem.f64(mid.scale) * sem.f64(g[w2].quant.scale), g[n.outputs[0]].quant.scale))
 
 
 register(name="pw_dw", operands=("int8", "int8", "int32", "int8", "int32"), out_dtype="int8", shape=pw_dw_shape,

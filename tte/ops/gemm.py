@@ -26,7 +26,7 @@ def emit_gemm(e: cg.Emitter, node: Node) -> None:
     n, k = g[x].shape
     if w in e.shared.frozen_part:
         raise TteError(f"gemm '{node.name}': a partially trained gemm weight cannot be emitted yet")
-    m = e.array(f"{node.name}_m", cg.layer_multipliers(g, x, w, y), "float")
+    m = e.array(f"{node.name}_m", conv_multiplier(g, node), "float")
     e.call(node, f"tte_gemm_s8({e.quant(x, y, node)}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
                  f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.ptr(y)}, {e.mask(node)})")
 

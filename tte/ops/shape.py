@@ -27,9 +27,6 @@ from .common import (
 )
 from .update import TRAINING_ONLY
 
-# -- reshape -------------------------------------------------------------------------------------------
-
-
 # -- C emitters (the ``emit`` facet) ------------------------------------------------------------
 
 
@@ -80,6 +77,9 @@ def emit_dequantize(e: cg.Emitter, node: Node) -> None:
     q = e.g[x].quant
     e.call(node, f"tte_dequantize_s8({e.g[x].size}, {e.ptr(x)}, {cg.c_float(q.scale)}, {int(q.zero_point)}, "
                  f"{e.ptr(node.output)})")
+
+
+# -- reshape -------------------------------------------------------------------------------------------
 
 
 def reshape_shape(g: Graph, n: Node) -> Shape:
