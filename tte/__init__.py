@@ -1,4 +1,4 @@
-"""tte, the tiny training engine: int8 ONNX CNN -> on-device training loop for Cortex-M."""
+"""tte, the tiny training engine: int8 CNN (ONNX or TFLite) -> on-device training loop for Cortex-M."""
 
 from . import ops  # noqa: F401  (registers every op)
 from .autodiff.backward import TrainOptions

@@ -71,13 +71,22 @@ def main() -> None:
     """
 
 
+def arithmetic_option(f):
+    return click.option(
+        "--arithmetic", type=click.Choice(["tflite", "onnxruntime"]), default=None,
+        help="How int8 ops requantize: tflite (TFLite's fixed-point multiplier and shift, bit-exact with TFLite "
+             "and TFLite Micro; the default for .tflite files) or onnxruntime (float32 multiplier, round half to "
+             "even; the default for ONNX).")(f)
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
               help="Fix a dynamic input shape, e.g. 1,3,128,128 or input=1,3,128,128 (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 @click.option("--dump-ir", is_flag=True, help="Print the lifted IR as text instead of the table.")
-def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bool) -> None:
+@arithmetic_option
+def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bool, arithmetic: str | None) -> None:
     """Show MODEL layer by layer: shapes, kernel/stride/groups, parameters, MACs, output quantization.
 
     Totals: parameters (int8 weights + int32 biases), MACs and the peak int8 activation memory of
@@ -86,7 +95,7 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
     from .frontend import load
     from .inspect import inspect as run_inspect
 
-    g = load(model, input_shape=parse_input_shapes(input_shape))
+    g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
     if dump_ir:
         click.echo(g.dump())
         return
@@ -116,7 +125,8 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
 @click.option("--timeline", is_flag=True, help="Also print the arena timeline (one row per step).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the arena timeline as a picture (needs the 'plot' extra: matplotlib).")
-def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, timeline, plot_path) -> None:
+@arithmetic_option
+def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, timeline, plot_path, arithmetic) -> None:
     """Plan the memory of one training step of MODEL and check it against the budgets.
 
     Compiles the training graph (autodiff, pruning, fusion, reordering), plans one static arena and
@@ -128,7 +138,7 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
     from .units import parse_size
 
     budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
-    g = load(model, input_shape=parse_input_shapes(input_shape))
+    g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
     p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes)
     if as_json:
         d = p.to_dict()
@@ -166,8 +176,9 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
               help="What the printed build command targets (the Makefile builds all of them).")
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
               help="Fix a dynamic input shape.")
+@arithmetic_option
 def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, target,
-            input_shape) -> None:
+            input_shape, arithmetic) -> None:
     """Compile MODEL into a C training loop in OUTPUT: tte_model.h / tte_model.c (tte_train_step,
     tte_infer_f32), the runtime, a demo main, a Makefile and memory.txt.
 
@@ -180,7 +191,7 @@ def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding
     from .units import parse_size
 
     budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
-    g = load(model, input_shape=parse_input_shapes(input_shape))
+    g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
     # the device also needs stack, heap and C library statics: plan the step inside what is left
     p = make(g, max(budget_sram - RUNTIME_RESERVE, 1), budget_flash, scheme=scheme, classes=classes, lr=lr,
              momentum=momentum, rounding=rounding, qas=not no_qas)

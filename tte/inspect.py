@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .ir import Graph, Node
+from .ir.facts import arithmetic, load_notes
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Report:
     macs: int
     peak_activation_bytes: int  # int8 activations live at once during inference (no in-place reuse)
     peak_at: str  # the layer at which that peak occurs
+    arithmetic: str = "onnxruntime"  # how int8 ops requantize (tte.ir.facts.arithmetic)
+    notes: list[str] = field(default_factory=list)  # what the frontend rewrote at load
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -132,4 +135,6 @@ def inspect(g: Graph) -> Report:
         macs=sum(r.macs for r in rows),
         peak_activation_bytes=peak,
         peak_at=where,
+        arithmetic=arithmetic(g),
+        notes=load_notes(g),
     )

@@ -30,16 +30,17 @@ def _dump(stage: str, g: Graph) -> Graph:
     return g
 
 
-def load_stage(model, input_shape=None) -> tuple[Graph, str | None]:
-    """An ONNX path (loaded and lifted) or a Graph from :func:`tte.load`, and the source file."""
+def load_stage(model, input_shape=None, arithmetic: str | None = None) -> tuple[Graph, str | None]:
+    """A model path (ONNX or TFLite, loaded and lifted) or a Graph from :func:`tte.load`, and the source
+    file."""
     if isinstance(model, Graph):
         return model, model.metadata.get("source")
-    return load(os.fspath(model), input_shape=input_shape), os.fspath(model)
+    return load(os.fspath(model), input_shape=input_shape, arithmetic=arithmetic), os.fspath(model)
 
 
 def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
             qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None,
-            optimize: bool = True) -> Program:
+            optimize: bool = True, arithmetic: str | None = None) -> Program:
     """Compile a model for training.
 
     ``model``: an ONNX path or a :class:`Graph` from :func:`tte.load`.  ``scheme``: ``"full"``
@@ -47,10 +48,11 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     :mod:`tte.autodiff.scheme`).  ``classes=N`` puts a new N-class head on the model
     (:mod:`tte.autodiff.head`); ``None`` keeps the model's own.  ``lr``, ``momentum``, ``qas``,
     ``rounding`` and ``seed`` set the update (:class:`tte.autodiff.backward.TrainOptions`).
-    ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`).
+    ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`).  ``arithmetic``:
+    ``"tflite"`` or ``"onnxruntime"`` when ``model`` is a path (see :func:`tte.load`).
     """
     opts = TrainOptions(lr=lr, momentum=momentum, qas=qas, rounding=rounding, seed=seed)
-    g, source = load_stage(model, input_shape)                                     # load
+    g, source = load_stage(model, input_shape, arithmetic)                         # load
     g = _dump("load", g)
     if classes is not None:
         g = _dump("head", replace_head(g, int(classes), seed=seed))                # new head

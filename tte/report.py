@@ -39,6 +39,9 @@ def print_inspect(report: Report, console: Console | None = None) -> None:
     console.print(f"MACs: {report.macs:,} ({report.macs / 1e6:.2f} M)")
     console.print(f"peak int8 activation memory (inference): {_kib(report.peak_activation_bytes)} "
                   f"at {report.peak_at}")
+    console.print(f"arithmetic: {report.arithmetic}")
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def print_plan(plan, explain: bool = False, timeline: bool = False, console: Console | None = None) -> None:

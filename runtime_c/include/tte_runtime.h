@@ -94,6 +94,9 @@ tte_status tte_add_s8(int32_t size, const int8_t *a, int32_t a_zero_point, float
                       int32_t b_size, const int8_t *b, int32_t b_zero_point, float b_multiplier,
                       int32_t output_zero_point, int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
 
+/* 4-d transpose (numpy.transpose(input, perm)); in_dims in the input's storage order.  Not in place. */
+tte_status tte_transpose_s8(const tte_dims *in_dims, const int32_t perm[4], const int8_t *input, int8_t *output);
+
 /* re-express int8 values in other parameters: v = (x - zx) * m.  May run in place. */
 tte_status tte_requantize_s8(int32_t size, const int8_t *input, int32_t input_zero_point, float multiplier,
                              int32_t output_zero_point, int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);

@@ -36,6 +36,7 @@ from onnx import numpy_helper
 
 from ..errors import IRError, UnsupportedModelError
 from ..ir import Graph, QuantParams, Value, output_shape
+from ..ir.facts import add_note, set_arithmetic
 from ..ops import OPS
 from ..ops import mul as mul_op
 from .entries import (
@@ -56,9 +57,11 @@ from .entries import (
     quant_params,
     quantize_const,
 )
+from .normalize import normalize
 from .qdq import QDQOps
 from .qoperator import QOperatorOps
 from .reader import InputShapes, check_quantized, fix_input_shapes, graph_inputs, infer_shapes, read_model
+from .validate import check as check_model
 
 # the ONNX ops the lifter takes: each IR op's ``onnx`` facet, plus what only moves names around
 SUPPORTED_OPS = sorted({t for op in OPS.values() for t in op.onnx} | {"Identity", "Constant"})
@@ -443,18 +446,23 @@ def _fold_clamps(g: Graph) -> None:
     g.nodes = kept
 
 
-def load(path: str | os.PathLike, input_shape: InputShapes = None) -> Graph:
+def load(path: str | os.PathLike, input_shape: InputShapes = None, arithmetic: str = "onnxruntime") -> Graph:
     """Load an int8-quantized ONNX model (QDQ or QOperator) as a verified tte :class:`Graph`.
 
     ``input_shape`` fixes dynamic input dimensions: a shape for a single-input model, or a mapping
-    from input name to shape.
+    from input name to shape.  ``arithmetic`` is recorded on the graph (:func:`tte.ir.facts.arithmetic`).
     """
     path = os.fspath(path)
     model = read_model(path)
+    check_model(model, path)
+    model, notes = normalize(model, path)
     model = fix_input_shapes(model, input_shape, path)
     check_quantized(model, path)
     shapes = infer_shapes(model, path)
     g = Lifter(model, path, shapes).lift()
+    set_arithmetic(g, arithmetic)
+    for note in notes:
+        add_note(g, note)
     try:
         g.verify()
     except IRError as e:

@@ -23,3 +23,34 @@ def value_bytes(g: Graph, name: str) -> int:
     if v.dtype == "bool":
         return -(-v.size // 8)
     return v.nbytes
+
+
+# -- integer arithmetic ---------------------------------------------------------------------------------
+# How requantizing int8 ops round (tte/reference/semantics.py): "onnxruntime" (float32 multiplier, round
+# half to even: onnxruntime's int8 kernels) or "tflite" (TFLite's fixed-point multiplier and shift and its
+# per-op integer algorithms: TFLite's reference kernels, TFLite Micro, CMSIS-NN).  A graph records its
+# arithmetic in ``metadata["arithmetic"]``; the frontend sets it, every kernel and emitter reads it here.
+ARITHMETICS = ("onnxruntime", "tflite")
+
+
+def arithmetic(g: Graph) -> str:
+    """The graph's integer arithmetic, one of :data:`ARITHMETICS` (``"onnxruntime"`` when unset)."""
+    return g.metadata.get("arithmetic", "onnxruntime")
+
+
+def set_arithmetic(g: Graph, name: str) -> None:
+    if name not in ARITHMETICS:
+        raise ValueError(f"unknown arithmetic '{name}'; choose one of {', '.join(ARITHMETICS)}")
+    g.metadata["arithmetic"] = name
+
+
+# -- notes: what the frontend rewrote at load (``tte inspect`` lists them) -------------------------------
+
+
+def add_note(g: Graph, text: str) -> None:
+    """Record one line about an exact rewrite (or a choice) the frontend made while loading the model."""
+    g.metadata[f"note:{sum(k.startswith('note:') for k in g.metadata):04d}"] = text
+
+
+def load_notes(g: Graph) -> list[str]:
+    return [g.metadata[k] for k in sorted(k for k in g.metadata if k.startswith("note:"))]
