@@ -57,10 +57,14 @@ def test_folded_relu6_in_shared_models_needs_no_clamp():
 
 def test_python_api_fixes_input_shape(tmp_path):
     model = onnx.load(str(EXAMPLE))
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_param = "N"
     path = tmp_path / "dyn.onnx"
     onnx.save(model, str(path))
-    with pytest.raises(tte.TteError, match="dynamic dimension 'N'"):
+    assert tte.load(path)["input"].shape == (1, 3, 32, 32)  # a dynamic batch becomes 1 (with a note)
+    dims[2].dim_param = "H"
+    onnx.save(model, str(path))
+    with pytest.raises(tte.TteError, match="dynamic dimension 'H'"):
         tte.load(path)
     assert tte.load(path, input_shape=(1, 3, 32, 32))["input"].shape == (1, 3, 32, 32)
     assert tte.load(path, input_shape={"input": [1, 3, 32, 32]})["input"].shape == (1, 3, 32, 32)

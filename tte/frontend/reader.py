@@ -79,8 +79,22 @@ def _normalize_shapes(model: onnx.ModelProto, input_shape: InputShapes, path) ->
     return {inputs[0].name: tuple(int(d) for d in input_shape)}
 
 
-def fix_input_shapes(model: onnx.ModelProto, input_shape: InputShapes, path) -> onnx.ModelProto:
-    """Set the given static shapes on the graph inputs; reject any input left with a dynamic dimension."""
+def _set_batch(model: onnx.ModelProto, old: int) -> None:
+    """Give the graph outputs and value_info whose first dimension is the old static batch a batch of 1."""
+    for vi in list(model.graph.output) + list(model.graph.value_info):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == old:
+            dims[0].dim_value = 1
+
+
+def fix_input_shapes(model: onnx.ModelProto, input_shape: InputShapes, path,
+                     notes: list[str] | None = None) -> onnx.ModelProto:
+    """Set the given static shapes on the graph inputs; reject any input left with a dynamic dimension.
+
+    A dynamic (symbolic or unknown) first dimension of an input of rank 2 or more is the batch: it becomes
+    1.  ``input_shape`` may also set a static batch to 1 (a model exported with a batch of 16); any other
+    change of a static dimension is an error.  What was fixed that way is appended to ``notes``."""
+    notes = [] if notes is None else notes
     shapes = _normalize_shapes(model, input_shape, path)
     for inp in graph_inputs(model):
         dims = inp.type.tensor_type.shape.dim
@@ -93,8 +107,14 @@ def fix_input_shapes(model: onnx.ModelProto, input_shape: InputShapes, path) -> 
                 raise DynamicShapeError(f"{path}: --input-shape for '{inp.name}' must be positive, got {want}")
             for d, (proto_dim, value) in enumerate(zip(dims, want)):
                 if proto_dim.HasField("dim_value") and proto_dim.dim_value not in (0, value):
+                    if d == 0 and value == 1 and len(dims) >= 2:  # a static batch, run one sample at a time
+                        notes.append(f"input '{inp.name}': the model's static batch of {proto_dim.dim_value} set "
+                                     f"to 1 by --input-shape")
+                        _set_batch(model, proto_dim.dim_value)
+                        continue
+                    why = " (only the batch, axis 0, may change, and only to 1)" if d == 0 else ""
                     raise DynamicShapeError(f"{path}: --input-shape gives {value} for axis {d} of '{inp.name}', "
-                                            f"the model fixes it to {proto_dim.dim_value}")
+                                            f"the model fixes it to {proto_dim.dim_value}{why}")
             del dims[:]
             for value in want:
                 dims.add().dim_value = value
@@ -102,12 +122,18 @@ def fix_input_shapes(model: onnx.ModelProto, input_shape: InputShapes, path) -> 
         if not inp.type.tensor_type.HasField("shape"):
             raise DynamicShapeError(f"{path}: input '{inp.name}' has no shape; fix it with --input-shape "
                                     f"{inp.name}=N,C,H,W (Python: tte.load(path, input_shape=...))")
+        if len(dims) >= 2 and not (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
+            what = f"'{dims[0].dim_param}'" if dims[0].dim_param else "unknown"
+            dims[0].Clear()
+            dims[0].dim_value = 1
+            notes.append(f"input '{inp.name}': dynamic batch dimension {what} set to 1 (tte compiles static shapes "
+                         f"and trains one sample per step)")
         for axis, d in enumerate(dims):
             if not d.HasField("dim_value") or d.dim_value <= 0:
                 what = f"'{d.dim_param}'" if d.dim_param else "unknown"
                 fixed = [x.HasField("dim_value") and x.dim_value > 0 for x in dims]
                 shown = ",".join(str(x.dim_value) if ok else "?" for x, ok in zip(dims, fixed))
-                # suggest batch 1; other unknown sizes must come from the user
+                # other unknown sizes must come from the user
                 hint = ",".join(str(x.dim_value) if ok else ("1" if i == 0 else f"D{i}")
                                 for i, (x, ok) in enumerate(zip(dims, fixed)))
                 raise DynamicShapeError(

@@ -1,0 +1,129 @@
+"""The three MLPerf Tiny reference models (../shared/models/external/*.tflite, written by others) taken
+directly as .tflite files: inspect, forward against TFLite's reference kernels, plan, compile and train
+in C exactly as the Python reference does."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import SHARED
+from tflite_builder import differences
+
+import tte
+from tte.cli import main
+from tte.codegen import build_program
+from tte.codegen.project import DEMO_STEPS, RUNTIME_RESERVE, demo_inputs
+from tte.ir.facts import arithmetic, load_notes
+from tte.plan import plan
+from tte.reference import semantics as sem
+
+MODELS = {"vww": "vww_96_int8", "resnet8": "pretrainedResnet_quant", "kws": "kws_ref_model"}
+CLASSES = {"vww": 2, "resnet8": 10, "kws": 12}
+SRAM = 256 * 1024
+
+
+def model(name: str):
+    path = SHARED / "models" / "external" / f"{MODELS[name]}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} not found (set TTE_SHARED to the shared/ folder)")
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_inspect(name):
+    r = run("inspect", model(name))
+    assert r.exit_code == 0, r.output
+    assert "arithmetic: tflite" in r.output
+    assert "note: input" in r.output and "dynamic batch" in r.output and "note: trailing SOFTMAX" in r.output
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_canonical_form(name):
+    g = tte.load(model(name))
+    assert arithmetic(g) == "tflite" and g.metadata["format"] == "tflite"
+    x = g[g.inputs[0]]
+    assert x.dtype == "float32" and x.shape[0] == 1 and len(x.shape) == 4
+    assert [n.op for n in g.nodes[:2]] == ["quantize", "reshape" if x.shape[3] == 1 else "transpose"]
+    assert g.nodes[-1].op == "dequantize" and g[g.outputs[0]].shape == (1, CLASSES[name])
+    assert len(load_notes(g)) == 2
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_matches_tflite_reference_kernels(name, figures):
+    """20 seeded int8 inputs: the logits (the SOFTMAX's input) and every intermediate tensor tte keeps,
+    NHWC compared as NCHW, bit for bit with litert's reference kernels."""
+    path = model(name)
+    g = tte.load(path)
+    logits = g.nodes[-1].inputs[0]
+    layers = [n.output for n in g.nodes if n.op in ("conv", "gemm")]
+    compared = 0
+    for seed in range(20):
+        x = np.random.default_rng(seed).integers(-128, 128, g[g.inputs[0]].shape).astype(np.int8)
+        diff = differences(g, path, x)
+        assert logits in diff and set(layers) <= set(diff)
+        for tensor, (bad, total, worst) in diff.items():
+            assert bad == 0, f"seed {seed}: {tensor}: {bad} of {total} values differ (by up to {worst})"
+            compared += total
+    figures(f"MLPerf Tiny {name}: {compared:,} int8 values ({len(diff)} tensors x 20 inputs) identical to TFLite's "
+            f"reference kernels")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_plan_fits_256k_with_auto_scheme(name):
+    r = run("plan", model(name), "--sram", "256k", "--scheme", "auto")
+    assert r.exit_code == 0, r.output
+    assert "fits" in r.output
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_compile_make_run_trains_as_the_reference(name, tmp_path, figures):
+    path = model(name)
+    out = tmp_path / "out"
+    r = run("compile", path, "--sram", "256k", "-o", out)
+    assert r.exit_code == 0, r.output
+    p = subprocess.run(["make", "-s", "-C", str(out), "run"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    steps = [line.split() for line in p.stdout.splitlines() if line.startswith("step")]
+    assert len(steps) == DEMO_STEPS, p.stdout
+    # the same program in Python (the CLI plans inside --sram less the runtime's reserve), on the demo's
+    # int8 NHWC inputs given as floats that quantize back exactly
+    program = plan(path, sram=SRAM - RUNTIME_RESERVE, scheme="auto").program
+    assert program.plan.scheme.name in r.output
+    g = program.forward
+    shape, q = g[g.inputs[0]].shape, g[g.nodes[0].output].quant
+    for s, xq in enumerate(demo_inputs(DEMO_STEPS, int(np.prod(shape)))):
+        x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape)
+        assert np.array_equal(sem.quantize(x, float(q.scale), int(q.zero_point)).reshape(-1), xq)
+        loss = program.train_step(x, s % CLASSES[name])
+        c_bits = int(steps[s][4].strip("()"), 16)  # the float32 loss's bits, as main.c prints them
+        assert np.float32(loss).view(np.uint32) == c_bits, (s, loss, steps[s][3])
+    figures(f"MLPerf Tiny {name} from .tflite: `make run` trains {DEMO_STEPS} steps, losses "
+            f"{steps[0][3]} -> {steps[-1][3]}, bit for bit the Python reference's ({program.plan.scheme.name})")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_native_training_state_equals_the_reference(name, tmp_path):
+    """The trained int8 weights and int32 biases after each step: the C build's equal Python's."""
+    path = model(name)
+    program = plan(path, sram=SRAM - RUNTIME_RESERVE, scheme="auto").program
+    native = build_program(program, str(tmp_path / "c"))
+    g = program.forward
+    shape, q = g[g.inputs[0]].shape, g[g.nodes[0].output].quant
+    for s, xq in enumerate(demo_inputs(3, int(np.prod(shape)))):
+        x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape)
+        ref, c = program.train_step(x, s % CLASSES[name]), native.train_step(x, s % CLASSES[name])
+        assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (s, ref, c)
+        state = native.state()
+        for key, value in program.state.items():
+            if value.dtype.kind == "f":
+                np.testing.assert_allclose(state[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+            else:
+                assert np.array_equal(state[key], value), (s, key)
+    assert np.array_equal(native.infer(x), program.infer(x))
