@@ -42,8 +42,10 @@ class QConst:
 
 @dataclass(frozen=True)
 class FloatInput:
-    """A float graph input that has not been quantized yet."""
+    """A float graph input that has not been quantized yet; ``perm``: a Transpose of it, which runs on the int8
+    values after the quantization (quantizing commutes with moving values)."""
     name: str
+    perm: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,27 @@ class Pending:
     reshape: tuple[int, ...] | None = None  # a Flatten/Reshape/Squeeze applied before the QuantizeLinear
 
 
-Entry = Int8 | Real | Const | QConst | FloatInput | Pending
+@dataclass(frozen=True)
+class Padded:
+    """``base`` (an Int8 or Real entry, NCHW) after a zero-valued ONNX Pad of ``pads`` = (top, left, bottom,
+    right): the next window op (conv, pool) takes them as padding of its own."""
+    base: Int8 | Real
+    pads: tuple[int, int, int, int]
+    node: onnx.NodeProto
+
+
+@dataclass(frozen=True)
+class Permuted:
+    """``base`` (an Int8 or Real entry) as an ONNX Transpose permuted it (``perm``) and, with ``flat``, a
+    Flatten/Reshape then made it [N, rest]: tte keeps base's layout and folds the permutation into the consumer
+    (the classifier's weight columns, a mean's axes)."""
+    base: Int8 | Real
+    perm: tuple[int, ...]
+    node: onnx.NodeProto
+    flat: bool = False
+
+
+Entry = Int8 | Real | Const | QConst | FloatInput | Pending | Padded | Permuted
 
 
 def onnx_attrs(node: onnx.NodeProto) -> dict[str, Any]:

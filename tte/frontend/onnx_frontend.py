@@ -39,12 +39,15 @@ from ..ir import Graph, QuantParams, Value, output_shape
 from ..ir.facts import add_note, set_arithmetic
 from ..ops import OPS
 from ..ops import mul as mul_op
+from .batchnorm import BatchNormOps
 from .entries import (
     Const,
     Entry,
     FloatInput,
     Int8,
+    Padded,
     Pending,
+    Permuted,
     QConst,
     Real,
     bias_quant,
@@ -61,14 +64,18 @@ from .normalize import normalize
 from .qdq import QDQOps
 from .qoperator import QOperatorOps
 from .reader import InputShapes, check_quantized, fix_input_shapes, graph_inputs, infer_shapes, read_model
+from .rewrites import RewriteOps
 from .validate import check as check_model
+from .validate import check_graph
 
-# the ONNX ops the lifter takes: each IR op's ``onnx`` facet, plus what only moves names around
-SUPPORTED_OPS = sorted({t for op in OPS.values() for t in op.onnx} | {"Identity", "Constant"})
+# the ONNX ops the lifter takes: each IR op's ``onnx`` facet, plus what only moves names around or folds into the
+# op after it (a zero Pad: rewrites)
+SUPPORTED_OPS = sorted({t for op in OPS.values() for t in op.onnx} | {"Identity", "Constant", "Pad"})
 
 
-class Lifter(QDQOps, QOperatorOps):
-    """ONNX graph -> tte IR, node by node (``op_<OpType>`` handlers: here and in the two mixins)."""
+class Lifter(RewriteOps, BatchNormOps, QDQOps, QOperatorOps):
+    """ONNX graph -> tte IR, node by node (``op_<OpType>`` handlers: here and in the mixins; the exact rewrites of
+    ONNX as exporters write it are :mod:`.rewrites` and :mod:`.batchnorm`)."""
 
     def __init__(self, model: onnx.ModelProto, path: str, onnx_shapes: dict[str, tuple[int, ...]]):
         self.model = model
@@ -77,6 +84,14 @@ class Lifter(QDQOps, QOperatorOps):
         self.g = Graph(model.graph.name or os.path.splitext(os.path.basename(path))[0])
         self.env: dict[str, Entry] = {}
         self.node_names: set[str] = set()
+        self.readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
+        self.relaxed: set[str] = set()  # ONNX tensors whose shape a rewrite changed on purpose (not cross-checked)
+        # set while a handler runs on a folded Pad's input / a permuted classifier input (rewrites)
+        self.pre_pads: tuple[int, int, int, int] | None = None
+        self.pre_columns: np.ndarray | None = None
 
     # -- helpers ----------------------------------------------------------------------------
     def fail(self, node: onnx.NodeProto | None, msg: str) -> UnsupportedModelError:
@@ -175,10 +190,12 @@ class Lifter(QDQOps, QOperatorOps):
         for node in gr.node:
             handler = getattr(self, f"op_{node.op_type}", None)
             if handler is None or node.domain not in ("", "ai.onnx", "com.microsoft"):
-                raise self.fail(node, f"unsupported op '{node.op_type}'"
-                                      f"{' (domain ' + node.domain + ')' if node.domain else ''}; tte supports "
-                                      f"{', '.join(SUPPORTED_OPS)}")
-            handler(node)
+                raise self.unsupported(node)
+            deferred = self.deferred_input(node)
+            if deferred is not None:  # a Pad or a Transpose waiting for the op that absorbs it
+                self.lift_deferred(node, handler, *deferred)
+            else:
+                handler(node)
         for out in gr.output:
             self.finish_output(out.name)
         _fold_clamps(self.g)
@@ -189,6 +206,11 @@ class Lifter(QDQOps, QOperatorOps):
 
     def finish_output(self, name: str) -> None:
         e = self.env.get(name)
+        if isinstance(e, (Padded, Permuted)):
+            raise UnsupportedModelError(f"{self.path}: graph output '{name}' comes from {describe(e.node)}; tte "
+                                        f"takes a Pad or Transpose only before the op that absorbs it")
+        if isinstance(e, Pending):
+            raise self.float_output(name, e)
         if isinstance(e, Real):
             out = self.emit("dequantize", f"{name}.dequantize", [e.name], name, None, dtype="float32")
         elif isinstance(e, Int8):
@@ -201,7 +223,7 @@ class Lifter(QDQOps, QOperatorOps):
 
     def cross_check_shapes(self) -> None:
         for v in self.g.values.values():
-            want = self.onnx_shapes.get(v.name)
+            want = self.onnx_shapes.get(v.name) if v.name not in self.relaxed else None
             if want is not None and not v.is_const and want != v.shape:
                 raise UnsupportedModelError(f"{self.path}: tensor '{v.name}' has shape {v.shape} in tte but "
                                             f"{want} by ONNX shape inference")
@@ -223,14 +245,17 @@ class Lifter(QDQOps, QOperatorOps):
         zp = self.const(node, zp_name) if zp_name else None
         out = node.output[0]
         if isinstance(x, Const):  # a float constant quantized in the graph
-            axis = onnx_attrs(node).get("axis", 1) if np.asarray(scale).size > 1 else None
+            axis = self.const_axis(node, x.data, scale)
             q = quant_params(scale, zp, axis, x.data.ndim)
             data = quantize_const(x.data, q, zp.dtype if zp is not None else np.uint8)
             self.env[out] = Const(data, x.name)
             return
         quant = self.act_quant(node, scale, zp)
         if isinstance(x, FloatInput):
-            name = self.emit("quantize", node.name or f"{out}.quantize", [x.name], out, quant)
+            name = self.emit("quantize", node.name or f"{out}.quantize", [x.name], out if x.perm is None else
+                             f"{out}.input_layout", quant)
+            if x.perm is not None:  # the input's Transpose, on its int8 values
+                name = self.emit("transpose", f"{node.name or out}.transpose", [name], out, quant, perm=x.perm)
         elif isinstance(x, Pending):
             name = self.materialize(x, out, quant)
         elif isinstance(x, Real):
@@ -249,9 +274,7 @@ class Lifter(QDQOps, QOperatorOps):
         zp = self.const(node, zp_name) if zp_name else None
         if isinstance(x, Const):
             check_scale(self, node, scale)
-            axis = onnx_attrs(node).get("axis", 1) if np.asarray(scale).size > 1 else None
-            if axis is not None and not -x.data.ndim <= axis < x.data.ndim:
-                raise self.fail(node, f"axis {axis} is out of range for the {x.data.ndim}-d tensor '{node.input[0]}'")
+            axis = self.const_axis(node, x.data, scale)
             self.env[node.output[0]] = QConst(x.data, quant_params(scale, zp, axis, x.data.ndim), x.name)
             return
         if not isinstance(x, Int8):
@@ -276,31 +299,60 @@ class Lifter(QDQOps, QOperatorOps):
         out = self.emit("reshape", node.name or node.output[0], [e.name], node.output[0], src.quant, shape=shape)
         self.env[node.output[0]] = type(e)(out)
 
-    def op_Flatten(self, node):
-        axis = onnx_attrs(node).get("axis", 1)
+    def reshape_rule(self, node):
+        """The output shape of a Flatten / Reshape / Squeeze / Unsqueeze node as a function of its input's."""
+        if node.op_type == "Flatten":
+            axis = onnx_attrs(node).get("axis", 1)
 
-        def shape(s):
-            ax = axis % len(s) if axis < 0 else axis
-            return (int(np.prod(s[:ax], dtype=np.int64)), int(np.prod(s[ax:], dtype=np.int64)))
+            def flatten(s):
+                ax = axis % len(s) if axis < 0 else axis
+                return (int(np.prod(s[:ax], dtype=np.int64)), int(np.prod(s[ax:], dtype=np.int64)))
 
-        self._reshape(node, shape)
+            return flatten
+        if node.op_type == "Reshape":
+            target = self.const(node, node.input[1]).astype(np.int64).tolist()
+            allowzero = onnx_attrs(node).get("allowzero", 0)
 
-    def op_Reshape(self, node):
-        target = self.const(node, node.input[1]).astype(np.int64).tolist()
-        allowzero = onnx_attrs(node).get("allowzero", 0)
+            def reshape(s):
+                if not allowzero and any(d == 0 and i >= len(s) for i, d in enumerate(target)):
+                    raise self.fail(node, f"shape {target} copies a dimension (0) beyond the input's rank {len(s)}")
+                out = [s[i] if d == 0 and not allowzero else d for i, d in enumerate(target)]
+                if out.count(-1) > 1:
+                    raise self.fail(node, f"shape {target} has more than one -1")
+                if -1 in out:
+                    known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+                    out[out.index(-1)] = int(np.prod(s, dtype=np.int64)) // max(known, 1)
+                return out
 
-        def shape(s):
-            if not allowzero and any(d == 0 and i >= len(s) for i, d in enumerate(target)):
-                raise self.fail(node, f"shape {target} copies a dimension (0) beyond the input's rank {len(s)}")
-            out = [s[i] if d == 0 and not allowzero else d for i, d in enumerate(target)]
-            if out.count(-1) > 1:
-                raise self.fail(node, f"shape {target} has more than one -1")
-            if -1 in out:
-                known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
-                out[out.index(-1)] = int(np.prod(s, dtype=np.int64)) // max(known, 1)
+            return reshape
+        axes = self._axes(node)
+        if node.op_type == "Squeeze":
+            keep_batch = axes is None and self.feeds_output(node.output[0])
+
+            def squeeze(s):
+                if axes is not None:
+                    ax = {a % len(s) for a in axes}
+                else:
+                    ax = {i for i, d in enumerate(s) if d == 1 and not (i == 0 and keep_batch and len(s) > 1)}
+                    if keep_batch and len(s) > 1 and s[0] == 1:
+                        self.keep_batch_note(node, s, [d for i, d in enumerate(s) if i not in ax])
+                return [d for i, d in enumerate(s) if i not in ax]
+
+            return squeeze
+
+        def unsqueeze(s):
+            out = list(s)
+            rank = len(s) + len(axes)
+            for a in sorted(x % rank for x in axes):
+                out.insert(a, 1)
             return out
 
-        self._reshape(node, shape)
+        return unsqueeze
+
+    def op_Flatten(self, node):
+        self._reshape(node, self.reshape_rule(node))
+
+    op_Reshape = op_Squeeze = op_Unsqueeze = op_Flatten
 
     def _axes(self, node) -> list[int] | None:
         a = onnx_attrs(node)
@@ -310,29 +362,13 @@ class Lifter(QDQOps, QOperatorOps):
             return self.const(node, node.input[1]).astype(np.int64).tolist()
         return None
 
-    def op_Squeeze(self, node):
-        axes = self._axes(node)
-
-        def shape(s):
-            ax = {a % len(s) for a in axes} if axes is not None else {i for i, d in enumerate(s) if d == 1}
-            return [d for i, d in enumerate(s) if i not in ax]
-
-        self._reshape(node, shape)
-
-    def op_Unsqueeze(self, node):
-        axes = self._axes(node)
-
-        def shape(s):
-            out = list(s)
-            rank = len(s) + len(axes)
-            for a in sorted(x % rank for x in axes):
-                out.insert(a, 1)
-            return out
-
-        self._reshape(node, shape)
-
     # -- turning a Pending float op into an IR node ----------------------------------------------
-    def window(self, node, x_shape, kernel=None) -> dict:
+    def window(self, node, x_shape, kernel=None, pre_pads=None) -> dict:
+        """Kernel, strides and pads of a window op; ``pre_pads``: a zero Pad before it, folded (default: the one of
+        the handler running, :attr:`pre_pads`)."""
+        pre = tuple(pre_pads or self.pre_pads or (0, 0, 0, 0))
+        if len(x_shape) == 4:
+            x_shape = (*x_shape[:2], x_shape[2] + pre[0] + pre[2], x_shape[3] + pre[1] + pre[3])
         a = onnx_attrs(node)
         kernel = tuple(kernel if kernel is not None else a.get("kernel_shape", ()))
         if len(x_shape) != 4 or len(kernel) != 2:
@@ -364,7 +400,7 @@ class Lifter(QDQOps, QOperatorOps):
             pads = (begin[0], begin[1], end[0], end[1])
         else:
             raise self.fail(node, f"auto_pad={auto_pad} is not supported")
-        return {"kernel": kernel, "strides": strides, "pads": pads}
+        return {"kernel": kernel, "strides": strides, "pads": tuple(int(p + q) for p, q in zip(pads, pre))}
 
 
     def params(self, node, name, x, wdata, wq, b, transposed: bool = False) -> tuple[str, str]:
@@ -392,8 +428,15 @@ class Lifter(QDQOps, QOperatorOps):
         return self.emit("conv", name, [x, w_name, b_name], out, quant, strides=tuple(strides), pads=tuple(pads),
                          groups=groups, **clamp)
 
-    def gemm_node(self, node, name, x, wdata, wq, b, out, quant, clamp, transposed: bool = False) -> str:
+    def gemm_node(self, node, name, x, wdata, wq, b, out, quant, clamp, transposed: bool = False,
+                  columns: np.ndarray | None = None) -> str:
+        """``columns``: a Transpose before the flatten into this layer, folded: tte's input column i is the
+        model's column columns[i] (graph metadata ``columns:W`` records it for whoever maps the weight back)."""
+        if columns is not None:
+            wdata = np.ascontiguousarray(wdata[:, columns])
         w_name, b_name = self.params(node, name, x, wdata, wq, b, transposed)
+        if columns is not None:
+            self.g.metadata[f"columns:{w_name}"] = ",".join(str(int(c)) for c in columns)
         return self.emit("gemm", name, [x, w_name, b_name], out, quant, **clamp)
 
     def bias(self, node, b: Entry | None, xq: QuantParams, wq: QuantParams, cout: int) -> tuple[np.ndarray, bool]:
@@ -456,13 +499,15 @@ def load(path: str | os.PathLike, input_shape: InputShapes = None, arithmetic: s
     model = read_model(path)
     check_model(model, path)
     model, notes = normalize(model, path)
-    model = fix_input_shapes(model, input_shape, path)
+    model = fix_input_shapes(model, input_shape, path, notes)  # appends its own notes (batch set to 1)
     check_quantized(model, path)
     shapes = infer_shapes(model, path)
-    g = Lifter(model, path, shapes).lift()
-    set_arithmetic(g, arithmetic)
-    for note in notes:
-        add_note(g, note)
+    lifter = Lifter(model, path, shapes)
+    set_arithmetic(lifter.g, arithmetic)  # before lifting: ops check what their arithmetic supports
+    for note in notes:  # the model-level rewrites come first, then the lifter's own
+        add_note(lifter.g, note)
+    g = lifter.lift()
+    check_graph(g, path)  # sizes ONNX inference could not know (--input-shape, com.microsoft ops)
     try:
         g.verify()
     except IRError as e:

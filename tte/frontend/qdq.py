@@ -9,6 +9,7 @@ import numpy as np
 
 from ..ir import QuantParams
 from ..reference.semantics import clamp_bounds
+from .batchnorm import PREPROCESS
 from .entries import Const, FloatInput, Int8, Pending, QConst, Real, describe, onnx_attrs, quant_hint
 
 
@@ -24,11 +25,19 @@ class QDQOps:
             raise self.fail(node, f"reads the float input '{name}' directly; the model is not quantized there: "
                                   f"{quant_hint()}")
         if isinstance(e, Pending):
+            if e.op == "affine" and e.node.op_type == "BatchNormalization":
+                raise self.fail(node, f"reads the float output of {describe(e.node)} (onnxruntime leaves a "
+                                      f"BatchNormalization float in QOperator models); fold it before quantizing: "
+                                      f"{PREPROCESS}")
             raise self.fail(node, f"input '{name}' comes from {describe(e.node)} with no QuantizeLinear in between; "
                                   f"the model is not fully quantized: {quant_hint()}")
         raise self.fail(node, f"input '{name}' must be a dequantized activation (DequantizeLinear output)")
 
     def pend(self, node, op: str, operands: tuple, **attrs):
+        if self.pre_pads is not None:  # a zero Pad before this window op, folded (rewrites)
+            attrs["pre_pads"] = self.pre_pads
+        if self.pre_columns is not None:  # a Transpose before the flatten into this classifier, folded
+            attrs["columns"] = self.pre_columns
         self.env[node.output[0]] = Pending(op, node, operands, attrs)
 
     def op_Conv(self, node):
@@ -101,8 +110,13 @@ class QDQOps:
         self.pend(node, "sigmoid", (self.real(node, node.input[0]),))
 
     def op_Mul(self, node):
-        if any(isinstance(self.entry(node, i), (Const, QConst)) for i in node.input):
-            raise self.fail(node, "multiplies by a constant; tte multiplies two int8 activations")
+        consts = [isinstance(self.entry(node, i), (Const, QConst)) for i in node.input]
+        if any(consts):  # a multiply by a constant: a per-channel affine map (batchnorm)
+            k = consts.index(True)
+            x = self.real(node, node.input[1 - k])
+            scale = self.channel_constant(node, self.real_const(node, k), self.g[x.name].shape)
+            self.pend(node, "affine", (x,), scale=scale, shift=np.zeros_like(scale))
+            return
         a, b = self.mul_operands(node, self.real(node, node.input[0]).name, self.real(node, node.input[1]).name)
         self.pend(node, "mul", (Real(a), Real(b)))
 
@@ -152,20 +166,6 @@ class QDQOps:
             return
         self.pend(node, "global_avgpool", (self.real(node, node.input[0]),), keepdims=keepdims)
 
-    def op_ReduceMean(self, node):
-        a = onnx_attrs(node)
-        axes = a.get("axes")
-        if axes is None and self.opt_input(node, 1):
-            axes = self.const(node, node.input[1]).tolist()
-        e = self.entry(node, node.input[0])
-        x = e.operands[0] if isinstance(e, Pending) and e.op in ("hardswish", "sigmoid") else \
-            self.real(node, node.input[0])
-        rank = len(self.g[x.name].shape)
-        if rank != 4 or sorted(int(ax) % 4 for ax in (axes or [])) != [2, 3]:
-            raise self.fail(node, f"only ReduceMean over the spatial axes [2, 3] of an NCHW tensor is supported "
-                                  f"(axes={axes})")
-        self.pend_mean(node, keepdims=a.get("keepdims", 1))
-
     def op_Concat(self, node):
         xs = tuple(self.real(node, i) for i in node.input)
         self.pend(node, "concat", xs, axis=onnx_attrs(node)["axis"])
@@ -178,16 +178,27 @@ class QDQOps:
         clamp = {"qmin": qmin, "qmax": qmax}
         name = p.node.name or out
         node = p.node
+        pre_pads = p.attrs.get("pre_pads")
+        if p.op == "mean":
+            return self.materialize_mean(p, name, out, quant, clamp)
+        if p.op == "affine":
+            return self.affine_node(node, name, p.operands[0].name, p.attrs["scale"], p.attrs["shift"], out, quant,
+                                    clamp)
         if p.op == "conv":
             x, w, b = p.operands
             xv = self.g[x.name]
             wdata, wq = self.weight(node, w, f"weight '{node.input[1]}'", 0)
             if wdata.ndim != 4:
                 raise self.fail(node, f"only 2-d convolutions are supported (weight shape {wdata.shape})")
-            win = self.window(node, xv.shape, wdata.shape[2:])
+            win = self.window(node, xv.shape, wdata.shape[2:], pre_pads)
             groups = int(p.attrs.get("group", 1))
-            return self.conv_node(node, name, x.name, wdata, wq, b, out, quant, win["strides"], win["pads"],
-                                  groups, clamp)
+            if "bn" in p.attrs:  # a BatchNormalization after the conv, before its QuantizeLinear
+                wdata, wq, b = self.fold_bn(node, p.attrs["bn"], x.name, wdata, wq, b, quant)
+            out = self.conv_node(node, name, x.name, wdata, wq, b, out, quant, win["strides"], win["pads"],
+                                 groups, clamp)
+            if "bn" in p.attrs:
+                self.bn_folded(node, p.attrs["bn"], self.g.nodes[-1].inputs[1])
+            return out
         if p.op == "gemm":
             x, w, b = p.operands
             xv = self.g[x.name]
@@ -198,7 +209,8 @@ class QDQOps:
             if not trans:
                 wdata = np.ascontiguousarray(wdata.T)
                 wq = QuantParams(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
-            return self.gemm_node(node, name, x.name, wdata, wq, b, out, quant, clamp, transposed=not trans)
+            return self.gemm_node(node, name, x.name, wdata, wq, b, out, quant, clamp, transposed=not trans,
+                                  columns=p.attrs.get("columns"))
         if p.op == "add":
             a, b = p.operands
             if isinstance(b, QConst):
@@ -212,8 +224,8 @@ class QDQOps:
             return self.emit("mul", name, [x.name for x in p.operands], out, quant, **clamp)
         if p.op in ("maxpool", "avgpool"):
             (x,) = p.operands
-            win = self.window(node, self.g[x.name].shape)
-            extra = {"count_include_pad": int(p.attrs.get("count_include_pad", 0))} if p.op == "avgpool" else {}
+            win = self.window(node, self.g[x.name].shape, None, pre_pads)
+            extra = {"count_include_pad": self.count_include_pad(p.attrs, pre_pads)} if p.op == "avgpool" else {}
             return self.emit(p.op, name, [x.name], out, quant, kernel=win["kernel"], strides=win["strides"],
                              pads=win["pads"], **extra, **clamp)
         if p.op in ("global_avgpool", "lut_global_avgpool"):

@@ -6,7 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import QuantParams
-from .entries import Const, Entry, Int8, QConst, bias_quant, check_scale, onnx_attrs, per_channel, quant_params
+from ..ir.facts import add_note
+from .entries import (
+    Const,
+    Entry,
+    Int8,
+    QConst,
+    bias_quant,
+    check_scale,
+    describe,
+    onnx_attrs,
+    per_channel,
+    quant_params,
+)
 
 
 class QOperatorOps:
@@ -65,7 +77,7 @@ class QOperatorOps:
     def _qgemm(self, node, x, xq, wdata, wq, bias, quant, transposed: bool):
         b = None if bias is None else QConst(bias, bias_quant(xq, per_channel(wq, wdata.shape[0])), node.input[6])
         out = self.gemm_node(node, node.name or node.output[0], x, wdata, wq, b, node.output[0], quant,
-                             {"qmin": -128, "qmax": 127}, transposed)
+                             {"qmin": -128, "qmax": 127}, transposed, self.pre_columns)
         self.env[node.output[0]] = Int8(out)
 
     def op_QLinearMatMul(self, node):
@@ -87,11 +99,15 @@ class QOperatorOps:
         self._qgemm(node, x, xq, wdata, wq, self.int32_bias(node, 6), self.out_quant(node, 7), not trans)
 
     def op_QLinearAdd(self, node):
+        first, second = 0, 3
         if isinstance(self.entry(node, node.input[0]), Const):
-            raise self.fail(node, "the constant operand of QLinearAdd must come second")
-        a, _ = self.qinput(node, 0)
-        b = self.qconst_operand(node, 3) if isinstance(self.entry(node, node.input[3]), Const) else \
-            self.qinput(node, 3)[0]
+            if isinstance(self.entry(node, node.input[3]), Const):
+                raise self.fail(node, "adds two constants; fold them before quantizing (do_constant_folding=True)")
+            first, second = 3, 0  # addition commutes: exact
+            add_note(self.g, f"{describe(node)}: constant operand first, swapped (addition commutes)")
+        a, _ = self.qinput(node, first)
+        b = self.qconst_operand(node, second) if isinstance(self.entry(node, node.input[second]), Const) else \
+            self.qinput(node, second)[0]
         out = self.emit("add", node.name or node.output[0], [a, b], node.output[0], self.out_quant(node, 6),
                         qmin=-128, qmax=127)
         self.env[node.output[0]] = Int8(out)
@@ -121,7 +137,8 @@ class QOperatorOps:
         win = self.window(node, self.g[x].shape)
         out = self.emit("avgpool", node.name or node.output[0], [x], node.output[0], self.out_quant(node, 3),
                         kernel=win["kernel"], strides=win["strides"], pads=win["pads"],
-                        count_include_pad=int(onnx_attrs(node).get("count_include_pad", 0)), qmin=-128, qmax=127)
+                        count_include_pad=self.count_include_pad(onnx_attrs(node), self.pre_pads), qmin=-128,
+                        qmax=127)
         self.env[node.output[0]] = Int8(out)
 
     def op_QLinearConcat(self, node):
@@ -139,8 +156,21 @@ class QOperatorOps:
         self.env[node.output[0]] = Int8(out)
 
     def op_QLinearMul(self, node):
-        if any(isinstance(self.entry(node, node.input[i]), Const) for i in (0, 3)):
-            raise self.fail(node, "multiplies by a constant; tte multiplies two int8 activations")
+        consts = [isinstance(self.entry(node, node.input[i]), Const) for i in (0, 3)]
+        if all(consts):
+            raise self.fail(node, "multiplies two constants; fold them before quantizing (do_constant_folding=True)")
+        if any(consts):  # a multiply by a constant: a per-channel affine map
+            k, i = (0, 3) if consts[0] else (3, 0)
+            x, _ = self.qinput(node, i)
+            data = self.const(node, node.input[k])
+            zp = self.const(node, node.input[k + 2]) if self.opt_input(node, k + 2) else np.zeros((), data.dtype)
+            scale = self.const(node, node.input[k + 1])
+            real = (data.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)
+            scale = self.channel_constant(node, real, self.g[x].shape)
+            out = self.affine_node(node, node.name or node.output[0], x, scale, np.zeros_like(scale), node.output[0],
+                                   self.out_quant(node, 6), {"qmin": -128, "qmax": 127})
+            self.env[node.output[0]] = Int8(out)
+            return
         a, b = self.mul_operands(node, self.qinput(node, 0)[0], self.qinput(node, 3)[0])
         out = self.emit("mul", node.name or node.output[0], [a, b], node.output[0], self.out_quant(node, 6),
                         qmin=-128, qmax=127)

@@ -45,4 +45,4 @@ def emit_transpose(e: cg.Emitter, node: Node) -> None:
 register(name="transpose", operands=("int8",), out_dtype="int8", shape=transpose_shape, attrs=("perm",),
          requantizes=False, extra=None, optional=0, kernel=transpose, grad=transpose_grad, emit=emit_transpose,
          runtime=("tte_transpose_s8.c",), scratch=no_scratch, in_place=never, alias=False,
-         flash=no_flash, code_bytes=120, channels=channels_pinned, layer=False, onnx=())
+         flash=no_flash, code_bytes=120, channels=channels_pinned, layer=False, onnx=("Transpose",))
