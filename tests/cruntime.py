@@ -46,7 +46,9 @@ class SplitWeights(ctypes.Structure):
 
 
 class QuantParams(ctypes.Structure):
-    _fields_ = [("input_zero_point", c_int32), ("output_zero_point", c_int32), ("qmin", c_int32), ("qmax", c_int32)]
+    """tte_quant_params; ``multiplier`` and ``shift`` (TFLite arithmetic) default to NULL."""
+    _fields_ = [("input_zero_point", c_int32), ("output_zero_point", c_int32), ("qmin", c_int32), ("qmax", c_int32),
+                ("multiplier", vp), ("shift", vp)]
 
 
 class ConvGeometry(ctypes.Structure):

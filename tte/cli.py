@@ -10,6 +10,7 @@ import traceback
 import click
 
 from .errors import TteError
+from .ir.facts import ARITHMETICS
 from .version import __version__
 
 
@@ -73,7 +74,7 @@ def main() -> None:
 
 def arithmetic_option(f):
     return click.option(
-        "--arithmetic", type=click.Choice(["tflite", "onnxruntime"]), default=None,
+        "--arithmetic", type=click.Choice(list(ARITHMETICS)), default=None,
         help="How int8 ops requantize: tflite (TFLite's fixed-point multiplier and shift, bit-exact with TFLite "
              "and TFLite Micro; the default for .tflite files) or onnxruntime (float32 multiplier, round half to "
              "even; the default for ONNX).")(f)
@@ -179,8 +180,9 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
 @arithmetic_option
 def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, target,
             input_shape, arithmetic) -> None:
-    """Compile MODEL into a C training loop in OUTPUT: tte_model.h / tte_model.c (tte_train_step,
-    tte_infer_f32), the runtime, a demo main, a Makefile and memory.txt.
+    """Compile MODEL into a C training loop in OUTPUT: tte_model.h / tte_model.c (tte_train_step_s8,
+    tte_infer_s8, tte_predict, tte_tensors, tte_state_save / tte_state_load), the runtime, a demo main, a
+    Makefile, memory.txt, and what `tte export` needs (tte_compile.json and tte_source.onnx).
 
     The plan is checked against --sram / --flash first: a model that does not fit fails here, with the
     amount and the largest contributors, before any C is written.
@@ -223,6 +225,81 @@ def run(directory, target) -> None:
     click.echo(result.summary())
     if result.exit_code != 0:
         raise TteError(f"the demo exited with code {result.exit_code} on {target}")
+
+
+# -- tte export: a device's state -> ONNX ----------------------------------------------------------------------------
+def _is_onnx_file(path: str) -> bool:
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:
+        return False
+    return model.ir_version > 0 and len(model.graph.node) > 0
+
+
+def _check_export_target(output: str, force: bool) -> None:
+    """An existing OUTPUT is replaced only when it is an ONNX model and --force is given."""
+    if os.path.isdir(output):
+        raise TteError(f"'{output}' is a directory; give the file name of the ONNX model to write")
+    if os.path.lexists(output):
+        if not _is_onnx_file(output):
+            raise TteError(f"refusing to overwrite '{output}': it is not an ONNX model (tte replaces only ONNX "
+                           "files, and only with --force)")
+        if not force:
+            raise TteError(f"'{output}' exists; pass --force to overwrite it")
+
+
+def program_of_directory(directory: str):
+    """The program a `tte compile` output directory was compiled from, rebuilt from its copy of the source
+    model and its compile record (checked against the recorded fingerprint)."""
+    from .autodiff.scheme import SparseScheme
+    from .codegen.project import read_record
+    from .pipeline import compile as compile_program
+
+    record, source = read_record(directory)
+    name = record.get("source_name") or source.name
+    if source.suffix == ".tflite":
+        raise TteError(f"'{directory}' was compiled from the TFLite model '{name}'; tte export writes ONNX and "
+                       "cannot export TFLite models (not supported yet)")
+    o = record["options"]
+    s = o["scheme"]
+    scheme = SparseScheme(s["name"], s["bias_last"], {int(k): float(v) for k, v in s["weights"].items()},
+                          all_weights=s["all_weights"])
+    program = compile_program(source, scheme=scheme, classes=o["classes"], lr=o["lr"], momentum=o["momentum"],
+                              qas=o["qas"], rounding=o["rounding"], seed=o["seed"],
+                              input_shape={k: tuple(v) for k, v in o["input_shape"].items()},
+                              arithmetic=o["arithmetic"], optimize=o["optimize"])
+    if f"{program.fingerprint:016x}" != record["fingerprint"]:
+        raise TteError(f"recompiling '{name}' from '{directory}' gave another program (fingerprint "
+                       f"{program.fingerprint:016x}, the directory's is {record['fingerprint']}): it was written by "
+                       f"tte {record.get('tte_version')}, this is tte {__version__}; compile the model again")
+    return program
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--state", "state_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The state the device saved with tte_state_save: one blob, or a dump of its two-slot storage "
+                   "(the demo's `make run` writes DIRECTORY/tte_state.bin).")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The trained ONNX model to write.  An existing file is replaced only with --force, and only "
+                   "if it is an ONNX model; any other file is never overwritten.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing ONNX model.")
+def export(directory, state_file, output, force) -> None:
+    """Write the model a device trained as ONNX: the source model of DIRECTORY (a `tte compile` output, which
+    keeps a copy of it and the compile options, so the original file may be gone) with the trained tensors of
+    --state, un-permuted into the model's channel order.
+
+    The state must come from the program compiled in DIRECTORY (its fingerprint is checked); a state of another
+    model, of another format version or a corrupted one is refused.  Of a storage holding two slots, the newest
+    complete state is taken.  OUTPUT is written atomically (temporary file, fsync, rename).
+    """
+    _check_export_target(output, force)
+    program = program_of_directory(directory)
+    program.load_state(state_file)
+    program.save(output)
+    click.echo(f"wrote {output}: the trained model after {program.steps} steps (state {state_file})")
 
 
 if __name__ == "__main__":  # pragma: no cover

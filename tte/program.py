@@ -9,6 +9,7 @@ import numpy as np
 
 from .autodiff.backward import Builder, TrainedParam, TrainOptions
 from .autodiff.channels import Permutation
+from .codegen import state as st
 from .errors import TteError
 from .ir import Graph
 from .ir.executor import evaluate
@@ -16,6 +17,16 @@ from .ir.facts import LABEL, LOSS
 from .passes.arena import ArenaPlan
 from .passes.forward import fuse_pointwise_depthwise
 from .passes.memory import MemoryReport, arena_of, memory_report
+
+
+def _read_source(source: str | None) -> bytes | None:
+    if source is None:
+        return None
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 class Program:
@@ -41,7 +52,10 @@ class Program:
         self.perms = perms
         self.options = opts
         self.source = source
+        # the source model's bytes, read once at compile time: save() never reads the file again
+        self.source_bytes = _read_source(source)
         self.notes = notes
+        self.steps = 0  # training steps taken (train_step; load_state sets it from the blob)
 
     @functools.cached_property
     def memory(self) -> MemoryReport:
@@ -104,11 +118,25 @@ class Program:
         env = self._run(self.train, x, label)
         for name, new in self.train.state_updates.items():
             self.state[name] = env[new]
+        self.steps += 1
         return float(env[LOSS])
 
     # -- parameters ---------------------------------------------------------------------------------
     def _unpermute(self, name: str, a: np.ndarray) -> np.ndarray:
-        return self.perms[name].undo(a) if name in self.perms else a
+        """A parameter in the model's own layout: tte's channel permutation undone, and the frontend's exact
+        rewrites of it (tte.frontend.rewrites / batchnorm) undone."""
+        a = self.perms[name].undo(a) if name in self.perms else a
+        meta = self.forward.metadata
+        if f"negated:{name}" in meta:  # a BatchNormalization with negative gamma folded into this conv
+            rows = [int(i) for i in meta[f"negated:{name}"].split(",")]
+            a = a.copy()
+            a[rows] = -a[rows]
+        if f"columns:{name}" in meta:  # a Transpose before the flatten into this classifier, folded
+            cols = np.array([int(i) for i in meta[f"columns:{name}"].split(",")])
+            out = np.empty_like(a)
+            out[:, cols] = a
+            a = out
+        return a
 
     def parameters(self) -> dict[str, np.ndarray]:
         """Current integer values of the trained parameters (int8 weights, int32 biases), model layout."""
@@ -155,12 +183,52 @@ class Program:
         """The training graph as text."""
         return self.train.dump()
 
+    # -- the state a device keeps ----------------------------------------------------------------------
+    @functools.cached_property
+    def fingerprint(self) -> int:
+        """64 bits identifying this compiled program (the C's TTE_FINGERPRINT; :mod:`tte.codegen.state`)."""
+        return st.fingerprint(self)
+
+    def state_blob(self, sequence: int = 1) -> bytes:
+        """The current state as the blob a device's ``tte_state_save`` writes (the same bytes, for the same
+        values, step count and sequence number)."""
+        layout = st.state_layout(self)
+        parts = {t.name: t.device_part(self.state[t.name]) for t in layout}
+        return st.encode(layout, self.fingerprint, parts, self.steps, sequence)
+
+    def load_state(self, blob: bytes | bytearray | memoryview | str | os.PathLike) -> None:
+        """Load a state blob: the bytes a device saved (one blob, or a dump of its two-slot storage), from
+        :meth:`tte.codegen.NativeProgram.state_blob` or :meth:`state_blob`, or a file holding them.  The newest
+        complete state is loaded (trained parameters, optimizer state, step count); then :meth:`save` writes the
+        trained ONNX model.  A blob of another model, of another format version or a corrupted one is refused
+        (:class:`tte.codegen.state.StateBlobError`) and nothing changes."""
+        what = "the state data"
+        if isinstance(blob, (str, os.PathLike)):
+            what = os.fspath(blob)
+            try:
+                with open(blob, "rb") as f:
+                    blob = f.read()
+            except OSError as e:
+                raise TteError(f"cannot read state file '{what}': {e.strerror or e}") from None
+        layout = st.state_layout(self)
+        found = st.decode(blob, layout, self.fingerprint, what)
+        for t in layout:
+            self.state[t.name] = t.whole(found.arrays[t.name], self.state[t.name])
+        self.steps = found.steps
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the trained model as an ONNX file (same format as the input model)."""
+        """Write the trained model as an ONNX file (same format as the input model), atomically: a temporary
+        file in the same directory, flushed to disk, then renamed over ``path``.  The source model is the one
+        read at compile time; the file it came from is not read again."""
         from .frontend.export import save_trained
 
-        if self.source is None:
-            raise TteError("this program was not compiled from an ONNX file; nothing to save into")
+        if self.source_bytes is None:
+            why = "was not compiled from a model file" if self.source is None else \
+                f"could not read its source '{self.source}' at compile time"
+            raise TteError(f"cannot save: this program {why}; nothing to save into")
+        if self.source_bytes[4:8] == b"TFL3":
+            raise TteError(f"cannot save: '{os.path.basename(str(self.source))}' is a TFLite model and tte writes "
+                           "trained models as ONNX only (TFLite export is not supported)")
         save_trained(self, path)
 
     def __repr__(self) -> str:

@@ -11,6 +11,10 @@
  * v = (float)acc * M in float32, q = clamp(round_half_even(v) + zero_point, qmin, qmax).  Build with
  * -ffp-contract=off so that no fused multiply-add changes a float32 result.
  *
+ * A graph may instead use TFLite's integer arithmetic (tte/reference/fixedpoint.py, bit-exact with TFLite's
+ * reference kernels): conv and max pool then take Q31 multipliers in tte_quant_params, and the ops whose
+ * algorithm differs have kernels of their own, tte_<op>_tflite_<dtype>.
+ *
  * Requantizing kernels take a `mask` (NULL when not needed): one bit per output element, set where the
  * rounded value landed inside [qmin, qmax], which is where the straight-through gradient passes.
  */
@@ -40,11 +44,18 @@ typedef struct {
     int32_t channels;
 } tte_split_weights;
 
-/* Requantization of a conv / gemm output: per-channel multipliers M[c] = s_x * s_w[c] / s_y. */
+/* Requantization of a conv / gemm output: per-channel multipliers M[c] = s_x * s_w[c] / s_y.
+ *
+ * `multiplier` and `shift` select TFLite's integer arithmetic (tte/reference/fixedpoint.py): per output channel
+ * (one entry for a max pool) a Q31 multiplier and its power-of-two exponent, applied with TFLite's
+ * MultiplyByQuantizedMultiplier.  NULL selects the float32 multipliers of the kernel's `multipliers` argument,
+ * onnxruntime's arithmetic. */
 typedef struct {
     int32_t input_zero_point;   /* z_x, subtracted from every input value (padding reads as z_x) */
     int32_t output_zero_point;  /* z_y */
     int32_t qmin, qmax;         /* int8 clamp, narrowed by folded activations */
+    const int32_t *multiplier;  /* TFLite arithmetic: Q31 multipliers, or NULL */
+    const int32_t *shift;       /* TFLite arithmetic: their exponents (left shift if positive) */
 } tte_quant_params;
 
 typedef struct {
@@ -59,7 +70,8 @@ typedef struct {
     int32_t pad_top, pad_left, pad_bottom, pad_right;
 } tte_pool_geometry;
 
-/* conv, any groups (regular, grouped, pointwise).  weight_zero_points may be NULL (all zero). */
+/* conv, any groups (regular, grouped, pointwise).  weight_zero_points may be NULL (all zero); multipliers may be
+ * NULL when q carries TFLite's (as for the depthwise and fused kernels below). */
 tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                        const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                        const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
@@ -88,11 +100,23 @@ tte_status tte_gemm_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t 
                        const int8_t *weights, const int32_t *weight_zero_points, const int32_t *bias,
                        const float *multipliers, int8_t *output, uint8_t *mask);
 
+/* fully connected with TFLite's reference arithmetic: y = round(acc * multipliers[o]) in double precision, half
+ * away from zero, multipliers[o] = (double)s_x * (double)s_w[o] / (double)s_y. */
+tte_status tte_gemm_tflite_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t m, const int8_t *input,
+                              const int8_t *weights, const int32_t *weight_zero_points, const int32_t *bias,
+                              const double *multipliers, int8_t *output, uint8_t *mask);
+
 /* elementwise add with rescaling: v = (a - za) * ma + (b - zb) * mb.  b_size < size broadcasts b along
  * the last axis (a constant bias). */
 tte_status tte_add_s8(int32_t size, const int8_t *a, int32_t a_zero_point, float a_multiplier,
                       int32_t b_size, const int8_t *b, int32_t b_zero_point, float b_multiplier,
                       int32_t output_zero_point, int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
+
+/* elementwise add with TFLite's arithmetic: inputs (q - z) * 2^20 scaled by params {m_a, n_a, m_b, n_b}, the sum
+ * by {m_y, n_y} (Q31 multipliers and exponents, params[0..5]).  b_size < size broadcasts b along the last axis. */
+tte_status tte_add_tflite_s8(int32_t size, const int8_t *a, int32_t a_zero_point, int32_t b_size, const int8_t *b,
+                             int32_t b_zero_point, const int32_t *params, int32_t output_zero_point, int32_t qmin,
+                             int32_t qmax, int8_t *output, uint8_t *mask);
 
 /* 4-d transpose (numpy.transpose(input, perm)); in_dims in the input's storage order.  Not in place. */
 tte_status tte_transpose_s8(const tte_dims *in_dims, const int32_t perm[4], const int8_t *input, int8_t *output);
@@ -100,6 +124,11 @@ tte_status tte_transpose_s8(const tte_dims *in_dims, const int32_t perm[4], cons
 /* re-express int8 values in other parameters: v = (x - zx) * m.  May run in place. */
 tte_status tte_requantize_s8(int32_t size, const int8_t *input, int32_t input_zero_point, float multiplier,
                              int32_t output_zero_point, int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
+
+/* TFLite's Requantize: MBQM(x - zx, multiplier, shift) + zy.  May run in place. */
+tte_status tte_requantize_tflite_s8(int32_t size, const int8_t *input, int32_t input_zero_point, int32_t multiplier,
+                                    int32_t shift, int32_t output_zero_point, int32_t qmin, int32_t qmax,
+                                    int8_t *output, uint8_t *mask);
 
 /* average pool; multipliers[count] = s_x / (s_y * count) for the element count of a window. */
 tte_status tte_avgpool_s8(const tte_pool_geometry *geo, const tte_quant_params *q, int32_t count_include_pad,
@@ -109,7 +138,19 @@ tte_status tte_avgpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
 tte_status tte_global_avgpool_s8(const tte_quant_params *q, float multiplier, const tte_dims *in_dims,
                                  const int8_t *input, int8_t *output, uint8_t *mask);
 
-/* max pool; the maximum is requantized with `multiplier` (exactly 1 when parameters are equal). */
+/* average pool with TFLite's arithmetic: the window's raw sum over its count, rounded half away from zero, then
+ * requantized with MBQM (multiplier 2^30, shift 1 when in and out parameters are equal: the identity). */
+tte_status tte_avgpool_tflite_s8(const tte_pool_geometry *geo, const tte_quant_params *q, int32_t count_include_pad,
+                                 const tte_dims *in_dims, const int8_t *input, int32_t multiplier, int32_t shift,
+                                 const tte_dims *out_dims, int8_t *output, uint8_t *mask);
+
+/* global average pool with TFLite's arithmetic (MEAN): MBQM(sum - zx * H * W) with 1 / (H * W) folded into the
+ * multiplier. */
+tte_status tte_global_avgpool_tflite_s8(const tte_quant_params *q, int32_t multiplier, int32_t shift,
+                                        const tte_dims *in_dims, const int8_t *input, int8_t *output, uint8_t *mask);
+
+/* max pool; the maximum is requantized with `multiplier` (exactly 1 when parameters are equal), or with TFLite's
+ * arithmetic when q->multiplier is set (its first entry). */
 tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *q, float multiplier,
                           const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims, int8_t *output, uint8_t *mask);
 
@@ -118,8 +159,18 @@ tte_status tte_concat_channels_s8(const tte_dims *in_dims, const int8_t *input, 
                                   float multiplier, int32_t output_zero_point, int32_t qmin, int32_t qmax,
                                   int32_t out_channels, int32_t channel_offset, int8_t *output, uint8_t *mask);
 
-/* float32 -> int8: q = clamp(round_half_even(x / scale) + zero_point). */
+/* the same with TFLite's arithmetic: a copy when the parameters are equal, else TFLite's Requantize. */
+tte_status tte_concat_channels_tflite_s8(const tte_dims *in_dims, const int8_t *input, int32_t input_zero_point,
+                                         int32_t multiplier, int32_t shift, int32_t output_zero_point, int32_t qmin,
+                                         int32_t qmax, int32_t out_channels, int32_t channel_offset, int8_t *output,
+                                         uint8_t *mask);
+
+/* float32 -> int8: q = clamp(round_half_even(x / scale) + zero_point); NaN gives -128. */
 tte_status tte_quantize_f32(int32_t size, const float *input, float scale, int32_t zero_point, int8_t *output);
+
+/* the same with TFLite's rounding, half away from zero; NaN gives -128. */
+tte_status tte_quantize_tflite_f32(int32_t size, const float *input, float scale, int32_t zero_point,
+                                   int8_t *output);
 
 /* int8 -> float32: (q - zero_point) * scale. */
 tte_status tte_dequantize_s8(int32_t size, const int8_t *input, float scale, int32_t zero_point, float *output);
@@ -239,6 +290,11 @@ tte_status tte_mul_s8(const tte_dims *a_dims, const int8_t *a, int32_t a_zero_po
                       const int8_t *b, int32_t b_zero_point, float multiplier, int32_t output_zero_point,
                       int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
 
+/* the same with TFLite's arithmetic: MBQM((a - za) * (b - zb), multiplier, shift) + zy. */
+tte_status tte_mul_tflite_s8(const tte_dims *a_dims, const int8_t *a, int32_t a_zero_point, const tte_dims *b_dims,
+                             const int8_t *b, int32_t b_zero_point, int32_t multiplier, int32_t shift,
+                             int32_t output_zero_point, int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
+
 /* gradient of a multiply's operand shaped like dz: d_this = dz * real(other), other with dz's dims or per
  * channel [n, c, 1, 1]; anything else is TTE_ERROR_ARGUMENT.  May run in place (d_this == dz). */
 tte_status tte_mul_grad_f32(const tte_dims *dz_dims, const float *dz, const tte_dims *other_dims,
@@ -255,6 +311,120 @@ tte_status tte_mul_grad_channel_f32(const tte_dims *dz_dims, const float *dz, co
 tte_status tte_lut_global_avgpool_s8(const tte_dims *in_dims, const int8_t *input, const float *table,
                                      float multiplier, int32_t output_zero_point, int32_t qmin, int32_t qmax,
                                      int8_t *output, uint8_t *mask);
+
+/* per-channel affine map (a BatchNormalization, or a multiply by a constant): v = (float)(x - zx) *
+ * multipliers[c] + offsets[c], each operation rounded to float32, then rounded and clamped; the channel is dims'
+ * second dimension.  May run in place (output == input). */
+tte_status tte_affine_s8(const tte_dims *dims, const int8_t *input, int32_t input_zero_point,
+                         const float *multipliers, const float *offsets, int32_t output_zero_point, int32_t qmin,
+                         int32_t qmax, int8_t *output, uint8_t *mask);
+
+/* gradient of the affine map's input: dx = dy * slopes[c] (slopes in real units).  May run in place (dx == dy). */
+tte_status tte_affine_grad_f32(const tte_dims *dims, const float *dy, const float *slopes, float *dx);
+
+/* ---- persistent training state: tte_crc32, tte_state_blob_bytes, tte_state_find, tte_state_write, tte_state_read
+ *
+ * A model's training state (its trained tensors and the count of steps trained) is saved as one blob into one of
+ * two slots of a storage the caller provides through callbacks (flash, EEPROM, a file).  Blob format version 1,
+ * integers little-endian:
+ *
+ *   offset 0   magic "TTES" (TTE_STATE_MAGIC)       offset 16  the model's fingerprint (64 bits)
+ *   offset 4   format version (TTE_STATE_VERSION)   offset 24  steps trained (64 bits)
+ *   offset 8   blob bytes (header + tensors + CRC)  offset 32  every tensor's bytes, in the layout's order, as the
+ *   offset 12  sequence number                                 device holds them (little-endian targets)
+ *   last 4 bytes: CRC-32 (IEEE 802.3, zlib's crc32) of every byte before them
+ *
+ * Every format version keeps the magic, version and size at offsets 0, 4 and 8 and the CRC last.  Slot k starts at
+ * byte k * slot_size of the storage; storage is read and written in units of TTE_STATE_UNIT bytes at offsets that
+ * are multiples of it (a flash driver sees aligned, whole units; the last unit of a blob is padded with 0xFF).
+ * Saving writes the slot that does not hold the newest valid blob, with the next sequence number, then reads it
+ * back; loading takes the valid blob with the newest sequence number.  So a power cut at any moment of a save
+ * leaves the previous state loadable, and a blob whose CRC does not match is never loaded. */
+#define TTE_STATE_MAGIC 0x53455454u /* "TTES" */
+#define TTE_STATE_VERSION 1u
+#define TTE_STATE_HEADER_BYTES 32u
+#define TTE_STATE_CRC_BYTES 4u
+#define TTE_STATE_UNIT 32u
+
+typedef enum {
+    TTE_STATE_OK = 0,
+    TTE_STATE_ERROR_ARGUMENT = -1, /* a NULL pointer; a slot size not a multiple of TTE_STATE_UNIT, or too small */
+    TTE_STATE_ERROR_IO = -10,      /* a read, write or erase callback returned non-zero (nothing was loaded) */
+    TTE_STATE_ERROR_EMPTY = -11,   /* no blob in either slot */
+    TTE_STATE_ERROR_CORRUPT = -12, /* only blobs whose size or CRC is wrong (a cut write, a flipped bit) */
+    TTE_STATE_ERROR_VERSION = -13, /* a complete blob of another format version */
+    TTE_STATE_ERROR_MODEL = -14,   /* a complete blob of another model (fingerprint or size) */
+    TTE_STATE_ERROR_VERIFY = -15   /* the blob just written did not read back intact */
+} tte_state_status;
+
+/* kinds and dtypes of tte_state_tensor */
+#define TTE_STATE_WEIGHT 1
+#define TTE_STATE_BIAS 2
+#define TTE_STATE_OPTIMIZER 3
+#define TTE_STATE_INT8 1
+#define TTE_STATE_INT32 2
+#define TTE_STATE_FLOAT32 3
+
+/* One trained tensor as the device holds it (a generated model's table, tte_tensors in tte_model.h). */
+typedef struct {
+    const char *name;      /* ONNX initializer name (trained parameters) or tte's name (optimizer state) */
+    void *data;            /* the array in SRAM */
+    uint32_t bytes;        /* its size */
+    int32_t kind;          /* TTE_STATE_WEIGHT, TTE_STATE_BIAS or TTE_STATE_OPTIMIZER */
+    int32_t dtype;         /* TTE_STATE_INT8, TTE_STATE_INT32 or TTE_STATE_FLOAT32 */
+    int32_t rank;          /* 0 (a scalar) to 4 */
+    int32_t dims[4];       /* the array's shape (dims past rank are 1) */
+    int32_t split_axis;    /* -1, or the axis along which only the leading dims[split_axis] channels are here */
+    int32_t full_channels; /* the tensor's channels along split_axis (the rest are frozen, in flash) */
+} tte_state_tensor;
+
+/* What a blob holds: the tensors, in order, and the fingerprint that identifies the model. */
+typedef struct {
+    uint64_t fingerprint;
+    const tte_state_tensor *tensors;
+    int32_t count;
+} tte_state_layout;
+
+/* Storage callbacks: `offset` counts bytes from the start of the storage (slot 0), `size` is TTE_STATE_UNIT and
+ * offsets are multiples of it (erase: a whole slot).  Each returns 0 on success. */
+typedef int (*tte_state_read_fn)(void *ctx, uint32_t offset, void *data, uint32_t size);
+typedef int (*tte_state_write_fn)(void *ctx, uint32_t offset, const void *data, uint32_t size);
+typedef int (*tte_state_erase_fn)(void *ctx, uint32_t offset, uint32_t size);
+
+typedef struct {
+    tte_state_read_fn read;
+    tte_state_write_fn write; /* may be NULL when only loading */
+    tte_state_erase_fn erase; /* NULL when the storage needs no erase before a write (RAM, EEPROM, files) */
+    void *ctx;                /* passed to every callback */
+    uint32_t slot_size;       /* bytes per slot: a multiple of TTE_STATE_UNIT, at least the blob rounded up to one */
+} tte_state_storage;
+
+/* A valid blob found in storage. */
+typedef struct {
+    int32_t slot;      /* 0 or 1 */
+    uint32_t sequence; /* larger (modulo 2^32) is newer */
+    uint64_t steps;    /* steps trained when it was saved */
+} tte_state_slot;
+
+/* CRC-32 (IEEE 802.3, reflected, as zlib's crc32): crc = tte_crc32(0, data, n), continued with
+ * tte_crc32(crc, more, m).  data may be NULL when size is 0. */
+uint32_t tte_crc32(uint32_t crc, const void *data, uint32_t size);
+
+/* The bytes of a blob of `layout` (header, tensors, CRC); 0 for a NULL or malformed layout or one too large. */
+uint32_t tte_state_blob_bytes(const tte_state_layout *layout);
+
+/* The newest valid blob of `layout` in either slot (newest->slot, sequence, steps).  When neither slot holds one,
+ * the most telling reason: TTE_STATE_ERROR_IO if a read failed, else MODEL, VERSION, CORRUPT, EMPTY in that order. */
+tte_state_status tte_state_find(const tte_state_layout *layout, const tte_state_storage *storage,
+                                tte_state_slot *newest);
+
+/* Save the layout's tensors and `steps` into the slot that does not hold the newest valid blob (slot 0 when there
+ * is none), with the next sequence number: erase (if storage->erase), write the blob unit by unit, read it back. */
+tte_state_status tte_state_write(const tte_state_layout *layout, uint64_t steps, const tte_state_storage *storage);
+
+/* Load the newest valid blob into the layout's tensors and *steps.  On any error nothing is written, except if the
+ * storage changes between the check and the copy (TTE_STATE_ERROR_CORRUPT after a partial copy: load again). */
+tte_state_status tte_state_read(const tte_state_layout *layout, const tte_state_storage *storage, uint64_t *steps);
 
 #ifdef __cplusplus
 }

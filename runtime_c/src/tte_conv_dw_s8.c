@@ -24,10 +24,8 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
                     const int32_t acc = tte_window_dot_s8(x, H, W, oh * geo->stride_h - geo->pad_top,
                                                           ow * geo->stride_w - geo->pad_left, wc, KH, KW,
                                                           q->input_zero_point, wz);
-                    const float v = tte_acc_to_float(acc, bias[c]) * multipliers[c];
                     const size_t idx = (((size_t)n * C + c) * HO + oh) * WO + ow;
-                    scratch[oh * WO + ow] =
-                        tte_round_clamp_mask(v, q->output_zero_point, q->qmin, q->qmax, mask, idx);
+                    scratch[oh * WO + ow] = tte_requantize_channel(acc, bias[c], q, multipliers, c, mask, idx);
                 }
             }
             memcpy(output + ((size_t)n * C + c) * HO * WO, scratch, (size_t)HO * WO);

@@ -5,7 +5,8 @@ int32_t tte_conv_pw_dw_s8_get_buffer_size(const tte_dims *in_dims) { return in_d
 
 /* A 1x1 conv (w1: [M, C]) feeding a depthwise conv (w2: [M, 1, KH, KW]): for each of the M expanded
  * channels, its plane is computed into `scratch` (requantized with q1, as int8) and consumed at once by
- * the depthwise conv; the [M, H, W] expansion never exists.  Same integers as the two convs. */
+ * the depthwise conv; the [M, H, W] expansion never exists.  Same integers as the two convs (each stage's
+ * arithmetic: float32 multipliers m1 / m2, or TFLite's Q31 ones in q1 / q2). */
 tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const int32_t *w1_zero_points,
                              const int32_t *b1, const float *m1, const tte_conv_geometry *geo2,
                              const tte_quant_params *q2, const tte_dims *w2_dims, const int8_t *w2,
@@ -27,8 +28,7 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             for (int32_t p = 0; p < HW; p++) {
                 int32_t acc = offset;
                 for (int32_t c = 0; c < C; c++) acc += (int32_t)x[(size_t)c * HW + p] * ((int32_t)wm[c] - z1);
-                scratch[p] = tte_round_clamp(tte_acc_to_float(acc, b1[m]) * m1[m], q1->output_zero_point,
-                                             q1->qmin, q1->qmax);
+                scratch[p] = tte_requantize_channel(acc, b1[m], q1, m1, m, NULL, 0);
             }
             const int8_t *wc = w2 + (size_t)m * KH * KW;
             const int32_t z2 = w2_zero_points ? w2_zero_points[m] : 0;
@@ -38,8 +38,7 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
                     const int32_t acc = tte_window_dot_s8(scratch, H, W, oh * geo2->stride_h - geo2->pad_top,
                                                           ow * geo2->stride_w - geo2->pad_left, wc, KH, KW,
                                                           q2->input_zero_point, z2);
-                    y[oh * WO + ow] = tte_round_clamp(tte_acc_to_float(acc, b2[m]) * m2[m], q2->output_zero_point,
-                                                      q2->qmin, q2->qmax);
+                    y[oh * WO + ow] = tte_requantize_channel(acc, b2[m], q2, m2, m, NULL, 0);
                 }
             }
         }

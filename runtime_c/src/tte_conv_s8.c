@@ -24,8 +24,7 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
                         acc += (int32_t)xp[(size_t)c * P] * (int32_t)*tte_weight_row(weights, 0, o, c, C, 1);
                 }
                 const size_t idx = (((size_t)n * O + o) * P) + p;
-                const float v = tte_acc_to_float(acc, bias[o]) * multipliers[o];
-                output[idx] = tte_round_clamp_mask(v, q->output_zero_point, q->qmin, q->qmax, mask, idx);
+                output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
             }
         }
     }
@@ -33,7 +32,8 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
 }
 
 /* Direct convolution, any groups.  acc = sum (x - z_x) * (w - z_w[o]) over the window (padding reads
- * z_x, i.e. contributes 0), then bias, multiplier, rounding and clamp per tte_internal.h. */
+ * z_x, i.e. contributes 0), then bias, multiplier, rounding and clamp per tte_internal.h
+ * (tte_requantize_channel: float32 multipliers, or TFLite's Q31 ones in q). */
 tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                        const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                        const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
@@ -59,9 +59,8 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
                                                  oh * geo->stride_h - geo->pad_top, ow * geo->stride_w - geo->pad_left,
                                                  tte_weight_row(weights, 0, o, c, CG, KH * KW), KH, KW,
                                                  q->input_zero_point, wz);
-                    const float v = tte_acc_to_float(acc, bias[o]) * multipliers[o];
                     const size_t idx = (((size_t)n * O + o) * HO + oh) * WO + ow;
-                    output[idx] = tte_round_clamp_mask(v, q->output_zero_point, q->qmin, q->qmax, mask, idx);
+                    output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
                 }
             }
         }

@@ -11,7 +11,7 @@
  * the float32 magic-number rounding exact ((v + 1.5 * 2^23) - 1.5 * 2^23 rounds half to even for
  * |v| < 2^22) and cannot change the clamped result since zero points lie in [-128, 127]. */
 static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, int32_t qmax) {
-    if (!(v >= -256.0f)) v = -256.0f; /* NaN too, as numpy's reference does on x86 */
+    if (!(v >= -256.0f)) v = -256.0f; /* NaN too: it rounds to the low end (semantics.py point 4) */
     if (v > 256.0f) v = 256.0f;
     float shifted = v + 12582912.0f; /* IEEE float32: the compiler may not fold this away */
     int32_t r = (int32_t)(shifted - 12582912.0f) + zero_point;
@@ -37,12 +37,66 @@ static inline int8_t tte_round_clamp_mask(float v, int32_t zero_point, int32_t q
     return (int8_t)r;
 }
 
-/* acc + bias saturated to int32, as float32. */
-static inline float tte_acc_to_float(int32_t acc, int32_t bias) {
+/* acc + bias saturated to int32. */
+static inline int32_t tte_add_sat(int32_t acc, int32_t bias) {
     int64_t s = (int64_t)acc + (int64_t)bias;
     if (s > INT32_MAX) s = INT32_MAX;
     if (s < INT32_MIN) s = INT32_MIN;
-    return (float)(int32_t)s;
+    return (int32_t)s;
+}
+
+/* acc + bias saturated to int32, as float32. */
+static inline float tte_acc_to_float(int32_t acc, int32_t bias) { return (float)tte_add_sat(acc, bias); }
+
+/* ---- TFLite's integer arithmetic (tte/reference/fixedpoint.py; double rounding, as TFLite builds by default) ----
+ * Right shifts of negative values are arithmetic (implementation-defined in C99, arithmetic on every compiler tte
+ * targets, and what TFLite itself relies on); no signed overflow anywhere. */
+
+/* gemmlowp SaturatingRoundingDoublingHighMul: a * b / 2^31 rounded to nearest, ties upward (the +-2^30 nudge,
+ * then C's truncating division); INT32_MIN * INT32_MIN, the one overflow, saturates to INT32_MAX. */
+static inline int32_t tte_srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^exponent (exponent in [0, 31]) rounded to nearest, ties away from zero. */
+static inline int32_t tte_rdbpot(int32_t x, int32_t exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite's MultiplyByQuantizedMultiplier (double rounding): x * multiplier * 2^(shift - 31).  The left shift
+ * (shift in [0, 31]) wraps in int32 as TFLite's compiled `x * (1 << shift)` does, without signed overflow. */
+static inline int32_t tte_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
+    const int32_t left = shift > 0 ? shift : 0;
+    return tte_rdbpot(tte_srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
+}
+
+/* clamp(r, qmin, qmax) for an exact integer r, recording in the bit-packed `mask` (NULL: not wanted) whether r
+ * lay inside [qmin, qmax]. */
+static inline int8_t tte_clamp_mask(int64_t r, int32_t qmin, int32_t qmax, uint8_t *mask, size_t index) {
+    if (mask) {
+        const uint8_t bit = (uint8_t)(1u << (index & 7u));
+        if (r >= qmin && r <= qmax) mask[index >> 3] |= bit; else mask[index >> 3] &= (uint8_t)~bit;
+    }
+    if (r < qmin) r = qmin;
+    if (r > qmax) r = qmax;
+    return (int8_t)r;
+}
+
+/* The output stage of conv channel c: acc + bias (saturated), then TFLite's MBQM by q->multiplier[c] and
+ * q->shift[c] when they are set, else the float32 multipliers[c]; plus z_y, clamped, the mask bit recorded. */
+static inline int8_t tte_requantize_channel(int32_t acc, int32_t bias, const tte_quant_params *q,
+                                            const float *multipliers, int32_t c, uint8_t *mask, size_t index) {
+    if (q->multiplier)
+        return tte_clamp_mask((int64_t)tte_mbqm(tte_add_sat(acc, bias), q->multiplier[c], q->shift[c]) +
+                                  q->output_zero_point, q->qmin, q->qmax, mask, index);
+    return tte_round_clamp_mask(tte_acc_to_float(acc, bias) * multipliers[c], q->output_zero_point, q->qmin,
+                                q->qmax, mask, index);
 }
 
 /* Taps t in [lo, hi) of a window starting at `start` that land inside [0, size): no check in inner loops. */

@@ -1,6 +1,8 @@
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
+/* The window's int8 maximum (padding never wins), requantized: float32 `multiplier`, or with TFLite's arithmetic
+ * (q->multiplier set) MBQM(max - z_x) + z_y, which is the identity when the parameters are equal. */
 tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *q, float multiplier,
                           const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims, int8_t *output,
                           uint8_t *mask) {
@@ -19,8 +21,12 @@ tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
                     }
                 }
                 const size_t idx = ((size_t)nc * HO + oh) * WO + ow;
-                output[idx] = tte_round_clamp_mask((float)(best - q->input_zero_point) * multiplier,
-                                                   q->output_zero_point, q->qmin, q->qmax, mask, idx);
+                output[idx] = q->multiplier
+                                  ? tte_clamp_mask((int64_t)tte_mbqm(best - q->input_zero_point, q->multiplier[0],
+                                                                     q->shift[0]) + q->output_zero_point,
+                                                   q->qmin, q->qmax, mask, idx)
+                                  : tte_round_clamp_mask((float)(best - q->input_zero_point) * multiplier,
+                                                         q->output_zero_point, q->qmin, q->qmax, mask, idx);
             }
         }
     }

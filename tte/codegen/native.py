@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import TteError
 from ..ir import Graph
+from . import state as st
 
 CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
 SANITIZE = ["-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
@@ -73,18 +74,28 @@ def build_native(g: Graph, directory: str | None = None) -> NativeInference:
 
 
 class NativeProgram:
-    """A compiled training program running as C: ``train_step``, ``infer``, and its state."""
+    """A compiled training program running as C: ``train_step``, ``infer``, ``predict``, its state, and its state
+    blob (``state_blob`` / ``load_state``, through the C's own ``tte_state_save`` / ``tte_state_load``)."""
 
     def __init__(self, program, directory: pathlib.Path, library: pathlib.Path):
         self.program = program
         self.directory = directory
         self.lib = ctypes.CDLL(str(library))
-        self.lib.tte_train_step.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
-        self.lib.tte_infer_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        self.lib.tte_state_data.argtypes = [ctypes.c_int32]
-        self.lib.tte_state_data.restype = ctypes.c_void_p
+        lib = self.lib
+        lib.tte_train_step.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
+        lib.tte_train_step_s8.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
+        lib.tte_infer_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.tte_infer_s8.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.tte_predict.argtypes = [ctypes.c_void_p]
+        lib.tte_predict.restype = ctypes.c_int32
+        lib.tte_steps.restype = ctypes.c_uint64
+        lib.tte_tensor_data.argtypes = [ctypes.c_int32]
+        lib.tte_tensor_data.restype = ctypes.c_void_p
+        lib.tte_state_save.argtypes = lib.tte_state_load.argtypes = [ctypes.POINTER(st.CStateStorage)]
         fwd = program.forward
         self.initial = {k: v.copy() for k, v in program.state.items()}
+        self.layout = st.state_layout(program)
+        self.fingerprint = program.fingerprint if hasattr(program, "fingerprint") else st.fingerprint(program)
         self.in_shape = fwd[fwd.inputs[0]].shape
         self.out_shape = fwd[fwd.outputs[0]].shape
 
@@ -95,28 +106,66 @@ class NativeProgram:
             raise TteError("tte_train_step failed")
         return float(loss[0])
 
+    def train_step_s8(self, q: np.ndarray, label: int) -> float:
+        """One step on an int8 input (quantized with the model's input scale and zero point)."""
+        q = np.ascontiguousarray(q, dtype=np.int8).reshape(self.in_shape)
+        loss = np.zeros(1, np.float32)
+        if self.lib.tte_train_step_s8(q.ctypes.data, int(label), loss.ctypes.data) != 0:
+            raise TteError("tte_train_step_s8 failed")
+        return float(loss[0])
+
     def infer(self, x: np.ndarray) -> np.ndarray:
         return _infer_f32(self.lib, x, self.in_shape, self.out_shape)
+
+    def infer_s8(self, q: np.ndarray) -> np.ndarray:
+        q = np.ascontiguousarray(q, dtype=np.int8).reshape(self.in_shape)
+        y = np.zeros(self.out_shape, np.float32)
+        if self.lib.tte_infer_s8(q.ctypes.data, y.ctypes.data) != 0:
+            raise TteError("tte_infer_s8 failed")
+        return y
+
+    def predict(self, q: np.ndarray) -> int:
+        """The C's top-1 class of an int8 input."""
+        q = np.ascontiguousarray(q, dtype=np.int8).reshape(self.in_shape)
+        top = self.lib.tte_predict(q.ctypes.data)
+        if top < 0:
+            raise TteError("tte_predict failed")
+        return int(top)
+
+    @property
+    def steps(self) -> int:
+        """Steps trained (the C's tte_steps())."""
+        return int(self.lib.tte_steps())
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the C state arrays (trained parameters, optimizer state), in the program's layout."""
         out = {}
-        for i, name in enumerate(self.program.train.state):
-            v = self.program.train[name]
-            shape = list(v.shape)
-            p = self.program.params.get(name)
-            split = p is not None and p.kind == "weight" and p.channels < v.shape[p.axis]
-            if split:  # C holds only the trained slice; the rest never changes
-                shape[p.axis] = p.channels
-            ptr = self.lib.tte_state_data(i)
-            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            buf = (ctypes.c_byte * (n * np.dtype(v.dtype).itemsize)).from_address(ptr)
-            value = np.frombuffer(bytes(buf), dtype=v.dtype).reshape(shape).copy()
-            if split:
-                rest = np.take(self.initial[name], range(p.channels, v.shape[p.axis]), axis=p.axis)
-                value = np.concatenate([value, rest], axis=p.axis)
-            out[name] = value
+        for i, t in enumerate(self.layout):
+            buf = (ctypes.c_byte * t.nbytes).from_address(self.lib.tte_tensor_data(i))
+            part = np.frombuffer(bytes(buf), dtype=t.dtype).reshape(t.shape)
+            out[t.name] = t.whole(part, self.initial[t.name])  # C holds only a split weight's trained slice
         return out
+
+    def state_blob(self) -> bytes:
+        """The state blob the C's tte_state_save writes (into an empty storage: slot 0, sequence 1)."""
+        storage = st.MemoryStorage(st.slot_bytes(self.layout))
+        status = self.lib.tte_state_save(ctypes.byref(storage.struct))
+        if status != st.OK:
+            raise TteError(f"tte_state_save failed: {st.STATUS.get(status, status)}")
+        return bytes(storage.data[:st.blob_bytes(self.layout)])
+
+    def load_state(self, blob: bytes) -> None:
+        """Load a state blob (or a storage of two slots) with the C's tte_state_load; raises
+        :class:`tte.codegen.state.StateBlobError` with the C's status when it refuses it."""
+        data = bytes(blob)
+        slot = st.slot_bytes(self.layout)
+        if len(data) > 2 * slot:  # slots larger than the blob: hand the C the newest blob alone
+            found = st.decode(data, self.layout, self.fingerprint)
+            data = data[found.offset:found.offset + st.blob_bytes(self.layout)]
+        storage = st.MemoryStorage(slot, data=data + b"\xff" * (2 * slot - len(data)))
+        status = self.lib.tte_state_load(ctypes.byref(storage.struct))
+        if status != st.OK:
+            raise st.StateBlobError(f"tte_state_load refused the state: {st.STATUS.get(status, status)}", status)
 
 
 def build_program(program, directory: str | None = None, extra_flags: list[str] | None = None) -> NativeProgram:

@@ -3,12 +3,15 @@
 The trained int8 weights and int32 biases replace their initializers (in the model's own channel
 order).  A new classifier head (``classes=N``) also replaces the weight's scale and zero point
 initializers and the bias scale, and the class dimension of the graph output.  Everything else is
-the user's model, untouched, so ``tte.load`` and onnxruntime both read the result.
+the user's model, untouched, so ``tte.load`` and onnxruntime both read the result.  The source model comes
+from the bytes the program read at compile time, and the file is written atomically (:func:`write_atomic`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +35,8 @@ def _set(model: onnx.ModelProto, name: str, value: np.ndarray, resize: bool = Fa
             if not resize and old.shape != value.shape:
                 raise TteError(f"cannot save: '{name}' is {list(old.shape)} in the model but {list(value.shape)} "
                                f"in tte (a bug in tte's export, please report it)")
+            if old.dtype == np.uint8 and value.dtype != np.uint8:  # tte shifted uint8 by -128 at load
+                value = value.astype(np.int16) + 128
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value.astype(old.dtype), name))
             return
     raise TteError(f"cannot save: trained parameter '{name}' has no int8/int32 initializer of that name in the "
@@ -82,8 +87,55 @@ def _set_head_output_quant(model: onnx.ModelProto, program: Program) -> None:
                 node.input[1:] = [scale_name, zp_name]
 
 
+def _used_names(model: onnx.ModelProto) -> set[str]:
+    """Tensor names that a node reads or the graph lists as an input or output (subgraphs are not looked into:
+    tte's models have none)."""
+    return ({i for node in model.graph.node for i in node.input} | {o.name for o in model.graph.output}
+            | {i.name for i in model.graph.input})
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash or a failed write never leaves ``path`` half written: a
+    temporary file in the same directory, flushed and fsync'ed, renamed over ``path`` (os.replace), then the
+    directory fsync'ed.  The file gets the mode ``path`` had, or the default one (0666 less the umask)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise TteError(f"cannot write '{path}': {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if hasattr(os, "chmod"):
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise TteError(f"cannot write '{path}': {e.strerror or e}") from None
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX; not possible everywhere)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
 def save_trained(program: Program, path: str | os.PathLike) -> None:
-    model = onnx.load(program.source)
+    """Write ``program``'s trained model to ``path`` (atomically), from the source model's bytes the program
+    keeps: the source file is not read again."""
+    model = onnx.load_model_from_string(program.source_bytes)
     params = program.parameters()
     fwd = program.forward
     head_changed = "head" in fwd.metadata
@@ -107,7 +159,14 @@ def save_trained(program: Program, path: str | os.PathLike) -> None:
             if dq is not None:  # the new head is quantized per output channel, whatever the old one was
                 _set_axis(dq, 1 if kn and program.params[name].kind == "weight" else 0)
     if head_changed:
+        used_before = _used_names(model)
         _set_head_output_quant(model, program)
+        # the old head's output quantization, now read by nothing: drop it (onnxruntime warns about each unused
+        # initializer on every load)
+        orphaned = used_before - _used_names(model)
+        kept = [init for init in model.graph.initializer if init.name not in orphaned]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
         classes = fwd[fwd.outputs[0]].shape[1]
         for out in model.graph.output:
             dims = out.type.tensor_type.shape.dim
@@ -118,4 +177,4 @@ def save_trained(program: Program, path: str | os.PathLike) -> None:
         onnx.checker.check_model(model)
     except Exception as e:  # a bug in the export, not the user's input
         raise TteError(f"the trained model does not pass onnx.checker: {e}") from None
-    onnx.save(model, os.fspath(path))
+    write_atomic(path, model.SerializeToString())

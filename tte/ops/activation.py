@@ -16,6 +16,11 @@ quantization parameters and clamp); the C kernels only look them up.
   float32; then ``v = sum * M``, ``M = float32(1 / (s_y * H * W))`` (computed in float64), rounded and
   clamped.  Backward: ``ste`` on the output mask, ``global_avgpool_grad``, then ``lut_grad`` with the
   unmasked derivative table (the input is not requantized before the mean).
+
+With TFLite's arithmetic (``tte.ir.facts.arithmetic``) the hardswish / sigmoid forward tables come from TFLite's
+integer algorithms (:mod:`tte.reference.fixedpoint`: HARD_SWISH; TFLite Micro's LOGISTIC, then a Requantize to
+the node's output parameters), so the C is the same ``tte_lut_s8``.  ``lut_global_avgpool`` stands for
+onnxruntime's float chain, which TFLite has no counterpart of: it keeps its float arithmetic in both.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
 from ..reference import activations as act
+from ..reference import fixedpoint as fp
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
@@ -38,6 +44,7 @@ from .common import (
     no_flash,
     no_scratch,
     same_as_inputs,
+    tflite,
     with_mask,
 )
 from .update import TRAINING_ONLY
@@ -48,11 +55,23 @@ F32 = nx.F32
 # -- tables ----------------------------------------------------------------------------------------------
 
 
+TFLITE_TABLES = {"hardswish": fp.hardswish_table, "sigmoid": fp.sigmoid_table}
+
+
 def unary_tables(g: Graph, node: Node, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(int8 forward[256], bool mask[256], float32 masked derivative[256]) of a hardswish / sigmoid node."""
+    """(int8 forward[256], bool mask[256], float32 masked derivative[256]) of a hardswish / sigmoid node.
+
+    With TFLite's arithmetic the forward table runs TFLite's integer algorithm (HardSwish; Logistic then a
+    Requantize to the node's parameters) on each of the 256 inputs; the derivative stays that of the real
+    function, masked where the integer before the clamp left [qmin, qmax]."""
     qx, qy = g[node.inputs[0]].quant, g[node.outputs[0]].quant
-    return act.unary_tables(kind, qx.scale, nx.zero_point(qx), qy.scale, nx.zero_point(qy), node.attrs["qmin"],
-                            node.attrs["qmax"])
+    lo, hi = node.attrs["qmin"], node.attrs["qmax"]
+    if tflite(g):
+        pre = TFLITE_TABLES[kind](qx.scale, nx.zero_point(qx), qy.scale, nx.zero_point(qy))
+        forward, mask = fp.clamp_mask(pre, lo, hi)
+        r = sem.dequantize(act.ALL_S8, F32(qx.scale), nx.zero_point(qx))
+        return forward, mask, np.where(mask, act.DERIVATIVE[kind](r), F32(0)).astype(F32)
+    return act.unary_tables(kind, qx.scale, nx.zero_point(qx), qy.scale, nx.zero_point(qy), lo, hi)
 
 
 def real_tables(g: Graph, x: str, kind: str) -> tuple[np.ndarray, np.ndarray]:

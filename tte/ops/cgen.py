@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 RUNTIME_DIR = pathlib.Path(os.environ.get("TTE_RUNTIME_DIR", pathlib.Path(__file__).resolve().parents[2] /
                                           "runtime_c"))
 CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "bool": "uint8_t"}
-CSIZES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "float": 4}
+CSIZES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "float": 4, "double": 8}
 ACC_LIMIT = 2**31 - 1
 LINE = 120  # the longest line of the emitted C
 MAX_IDENT = 63  # C99's minimum of significant characters in an internal identifier or a macro name
@@ -47,6 +47,17 @@ def c_float(x) -> str:
         return "0.0f"
     mantissa, exponent = f.hex().split("p")
     return f"{mantissa.rstrip('0').rstrip('.')}p{exponent}f"
+
+
+def c_double(x) -> str:
+    """An exact double literal: hexadecimal, with the trailing zeros of its mantissa dropped."""
+    f = float(x)
+    if not np.isfinite(f):
+        raise TteError(f"cannot emit the non-finite constant {f}")
+    if f == 0:
+        return "0.0"
+    mantissa, exponent = f.hex().split("p")
+    return f"{mantissa.rstrip('0').rstrip('.')}p{exponent}"
 
 
 def c_name(text: str, prefix: str = "", limit: int = MAX_IDENT) -> str:
@@ -255,7 +266,8 @@ void tte_profile_print(void) {{
     def array(self, hint: str, data: np.ndarray, ctype: str, const: bool = True) -> str:
         """The name of a static array of ``data``: a const one (flash) is shared with every identical one."""
         flat = np.asarray(data).reshape(-1)
-        items = [c_float(v) for v in flat] if ctype == "float" else [str(int(v)) for v in flat]
+        fmt = {"float": c_float, "double": c_double}.get(ctype, lambda v: str(int(v)))
+        items = [fmt(v) for v in flat]
         key = (ctype, ",".join(items))
         if const and key in self.by_contents:
             array = self.by_contents[key]
@@ -386,7 +398,18 @@ class Emitter:
     def quant(self, x: str, y: str, node: Node, z_in: int | None = None) -> str:
         zx = int(self.g[x].quant.zero_point) if z_in is None else z_in
         zy = int(self.g[y].quant.zero_point)
-        return "&(const tte_quant_params){%d, %d, %d, %d}" % (zx, zy, node.attrs["qmin"], node.attrs["qmax"])
+        return quant_literal(zx, zy, node.attrs["qmin"], node.attrs["qmax"])
+
+    def tflite_quant(self, x: str, y: str, node: Node, multipliers: tuple[np.ndarray, np.ndarray], hint: str,
+                     z_in: int | None = None, zy: int | None = None, clamp: tuple[int, int] | None = None) -> str:
+        """A tte_quant_params literal that selects TFLite's arithmetic: the zero points and clamp as
+        :meth:`quant`, then const arrays of the Q31 multipliers (``hint``_m) and their exponents (``hint``_shift)."""
+        zx = int(self.g[x].quant.zero_point) if z_in is None else z_in
+        zy = int(self.g[y].quant.zero_point) if zy is None else zy
+        lo, hi = (node.attrs["qmin"], node.attrs["qmax"]) if clamp is None else clamp
+        m, n = multipliers
+        return quant_literal(zx, zy, lo, hi, self.array(f"{hint}_m", np.asarray(m, np.int32), "int32_t"),
+                             self.array(f"{hint}_shift", np.asarray(n, np.int32), "int32_t"))
 
     def mask(self, node: Node) -> str:
         """The bit-packed saturation mask a forward op writes in a training graph, or NULL."""
@@ -400,6 +423,11 @@ class Emitter:
         """A kernel call ``text`` (``function(arguments)``) for ``node``, its status checked (TTE_CALL)."""
         self.comment(f"{node.op} {node.name}")
         self.body += format_call(f"TTE_CALL({self.shared.kind(node.op)}, ", text, ");")
+
+
+def quant_literal(zx: int, zy: int, qmin: int, qmax: int, multiplier: str = "NULL", shift: str = "NULL") -> str:
+    """A tte_quant_params literal; multiplier / shift name TFLite's Q31 arrays, NULL selects float32 ones."""
+    return "&(const tte_quant_params){%d, %d, %d, %d, %s, %s}" % (zx, zy, qmin, qmax, multiplier, shift)
 
 
 def conv_geo(attrs: dict, groups: int | None = None) -> str:

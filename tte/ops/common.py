@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, Node, QuantParams
+from ..ir.facts import arithmetic
 from ..ir.registry import Shape
+from ..reference import fixedpoint as fp
 from ..reference import semantics as sem
 
 # -- shape rules ---------------------------------------------------------------------------------------
@@ -78,6 +80,31 @@ def with_mask(node: Node, y: np.ndarray, mask: np.ndarray):
     return (y, mask) if node.attrs.get("save_mask") else y
 
 
+def tflite(g: Graph) -> bool:
+    """Whether ``g`` uses TFLite's integer arithmetic (tte.reference.fixedpoint) rather than onnxruntime's."""
+    return arithmetic(g) == "tflite"
+
+
+def finish_int(node: Node, r: np.ndarray):
+    """Clamp the exact pre-clamp integers ``r`` (TFLite arithmetic, output zero point included) to [qmin, qmax];
+    with ``save_mask`` also return the mask (True where r lay inside)."""
+    y, mask = fp.clamp_mask(r, node.attrs["qmin"], node.attrs["qmax"])
+    return with_mask(node, y, mask)
+
+
+def requantize_multiplier(g: Graph, x: str, y: str) -> tuple[int, int]:
+    """TFLite's (Q31 multiplier, exponent) re-expressing value ``x`` in ``y``'s parameters (``s_x / s_y``)."""
+    m, n = fp.requantize_multiplier(g[x].quant.scale, g[y].quant.scale)
+    return int(m), int(n)
+
+
+def tflite_rescale(g: Graph, x: str, y: str, q: np.ndarray) -> np.ndarray:
+    """int8 ``q`` of value ``x`` re-expressed in ``y``'s parameters by TFLite's Requantize, before the clamp:
+    ``MBQM(q - z_x) + z_y`` (the identity when the parameters are equal)."""
+    return fp.mbqm(q.astype(np.int64) - int(g[x].quant.zero_point), *requantize_multiplier(g, x, y)) + \
+        int(g[y].quant.zero_point)
+
+
 def rescale_preround(x: np.ndarray, qx: QuantParams, qy: QuantParams) -> np.ndarray:
     """int8 ``x`` re-expressed in ``qy``, before rounding: float32(x - z_x) * (s_x / s_y).
 
@@ -112,8 +139,13 @@ def one_literal(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
 
 
 def literal_per_operand(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
-    """One rescaling multiplier literal per operand."""
-    return [], len(n.inputs)
+    """One rescaling multiplier literal per operand (TFLite arithmetic: a multiplier and an exponent each)."""
+    return [], len(n.inputs) * (2 if tflite(g) else 1)
+
+
+def one_rescale(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """One multiplier literal (TFLite arithmetic: a multiplier and its exponent)."""
+    return [], 2 if tflite(g) else 1
 
 
 def weight_zero_points(g: Graph, w: str) -> list[np.ndarray]:

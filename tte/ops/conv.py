@@ -1,7 +1,9 @@
 """The conv family: ``conv`` (regular, grouped, depthwise), ``pw_dw`` (a frozen 1x1 expansion fused with
 the depthwise conv it feeds), their input and weight gradients, and the fused weight update.
 
-Layouts NCHW / OIHW; weights int8 per output channel, biases int32 in units of s_x * s_w.
+Layouts NCHW / OIHW; weights int8 per output channel, biases int32 in units of s_x * s_w.  With TFLite's
+arithmetic the output stage is TFLite's ConvPerChannel one: MBQM of the accumulator by a Q31 multiplier per
+channel (tte.reference.fixedpoint), carried to C in tte_quant_params.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 from ..ir import Graph, Node, QuantParams
 from ..ir.facts import is_depthwise
 from ..ir.registry import NOT_DIFFERENTIATED, Shape, register
+from ..reference import fixedpoint as fp
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
@@ -18,12 +21,14 @@ from .common import (
     channels_independent,
     channels_training_only,
     finish,
+    finish_int,
     mask_output,
     masked,
     never,
     no_flash,
     no_scratch,
     one_literal,
+    tflite,
     weight_scales,
     weight_zero_points,
     window_shape,
@@ -39,8 +44,11 @@ def emit_conv(e: cg.Emitter, node: Node) -> None:
     y = node.output
     cg.check_acc(g, node, w)
     geo = cg.conv_geo(node.attrs)
-    m = e.array(f"{node.name}_m", conv_multiplier(g, node), "float")
-    args = (f"{geo}, {e.quant(x, y, node)}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, "
+    if tflite(g):  # the Q31 multipliers ride in the quant params
+        q, m = e.tflite_quant(x, y, node, tflite_multipliers(g, node), node.name), "NULL"
+    else:
+        q, m = e.quant(x, y, node), e.array(f"{node.name}_m", conv_multiplier(g, node), "float")
+    args = (f"{geo}, {q}, {e.dims(x)}, {e.ptr(x)}, {e.dims(w)}, "
             f"{e.split_weights(w, is_depthwise(g, node))}, "
             f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)}")
     if is_depthwise(g, node):
@@ -57,17 +65,23 @@ def emit_pw_dw(e: cg.Emitter, node: Node) -> None:
     mq = a["mid_quant"]
     cg.check_acc(g, node, w1)
     cg.check_acc(g, node, w2)
-    m1, m2 = pw_dw_multipliers(g, node)
-    q1 = "&(const tte_quant_params){%d, %d, %d, %d}" % (int(g[x].quant.zero_point), int(mq.zero_point),
-                                                         a["mid_qmin"], a["mid_qmax"])
-    q2 = "&(const tte_quant_params){%d, %d, %d, %d}" % (int(mq.zero_point), int(g[y].quant.zero_point),
-                                                         a["qmin"], a["qmax"])
+    zx, zm, zy = int(g[x].quant.zero_point), int(mq.zero_point), int(g[y].quant.zero_point)
     geo = cg.conv_geo(a, groups=g[w2].shape[0])
     parts = node.name.split("+")  # the two convs it fuses: their multipliers are named (and shared) as theirs
-    h1, h2 = (f"{p}_m" for p in parts) if len(parts) == 2 else (f"{node.name}_m1", f"{node.name}_m2")
+    h1, h2 = parts if len(parts) == 2 else (f"{node.name}_1", f"{node.name}_2")
+    if tflite(g):  # the Q31 multipliers ride in the quant params
+        t1, t2 = pw_dw_tflite_multipliers(g, node)
+        q1 = e.tflite_quant(x, y, node, t1, h1, z_in=zx, zy=zm, clamp=(a["mid_qmin"], a["mid_qmax"]))
+        q2 = e.tflite_quant(x, y, node, t2, h2, z_in=zm, zy=zy)
+        m1 = m2 = "NULL"
+    else:
+        q1, q2 = cg.quant_literal(zx, zm, a["mid_qmin"], a["mid_qmax"]), cg.quant_literal(zm, zy, a["qmin"], a["qmax"])
+        f1, f2 = pw_dw_multipliers(g, node)
+        n1, n2 = (f"{p}_m" for p in parts) if len(parts) == 2 else (f"{node.name}_m1", f"{node.name}_m2")
+        m1, m2 = e.array(n1, f1, "float"), e.array(n2, f2, "float")
     e.call(node, f"tte_conv_pw_dw_s8({q1}, {e.value_const(w1)}, {e.weight_zero_points(w1)}, {e.value_const(b1)}, "
-                 f"{e.array(h1, m1, 'float')}, {geo}, {q2}, {e.dims(w2)}, {e.value_const(w2)}, "
-                 f"{e.weight_zero_points(w2)}, {e.value_const(b2)}, {e.array(h2, m2, 'float')}, "
+                 f"{m1}, {geo}, {q2}, {e.dims(w2)}, {e.value_const(w2)}, "
+                 f"{e.weight_zero_points(w2)}, {e.value_const(b2)}, {m2}, "
                  f"{e.dims(x)}, {e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, tte_scratch)")
 
 
@@ -159,10 +173,27 @@ def conv_multiplier(g: Graph, node: Node) -> np.ndarray:
     return sem.multiplier(sem.f64(xq.scale) * sem.f64(wq.scale), yq.scale)
 
 
+def tflite_multipliers(g: Graph, node: Node) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite's per-output-channel (Q31 multiplier, exponent) of a conv: s_x * s_w[c] / s_y in double."""
+    xq, wq, yq = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    channels = g[node.inputs[1]].shape[0]
+    return fp.conv_multipliers(xq.scale, np.broadcast_to(np.float32(wq.scale), (channels,)), yq.scale)
+
+
+def requantize_channels(acc: np.ndarray, multipliers: tuple[np.ndarray, np.ndarray], zero_point: int) -> np.ndarray:
+    """TFLite's output stage before the clamp: MBQM of the int32-saturated accumulator by channel (axis 1)."""
+    shape = (1, -1) + (1,) * (acc.ndim - 2)
+    m, n = (np.asarray(v).reshape(shape) for v in multipliers)
+    return fp.mbqm(sem.saturate_int32(acc), m, n) + int(zero_point)
+
+
 def conv(g: Graph, node: Node, x, w, b):
     acc = conv_accumulator(g, node, x, w, b)
+    zy = nx.zero_point(g[node.output].quant)
+    if tflite(g):
+        return finish_int(node, requantize_channels(acc, tflite_multipliers(g, node), zy))
     m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1, 1, 1)
-    return finish(node, sem.preround(acc, m), nx.zero_point(g[node.output].quant))
+    return finish(node, sem.preround(acc, m), zy)
 
 
 def conv_grad(b, node: Node, gy: str) -> None:
@@ -197,8 +228,10 @@ def conv_channels(g: Graph, n: Node, c) -> None:
 
 
 def conv_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
-    """The per-channel multipliers, and the weight's zero points when not all zero."""
-    return [conv_multiplier(g, n), *weight_zero_points(g, n.inputs[1])], 0
+    """The per-channel multipliers (TFLite arithmetic: Q31 multipliers and exponents), and the weight's zero
+    points when not all zero."""
+    multipliers = list(tflite_multipliers(g, n)) if tflite(g) else [conv_multiplier(g, n)]
+    return [*multipliers, *weight_zero_points(g, n.inputs[1])], 0
 
 
 def grad_input_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
@@ -230,6 +263,11 @@ def pw_dw(g: Graph, node: Node, x, w1, b1, w2, b2):
     xq, w1q, w2q = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.inputs[3]))
     mq, yq = a["mid_quant"], g[node.output].quant
     acc = _conv_acc(x, xq, w1, w1q, b1, (1, 1), (0, 0, 0, 0), 1)
+    if tflite(g):
+        t1, t2 = pw_dw_tflite_multipliers(g, node)
+        mid = np.clip(requantize_channels(acc, t1, nx.zero_point(mq)), a["mid_qmin"], a["mid_qmax"]).astype(np.int8)
+        acc = _conv_acc(mid, mq, w2, w2q, b2, a["strides"], a["pads"], w2.shape[0])
+        return finish_int(node, requantize_channels(acc, t2, nx.zero_point(yq)))
     m1 = sem.multiplier(sem.f64(xq.scale) * sem.f64(w1q.scale), mq.scale).reshape(1, -1, 1, 1)
     mid = sem.round_clamp(sem.preround(acc, m1), nx.zero_point(mq), a["mid_qmin"], a["mid_qmax"])
     acc = _conv_acc(mid, mq, w2, w2q, b2, a["strides"], a["pads"], w2.shape[0])
@@ -248,7 +286,9 @@ def pw_dw_grad(b, node: Node, gy: str) -> None:
 
 def pw_dw_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
     """Both convs' multipliers and non-zero weight zero points."""
-    return [*pw_dw_multipliers(g, n), *weight_zero_points(g, n.inputs[1]), *weight_zero_points(g, n.inputs[3])], 0
+    multipliers = [v for pair in pw_dw_tflite_multipliers(g, n) for v in pair] if tflite(g) else \
+        list(pw_dw_multipliers(g, n))
+    return [*multipliers, *weight_zero_points(g, n.inputs[1]), *weight_zero_points(g, n.inputs[3])], 0
 
 
 def pw_dw_multipliers(g: Graph, n: Node) -> tuple[np.ndarray, np.ndarray]:
@@ -256,6 +296,15 @@ def pw_dw_multipliers(g: Graph, n: Node) -> tuple[np.ndarray, np.ndarray]:
     x, w1, w2, mid = n.inputs[0], n.inputs[1], n.inputs[3], n.attrs["mid_quant"]
     return (sem.multiplier(sem.f64(g[x].quant.scale) * sem.f64(g[w1].quant.scale), mid.scale),
             sem.multiplier(sem.f64(mid.scale) * sem.f64(g[w2].quant.scale), g[n.outputs[0]].quant.scale))
+
+
+def pw_dw_tflite_multipliers(g: Graph, n: Node):
+    """TFLite's (Q31 multipliers, exponents) of the 1x1 conv into the intermediate and of the depthwise conv."""
+    x, w1, w2, mid = n.inputs[0], n.inputs[1], n.inputs[3], n.attrs["mid_quant"]
+    c1, c2 = g[w1].shape[0], g[w2].shape[0]
+    return (fp.conv_multipliers(g[x].quant.scale, np.broadcast_to(np.float32(g[w1].quant.scale), (c1,)), mid.scale),
+            fp.conv_multipliers(mid.scale, np.broadcast_to(np.float32(g[w2].quant.scale), (c2,)),
+                                g[n.outputs[0]].quant.scale))
 
 
 register(name="pw_dw", operands=("int8", "int8", "int32", "int8", "int32"), out_dtype="int8", shape=pw_dw_shape,

@@ -1,7 +1,8 @@
 """The elementwise family: ``add`` (two int8 operands rescaled to the output, or a constant broadcast
 bias), ``requantize`` (int8 re-expressed in other parameters), and in training graphs ``ste`` (the
 straight-through estimator: a gradient through a saturation mask) and ``grad_add`` (gradient
-accumulation)."""
+accumulation).  With TFLite's arithmetic, ``add`` is TFLite's ADD (inputs shifted left by 20 bits, three Q31
+multipliers) and ``requantize`` TFLite's Requantize (tte.reference.fixedpoint)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
+from ..reference import fixedpoint as fp
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
@@ -16,15 +18,18 @@ from .common import (
     always,
     channels_follow,
     finish,
-    literal_per_operand,
+    finish_int,
     mask_output,
     masked,
     never,
     no_scratch,
-    one_literal,
+    one_rescale,
+    requantize_multiplier,
     rescale_preround,
     same_as_inputs,
     same_pair,
+    tflite,
+    tflite_rescale,
 )
 from .update import TRAINING_ONLY
 
@@ -39,8 +44,14 @@ def emit_add(e: cg.Emitter, node: Node) -> None:
     a, b = node.inputs
     y = node.output
     qy = g[y].quant
-    ma, mb = (sem.multiplier(g[v].quant.scale, qy.scale) for v in (a, b))
     bptr = e.value_const(b) if g[b].is_const else e.ptr(b)
+    if tflite(g):
+        params = e.array(f"{node.name}_params", add_params(g, node), "int32_t")
+        e.call(node, f"tte_add_tflite_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {g[b].size}, {bptr}, "
+                     f"{int(g[b].quant.zero_point)}, {params}, {int(qy.zero_point)}, {node.attrs['qmin']}, "
+                     f"{node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
+        return
+    ma, mb = (sem.multiplier(g[v].quant.scale, qy.scale) for v in (a, b))
     e.call(node, f"tte_add_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {cg.c_float(ma)}, {g[b].size}, "
                  f"{bptr}, {int(g[b].quant.zero_point)}, {cg.c_float(mb)}, {int(qy.zero_point)}, "
                  f"{node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
@@ -49,6 +60,12 @@ def emit_add(e: cg.Emitter, node: Node) -> None:
 def emit_requantize(e: cg.Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
+    if tflite(g):
+        m, n = requantize_multiplier(g, x, y)
+        e.call(node, f"tte_requantize_tflite_s8({g[y].size}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, {m}, {n}, "
+                     f"{int(g[y].quant.zero_point)}, {node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, "
+                     f"{e.mask(node)})")
+        return
     e.call(node, f"tte_requantize_s8({g[y].size}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, {cg.rescale(g, x, y)}, "
                  f"{int(g[y].quant.zero_point)}, {node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, "
                  f"{e.mask(node)})")
@@ -91,8 +108,23 @@ def add_preround(g: Graph, node: Node, a, b) -> np.ndarray:
     return (va + vb).astype(np.float32)
 
 
+def add_params(g: Graph, node: Node) -> np.ndarray:
+    """TFLite's ADD multipliers: [m_a, n_a, m_b, n_b, m_y, n_y] (tte.reference.fixedpoint.add_multipliers)."""
+    qa, qb, qy = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    return fp.add_multipliers(qa.scale, qb.scale, qy.scale)
+
+
 def add(g: Graph, node: Node, a, b):
-    return finish(node, add_preround(g, node, a, b), nx.zero_point(g[node.output].quant))
+    qa, qb, qy = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    if tflite(g):  # both inputs shifted left by 20 bits, rescaled, summed, rescaled (reference_integer_ops::AddFunc)
+        return finish_int(node, fp.add(a, nx.zero_point(qa), b, nx.zero_point(qb), add_params(g, node),
+                                       nx.zero_point(qy)))
+    return finish(node, add_preround(g, node, a, b), nx.zero_point(qy))
+
+
+def add_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """One multiplier literal per operand, or TFLite's six multipliers and exponents as one array."""
+    return ([add_params(g, n)], 0) if tflite(g) else ([], len(n.inputs))
 
 
 def add_grad(b, node: Node, gy: str) -> None:
@@ -114,8 +146,8 @@ def add_channels(g: Graph, n: Node, c) -> None:
 
 register(name="add", operands=("int8", "int8"), out_dtype="int8", shape=add_shape, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=add, grad=add_grad, emit=emit_add,
-         runtime=("tte_add_s8.c",), scratch=no_scratch, in_place=never, alias=False,
-         flash=literal_per_operand, code_bytes=300,
+         runtime=("tte_add_s8.c", "tte_add_tflite_s8.c"), scratch=no_scratch, in_place=never, alias=False,
+         flash=add_flash, code_bytes=300,
          channels=add_channels, layer=False, onnx=("Add", "QLinearAdd"))
 
 
@@ -123,6 +155,8 @@ register(name="add", operands=("int8", "int8"), out_dtype="int8", shape=add_shap
 
 
 def requantize(g: Graph, node: Node, x):
+    if tflite(g):  # TFLite's Requantize: MBQM(x - z_x) + z_y
+        return finish_int(node, tflite_rescale(g, node.inputs[0], node.output, x))
     qx, qy = g[node.inputs[0]].quant, g[node.output].quant
     return finish(node, rescale_preround(x, qx, qy), nx.zero_point(qy))
 
@@ -134,8 +168,8 @@ def requantize_grad(b, node: Node, gy: str) -> None:
 
 register(name="requantize", operands=("int8",), out_dtype="int8", shape=same_as_inputs, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=requantize, grad=requantize_grad,
-         emit=emit_requantize, runtime=("tte_requantize_s8.c",), scratch=no_scratch, in_place=never, alias=False,
-         flash=one_literal, code_bytes=200, channels=channels_follow, layer=False,
+         emit=emit_requantize, runtime=("tte_requantize_s8.c", "tte_requantize_tflite_s8.c"), scratch=no_scratch,
+         in_place=never, alias=False, flash=one_rescale, code_bytes=200, channels=channels_follow, layer=False,
          onnx=("Relu", "Clip", "QuantizeLinear"))
 
 

@@ -1,5 +1,6 @@
 """The gemm family: fully connected ``gemm`` (x[N, K] times w[M, K]^T plus bias), its gradients and the
-fused weight update."""
+fused weight update.  With TFLite's arithmetic the output is rounded once, ``round(acc * s_x * s_w / s_y)`` in
+double precision, as TFLite's reference FULLY_CONNECTED does (tte.reference.fixedpoint.fully_connected)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,23 @@ import numpy as np
 from ..errors import TteError
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
+from ..reference import fixedpoint as fp
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
-from .common import channels_independent, finish, mask_output, masked, never, no_scratch, one_literal
-from .conv import conv_flash, conv_multiplier, grad_input_flash
+from .common import (
+    channels_independent,
+    finish,
+    finish_int,
+    mask_output,
+    masked,
+    never,
+    no_scratch,
+    one_literal,
+    tflite,
+    weight_zero_points,
+)
+from .conv import conv_multiplier, grad_input_flash
 from .update import TRAINING_ONLY, fused_update_extra, fused_update_shape, sgd, update_attrs
 
 # -- C emitters (the ``emit`` facet) ------------------------------------------------------------
@@ -26,8 +39,11 @@ def emit_gemm(e: cg.Emitter, node: Node) -> None:
     n, k = g[x].shape
     if w in e.shared.frozen_part:
         raise TteError(f"gemm '{node.name}': a partially trained gemm weight cannot be emitted yet")
-    m = e.array(f"{node.name}_m", conv_multiplier(g, node), "float")
-    e.call(node, f"tte_gemm_s8({e.quant(x, y, node)}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
+    if tflite(g):
+        function, m = "tte_gemm_tflite_s8", e.array(f"{node.name}_scales", tflite_scales(g, node), "double")
+    else:
+        function, m = "tte_gemm_s8", e.array(f"{node.name}_m", conv_multiplier(g, node), "float")
+    e.call(node, f"{function}({e.quant(x, y, node)}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
                  f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.ptr(y)}, {e.mask(node)})")
 
 
@@ -69,10 +85,24 @@ def gemm_accumulator(g: Graph, node: Node, x, w, b) -> np.ndarray:
     return nx.exact(xc @ wc.T) + b.astype(np.int64)[None, :]
 
 
+def tflite_scales(g: Graph, node: Node) -> np.ndarray:
+    """TFLite's reference fully connected rescales in double precision: s_x * s_w[c] / s_y per output channel."""
+    xq, wq, yq = (g[n].quant for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    return fp.fc_scales(xq.scale, np.broadcast_to(np.float32(wq.scale), (g[node.inputs[1]].shape[0],)), yq.scale)
+
+
 def gemm(g: Graph, node: Node, x, w, b):
     acc = gemm_accumulator(g, node, x, w, b)
+    zy = nx.zero_point(g[node.output].quant)
+    if tflite(g):  # one rounding of acc * scale in double precision, half away from zero
+        return finish_int(node, fp.fully_connected(sem.saturate_int32(acc), tflite_scales(g, node)[None, :], zy))
     m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1)
-    return finish(node, sem.preround(acc, m), nx.zero_point(g[node.output].quant))
+    return finish(node, sem.preround(acc, m), zy)
+
+
+def gemm_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
+    """The per-channel multipliers (TFLite arithmetic: double scales), and the weight's non-zero zero points."""
+    return [tflite_scales(g, n) if tflite(g) else conv_multiplier(g, n), *weight_zero_points(g, n.inputs[1])], 0
 
 
 def gemm_grad(b, node: Node, gy: str) -> None:
@@ -88,7 +118,8 @@ def gemm_grad(b, node: Node, gy: str) -> None:
 
 register(name="gemm", operands=("int8", "int8", "int32"), out_dtype="int8", shape=gemm_shape, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=gemm, grad=gemm_grad, emit=emit_gemm,
-         runtime=("tte_gemm_s8.c",), scratch=no_scratch, in_place=never, alias=False, flash=conv_flash, code_bytes=500,
+         runtime=("tte_gemm_s8.c", "tte_gemm_tflite_s8.c"), scratch=no_scratch, in_place=never, alias=False,
+         flash=gemm_flash, code_bytes=500,
          channels=channels_independent, layer=True, onnx=("Gemm", "MatMul", "QGemm", "QLinearMatMul"))
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
 from ..reference import activations as act
+from ..reference import fixedpoint as fp
 from ..reference import numerics as nx
 from . import cgen as cg
-from .common import always, mask_output, masked, no_flash, no_scratch, one_literal, with_mask
+from .common import always, finish_int, mask_output, masked, no_flash, no_scratch, one_rescale, tflite, with_mask
 from .update import TRAINING_ONLY
 
 
@@ -39,8 +40,18 @@ def multiplier(g: Graph, node: Node):
     return act.mul_multiplier(qa.scale, qb.scale, qy.scale)
 
 
+def tflite_multiplier(g: Graph, node: Node) -> tuple[int, int]:
+    """TFLite's (Q31 multiplier, exponent) of s_a * s_b / s_y."""
+    qa, qb, qy = (g[v].quant for v in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    m, n = fp.mul_multiplier(qa.scale, qb.scale, qy.scale)
+    return int(m), int(n)
+
+
 def mul(g: Graph, node: Node, a, b):
     qa, qb, qy = (g[v].quant for v in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    if tflite(g):  # MulElementwise: MBQM((a - z_a) * (b - z_b)) + z_y, b broadcast per channel if it is the gate
+        return finish_int(node, fp.mul(a, nx.zero_point(qa), b, nx.zero_point(qb), *tflite_multiplier(g, node),
+                                       nx.zero_point(qy)))
     y, mask = act.mul_forward(a, nx.zero_point(qa), b, nx.zero_point(qb), multiplier(g, node), nx.zero_point(qy),
                               node.attrs["qmin"], node.attrs["qmax"])
     return with_mask(node, y, mask)
@@ -67,6 +78,12 @@ def emit_mul(e, node: Node) -> None:
     g = e.g
     a, b = node.inputs
     y = node.outputs[0]
+    if tflite(g):
+        m, n = tflite_multiplier(g, node)
+        e.call(node, f"tte_mul_tflite_s8({e.dims(a)}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {e.dims(b)}, "
+                     f"{e.ptr(b)}, {int(g[b].quant.zero_point)}, {m}, {n}, {int(g[y].quant.zero_point)}, "
+                     f"{node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
+        return
     e.call(node, f"tte_mul_s8({e.dims(a)}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {e.dims(b)}, {e.ptr(b)}, "
                  f"{int(g[b].quant.zero_point)}, {cg.c_float(multiplier(g, node))}, {int(g[y].quant.zero_point)}, "
                  f"{node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
@@ -75,7 +92,8 @@ def emit_mul(e, node: Node) -> None:
 # tte_mul_s8 may write over a (328 B of Thumb-2 at -Os, Cortex-M4)
 register(name="mul", operands=("int8", "int8"), out_dtype="int8", shape=mul_shape, attrs=("qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=mul, grad=mul_grad_rule, emit=emit_mul,
-         runtime=("tte_mul_s8.c",), scratch=no_scratch, in_place=always, alias=False, flash=one_literal, code_bytes=328,
+         runtime=("tte_mul_s8.c", "tte_mul_tflite_s8.c"), scratch=no_scratch, in_place=always, alias=False,
+         flash=one_rescale, code_bytes=328,
          channels=mul_channels, layer=False, onnx=("Mul", "QLinearMul"))
 
 

@@ -1,6 +1,8 @@
 """The pool family: average pool (``count_include_pad`` 0 or 1), global average pool, max pool, and
 their gradients.  Pools requantize: the window's sum (or maximum) times a multiplier, rounded and
-clamped (tte.reference.semantics)."""
+clamped (tte.reference.semantics).  With TFLite's arithmetic (tte.reference.fixedpoint): AVERAGE_POOL_2D's
+integer average of the raw values (rounded half away from zero), MEAN for the global average pool, and
+TFLite's Requantize where in and out parameters differ (TFLite's pools require them equal)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
+from ..reference import fixedpoint as fp
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
@@ -15,12 +18,16 @@ from .common import (
     attr_shape,
     channels_follow,
     finish,
+    finish_int,
     mask_output,
     masked,
     never,
     no_scratch,
-    one_literal,
+    one_rescale,
+    requantize_multiplier,
     rescale_preround,
+    tflite,
+    tflite_rescale,
     window_shape,
 )
 from .update import TRAINING_ONLY
@@ -34,6 +41,12 @@ F32 = nx.F32
 def emit_avgpool(e: cg.Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
+    if tflite(g):
+        m, n = requantize_multiplier(g, x, y)
+        e.call(node, f"tte_avgpool_tflite_s8({cg.pool_geo(node.attrs)}, {e.quant(x, y, node)}, "
+                     f"{node.attrs['count_include_pad']}, {e.dims(x)}, {e.ptr(x)}, {m}, {n}, {e.dims(y)}, {e.ptr(y)}, "
+                     f"{e.mask(node)})")
+        return
     table = avgpool_table(g, node)
     e.call(node, f"tte_avgpool_s8({cg.pool_geo(node.attrs)}, {e.quant(x, y, node)}, {node.attrs['count_include_pad']}, "
                  f"{e.dims(x)}, {e.ptr(x)}, {e.array(node.name + '_m', table, 'float')}, {e.dims(y)}, {e.ptr(y)}, "
@@ -44,6 +57,11 @@ def emit_global_avgpool(e: cg.Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
     hw = g[x].shape[2] * g[x].shape[3]
+    if tflite(g):
+        m, n = fp.mean_multiplier(g[x].quant.scale, g[y].quant.scale, hw)
+        e.call(node, f"tte_global_avgpool_tflite_s8({e.quant(x, y, node)}, {m}, {n}, {e.dims(x)}, {e.ptr(x)}, "
+                     f"{e.ptr(y)}, {e.mask(node)})")
+        return
     m = sem.multiplier(g[x].quant.scale, sem.f64(g[y].quant.scale) * hw)
     e.call(node, f"tte_global_avgpool_s8({e.quant(x, y, node)}, {cg.c_float(m)}, {e.dims(x)}, {e.ptr(x)}, {e.ptr(y)}, "
                  f"{e.mask(node)})")
@@ -52,6 +70,12 @@ def emit_global_avgpool(e: cg.Emitter, node: Node) -> None:
 def emit_maxpool(e: cg.Emitter, node: Node) -> None:
     g = e.g
     x, y = node.inputs[0], node.output
+    if tflite(g):  # TFLite's Q31 multiplier rides in the quant params; the float one is unused
+        m, n = requantize_multiplier(g, x, y)
+        q = e.tflite_quant(x, y, node, ([m], [n]), node.name)
+        e.call(node, f"tte_maxpool_s8({cg.pool_geo(node.attrs)}, {q}, 0.0f, {e.dims(x)}, {e.ptr(x)}, {e.dims(y)}, "
+                     f"{e.ptr(y)}, {e.mask(node)})")
+        return
     e.call(node, f"tte_maxpool_s8({cg.pool_geo(node.attrs)}, {e.quant(x, y, node)}, {cg.rescale(g, x, y)}, "
                  f"{e.dims(x)}, {e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)})")
 
@@ -99,6 +123,10 @@ def avgpool_accumulator(g: Graph, node: Node, x) -> tuple[np.ndarray, np.ndarray
 def avgpool(g: Graph, node: Node, x):
     acc, count = avgpool_accumulator(g, node, x)
     qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    if tflite(g):  # the raw values' sum over the count, rounded half away from zero, then TFLite's Requantize
+        zx = nx.zero_point(qx)
+        average = np.where(count == 0, zx, fp.average(acc + zx * count, np.maximum(count, 1)))
+        return finish_int(node, tflite_rescale(g, node.inputs[0], node.output, average))
     m = sem.multiplier(qx.scale, sem.f64(qy.scale) * count)
     return finish(node, sem.preround(acc, m), nx.zero_point(qy))
 
@@ -121,19 +149,25 @@ def avgpool_table(g: Graph, n: Node) -> np.ndarray:
 
 
 def avgpool_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
-    return [avgpool_table(g, n)], 0
+    """The multiplier per window count, or (TFLite arithmetic) a multiplier and exponent literal."""
+    return ([], 2) if tflite(g) else ([avgpool_table(g, n)], 0)
 
 
 register(name="avgpool", operands=("int8",), out_dtype="int8", shape=pool_shape,
          attrs=("kernel", "strides", "pads", "count_include_pad", "qmin", "qmax"), requantizes=True,
          extra=mask_output, optional=0, kernel=avgpool, grad=avgpool_grad_rule, emit=emit_avgpool,
-         runtime=("tte_avgpool_s8.c",), scratch=no_scratch, in_place=never, alias=False,
+         runtime=("tte_avgpool_s8.c", "tte_avgpool_tflite_s8.c"), scratch=no_scratch, in_place=never, alias=False,
          flash=avgpool_flash, code_bytes=400,
          channels=channels_follow, layer=False, onnx=("AveragePool", "QLinearAveragePool"))
 
 
 def global_avgpool(g: Graph, node: Node, x):
     qx, qy = g[node.inputs[0]].quant, g[node.output].quant
+    if tflite(g):  # TFLite's MEAN: MBQM(sum - z_x * H * W) with 1 / (H * W) folded into the multiplier
+        hw = x.shape[2] * x.shape[3]
+        total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
+        return finish_int(node, fp.mean(total, nx.zero_point(qx), hw, *fp.mean_multiplier(qx.scale, qy.scale, hw),
+                                        nx.zero_point(qy)))
     acc = x.astype(np.int64).sum(axis=(2, 3), keepdims=True) - nx.zero_point(qx) * x.shape[2] * x.shape[3]
     m = sem.multiplier(qx.scale, sem.f64(qy.scale) * (x.shape[2] * x.shape[3]))
     return finish(node, sem.preround(acc, m), nx.zero_point(qy))
@@ -149,14 +183,16 @@ def global_avgpool_grad_rule(b, node: Node, gy: str) -> None:
 register(name="global_avgpool", operands=("int8",), out_dtype="int8",
          shape=lambda g, n: (*g[n.inputs[0]].shape[:2], 1, 1), attrs=("qmin", "qmax"), requantizes=True,
          extra=mask_output, optional=0, kernel=global_avgpool, grad=global_avgpool_grad_rule,
-         emit=emit_global_avgpool, runtime=("tte_global_avgpool_s8.c",), scratch=no_scratch, in_place=never,
-         alias=False, flash=one_literal, code_bytes=250, channels=channels_follow, layer=False,
-         onnx=("GlobalAveragePool", "ReduceMean", "QLinearGlobalAveragePool"))
+         emit=emit_global_avgpool, runtime=("tte_global_avgpool_s8.c", "tte_global_avgpool_tflite_s8.c"),
+         scratch=no_scratch, in_place=never, alias=False, flash=one_rescale, code_bytes=250, channels=channels_follow,
+         layer=False, onnx=("GlobalAveragePool", "ReduceMean", "QLinearGlobalAveragePool"))
 
 
 def maxpool(g: Graph, node: Node, x):
     xp = nx.pad(x.astype(np.int16), node.attrs["pads"], value=-32768)
     pooled = nx.windows(xp, node.attrs["kernel"], node.attrs["strides"]).max(axis=(-2, -1)).astype(np.int8)
+    if tflite(g):  # TFLite's Requantize of the maximum: the identity when in and out parameters are equal
+        return finish_int(node, tflite_rescale(g, node.inputs[0], node.output, pooled))
     qx, qy = g[node.inputs[0]].quant, g[node.output].quant
     return finish(node, rescale_preround(pooled, qx, qy), nx.zero_point(qy))
 
@@ -173,7 +209,7 @@ register(name="maxpool", operands=("int8",), out_dtype="int8", shape=pool_shape,
          attrs=("kernel", "strides", "pads", "qmin", "qmax"), requantizes=True, extra=mask_output, optional=0,
          kernel=maxpool, grad=maxpool_grad_rule, emit=emit_maxpool, runtime=("tte_maxpool_s8.c",),
          scratch=no_scratch, in_place=never, alias=False,
-         flash=one_literal, code_bytes=300, channels=channels_follow, layer=False,
+         flash=one_rescale, code_bytes=300, channels=channels_follow, layer=False,
          onnx=("MaxPool",))
 
 

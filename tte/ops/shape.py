@@ -1,6 +1,8 @@
 """The shape family: ``reshape`` (a view: no data moves), ``concat`` (along channels, each operand
 rescaled to the output), ``quantize`` / ``dequantize`` at the graph's boundaries, and in training graphs
-``slice`` (a concat's gradient, per operand) and ``freshape`` (a reshape's gradient, a view)."""
+``slice`` (a concat's gradient, per operand) and ``freshape`` (a reshape's gradient, a view).  With TFLite's
+arithmetic, concat copies operands with the output's parameters and requantizes the others (TFLite's
+Requantize), and quantize rounds half away from zero (AffineQuantize)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 from ..errors import TteError
 from ..ir import Graph, Node
 from ..ir.registry import Shape, register
+from ..reference import fixedpoint as fp
 from ..reference import numerics as nx
 from ..reference import semantics as sem
 from . import cgen as cg
@@ -16,14 +19,18 @@ from .common import (
     attr_shape,
     channels_pinned,
     finish,
+    finish_int,
     literal_per_operand,
     mask_output,
     masked,
     never,
     no_flash,
     no_scratch,
+    requantize_multiplier,
     rescale_preround,
     same_as_inputs,
+    tflite,
+    tflite_rescale,
 )
 from .update import TRAINING_ONLY
 
@@ -37,6 +44,13 @@ def emit_concat(e: cg.Emitter, node: Node) -> None:
         raise TteError(f"concat '{node.name}': only channel concatenation of NCHW tensors can be emitted")
     offset = 0
     for x in node.inputs:
+        if tflite(g):  # a copy when the parameters are equal, else TFLite's Requantize
+            m, n = requantize_multiplier(g, x, y)
+            e.call(node, f"tte_concat_channels_tflite_s8({e.dims(x)}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, {m}, "
+                         f"{n}, {int(g[y].quant.zero_point)}, {node.attrs['qmin']}, {node.attrs['qmax']}, "
+                         f"{g[y].shape[1]}, {offset}, {e.ptr(y)}, {e.mask(node)})")
+            offset += g[x].shape[1]
+            continue
         e.call(node, f"tte_concat_channels_s8({e.dims(x)}, {e.ptr(x)}, {int(g[x].quant.zero_point)}, "
                      f"{cg.rescale(g, x, y)}, {int(g[y].quant.zero_point)}, {node.attrs['qmin']}, "
                      f"{node.attrs['qmax']}, {g[y].shape[1]}, {offset}, {e.ptr(y)}, {e.mask(node)})")
@@ -66,7 +80,8 @@ def emit_alias(e: cg.Emitter, node: Node) -> None:
 def emit_quantize(e: cg.Emitter, node: Node) -> None:
     """Quantizing the float input is the float API's prologue; the int8 API finds the input in place."""
     q = e.g[node.output].quant
-    call = (f"tte_quantize_f32({e.g[node.output].size}, input, {cg.c_float(q.scale)}, {int(q.zero_point)}, "
+    function = "tte_quantize_tflite_f32" if tflite(e.g) else "tte_quantize_f32"
+    call = (f"{function}({e.g[node.output].size}, input, {cg.c_float(q.scale)}, {int(q.zero_point)}, "
             f"{e.ptr(node.output)})")
     e.prologue += cg.format_call("TTE_CHECK(", call, ");")
     e.input_ptr = e.ptr(node.output)
@@ -139,6 +154,9 @@ def concat_shape(g: Graph, n: Node) -> Shape:
 
 def concat(g: Graph, node: Node, *xs):
     qy = g[node.output].quant
+    if tflite(g):  # TFLite's int8 CONCATENATION copies (equal parameters); otherwise each operand is requantized
+        parts = [tflite_rescale(g, n, node.output, x) for n, x in zip(node.inputs, xs)]
+        return finish_int(node, np.concatenate(parts, axis=node.attrs["axis"]))
     v = np.concatenate([rescale_preround(x, g[n].quant, qy) for n, x in zip(node.inputs, xs)], axis=node.attrs["axis"])
     return finish(node, v, nx.zero_point(qy))
 
@@ -155,7 +173,8 @@ def concat_grad(b, node: Node, gy: str) -> None:
 
 register(name="concat", operands=None, out_dtype="int8", shape=concat_shape, attrs=("axis", "qmin", "qmax"),
          requantizes=True, extra=mask_output, optional=0, kernel=concat, grad=concat_grad, emit=emit_concat,
-         runtime=("tte_concat_channels_s8.c",), scratch=no_scratch, in_place=never, alias=False,
+         runtime=("tte_concat_channels_s8.c", "tte_concat_channels_tflite_s8.c"), scratch=no_scratch, in_place=never,
+         alias=False,
          flash=literal_per_operand, code_bytes=200,
          channels=channels_pinned, layer=False, onnx=("Concat", "QLinearConcat"))
 
@@ -165,6 +184,8 @@ register(name="concat", operands=None, out_dtype="int8", shape=concat_shape, att
 
 def quantize(g: Graph, node: Node, x) -> np.ndarray:
     q = g[node.output].quant
+    if tflite(g):  # AffineQuantize: round half away from zero
+        return fp.quantize(x, q.scale, nx.zero_point(q))
     return sem.quantize(x, float(q.scale), nx.zero_point(q))
 
 
@@ -174,7 +195,7 @@ def quantize_grad(b, node: Node, gy: str) -> None:
 
 register(name="quantize", operands=("float32",), out_dtype="int8", shape=same_as_inputs, attrs=(), requantizes=False,
          extra=None, optional=0, kernel=quantize, grad=quantize_grad, emit=emit_quantize,
-         runtime=("tte_quantize_f32.c",), scratch=no_scratch, in_place=never, alias=False,
+         runtime=("tte_quantize_f32.c", "tte_quantize_tflite_f32.c"), scratch=no_scratch, in_place=never, alias=False,
          flash=no_flash, code_bytes=150,
          channels=channels_pinned, layer=False, onnx=("QuantizeLinear",))
 

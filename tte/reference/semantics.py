@@ -2,6 +2,16 @@
 
 Notation: an int8 tensor q with scale s and zero point z stands for the real value s * (q - z).
 
+A graph uses one of two integer arithmetics (``tte.ir.facts.arithmetic``).  This module defines the default,
+``"onnxruntime"`` (points 1 to 5 below).  ``"tflite"`` -- set by the TFLite frontend, or ``tte.load(path,
+arithmetic="tflite")`` -- is TFLite's reference int8 kernels bit for bit, defined in
+:mod:`tte.reference.fixedpoint`: the same exact accumulators (point 1), then Q31 multipliers computed from the
+scales in double precision and TFLite's per-op integer algorithms instead of points 2 to 5 (conv: MBQM per
+channel; fully connected: one rounding of ``acc * scale`` in double; ADD's 20-bit left shift; AVERAGE_POOL's
+half-away-from-zero integer average; MEAN's folded 1/count; Requantize; AffineQuantize rounding half away from
+zero; LOGISTIC / HARD_SWISH tables from their integer algorithms).  In both, the saturation mask of a requantizing
+op is set where the integer before the final clamp lies inside [qmin, qmax].
+
 1. **Accumulation.**  Conv and gemm accumulate ``acc = sum((q_x - z_x) * (q_w - z_w)) + bias`` exactly
    (int64 in numpy; the C kernels accumulate the products in int32, which cannot overflow for the
    layer sizes we accept, and add the bias with saturation).  Pools accumulate ``sum(q_x - z_x)``.
@@ -23,7 +33,9 @@ Notation: an int8 tensor q with scale s and zero point z stands for the real val
    reproducible bit for bit in C by clamping v to [-256, 256] and rounding with the float32
    magic-number trick ``(v + 1.5 * 2**23) - 1.5 * 2**23``.
 4. **Input quantization**: ``q = clamp(round_half_even(float32(x) / s) + z)``, a float32 division as in
-   the ONNX QuantizeLinear definition.  **Output dequantization**: ``float32(q - z) * s``.
+   the ONNX QuantizeLinear definition.  NaN quantizes to -128 whatever the zero point (both arithmetics;
+   :func:`round_clamp` takes NaN as the low end, -256, as the C does), and +-inf to the clamp's ends.
+   **Output dequantization**: ``float32(q - z) * s``.
 5. **Max pooling** takes the int8 maximum of the window (padding never wins), then requantizes it as
    ``acc = q - z_x`` when the output parameters differ from the input's; otherwise only the clamp
    applies.  **Reshape** moves no data and keeps the parameters.
@@ -54,16 +66,22 @@ def multiplier(numerator, denominator) -> np.ndarray:
     return (f64(numerator) / f64(denominator)).astype(np.float32)
 
 
+def _clamped(v: np.ndarray) -> np.ndarray:
+    """float32 ``v`` clamped to [-256, 256], NaN to -256 (as the C's ``if (!(v >= -256.0f))``)."""
+    v = np.asarray(v, dtype=np.float32)
+    return np.where(np.isnan(v), np.float32(-256), np.clip(v, np.float32(-256), np.float32(256)))
+
+
 def round_clamp(v: np.ndarray, zero_point: int, qmin: int = -128, qmax: int = 127) -> np.ndarray:
-    """``clamp(round_half_even(v) + zero_point, qmin, qmax)`` as int8, for float32 ``v``."""
-    r = np.rint(np.clip(np.asarray(v, dtype=np.float32), -256.0, 256.0))
+    """``clamp(round_half_even(v) + zero_point, qmin, qmax)`` as int8, for float32 ``v`` (NaN: the low end)."""
+    r = np.rint(_clamped(v))
     return np.clip(r.astype(np.int32) + int(zero_point), qmin, qmax).astype(np.int8)
 
 
 def round_clamp_mask(v: np.ndarray, zero_point: int, qmin: int = -128, qmax: int = 127):
     """:func:`round_clamp` and its saturation mask: True where ``round(v) + zero_point`` lies in
     [qmin, qmax], i.e. where the clamp did not act (the straight-through gradient passes there)."""
-    r = np.rint(np.clip(np.asarray(v, dtype=np.float32), -256.0, 256.0)).astype(np.int32) + int(zero_point)
+    r = np.rint(_clamped(v)).astype(np.int32) + int(zero_point)
     return np.clip(r, qmin, qmax).astype(np.int8), (r >= qmin) & (r <= qmax)
 
 
