@@ -2,12 +2,10 @@
 
 a. PyTorch (TorchScript exporter) -> onnxruntime ``quantize_static`` with uint8 activations (QUInt8, U8S8),
    QDQ and QOperator, per-tensor and per-channel weights: a small CNN and one with a depthwise conv and a
-   residual add.
+   residual add; a ZeroPad2d on the input and a BatchNormalization kept in the graph; ``x.view(x.size(0), -1)``
+   exported with a dynamic batch (Shape -> Gather -> Unsqueeze -> Concat -> Reshape).
 b. The tf2onnx conversions of the MLPerf Tiny models (``../shared/models/external/*.tf2onnx.onnx``):
    dynamic batch, int8 NHWC input, Softmax at the end.
-
-Tests that need a construct another part of the frontend lifts (a Pad, a BatchNormalization, the NHWC
-input's Transpose) skip, saying which, until the lifter takes it (and fail in CI, where nothing may skip).
 """
 
 from __future__ import annotations
@@ -66,20 +64,40 @@ class DepthwiseResidual(nn.Module):
 
 
 class PaddedBatchNorm(nn.Module):
-    """ZeroPad2d (a Pad whose pads the exporter computes from constants) and a BatchNormalization kept in
-    the graph (TrainingMode.PRESERVE)."""
+    """ZeroPad2d on the input (a Pad whose pads the exporter computes from constants; onnxruntime's QOperator
+    quantizer leaves it on the float input, before the QuantizeLinear) and a BatchNormalization kept in the
+    graph (TrainingMode.PRESERVE), then a conv: QOperator leaves the BatchNormalization float, and the conv's
+    QuantizeLinear after it makes it one int8 op.  (Right before the classifier's mean nothing int8 computes it:
+    tests/test_onnx_rewrites.py::test_batchnorm_in_qoperator_models checks that error.)"""
 
     def __init__(self):
         super().__init__()
         self.pad, self.conv, self.bn = nn.ZeroPad2d(1), nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
         self.fc = nn.Linear(8, 10)
 
     def forward(self, x):
         x = torch.relu(self.bn(self.conv(self.pad(x))))
+        x = torch.relu(self.conv2(x))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-MODELS = {"cnn": SmallCNN, "dwres": DepthwiseResidual, "padbn": PaddedBatchNorm}
+class ViewFlatten(nn.Module):
+    """The classifier's input flattened with ``x.view(x.size(0), -1)``, exported with a dynamic batch: the
+    exporter writes Shape -> Gather -> Unsqueeze -> Concat for the Reshape's target."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = torch.relu(self.conv2(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+MODELS = {"cnn": SmallCNN, "dwres": DepthwiseResidual, "padbn": PaddedBatchNorm, "view": ViewFlatten}
 
 
 def export(name: str, path) -> None:
@@ -91,6 +109,8 @@ def export(name: str, path) -> None:
             module.bn.running_var.uniform_(0.5, 2.0)
             module.bn.weight.uniform_(0.5, 1.5)
     kwargs = {"training": torch.onnx.TrainingMode.PRESERVE} if name == "padbn" else {}
+    if name == "view":  # a dynamic batch: x.size(0) stays a Shape node
+        kwargs = {"dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (torch.zeros(SHAPE),), str(path), dynamo=False, opset_version=13,
@@ -120,17 +140,6 @@ def quantize_u8(float_path, fmt: str, per_channel: bool) -> str:
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
     return str(out)
-
-
-def load_or_skip(path, **kwargs):
-    """tte.load, skipping while the lifter lacks an op another part of the frontend is adding."""
-    try:
-        return tte.load(path, **kwargs)
-    except tte.TteError as e:
-        for op in ("Pad", "BatchNormalization", "Transpose"):
-            if f"unsupported op '{op}'" in str(e) or f": {op} node " in str(e):
-                pytest.skip(f"the lifter does not take this '{op}' yet: {str(e)[-200:]}")
-        raise
 
 
 def output_step(g) -> float:
@@ -199,8 +208,38 @@ def test_torch_pad_and_batchnorm(exported, tmp_path, fmt):
     """The exporter's constant chain for ZeroPad2d's pads is evaluated at load; Pad and BatchNormalization
     are the lifter's."""
     path = quantize_u8(exported["padbn"], fmt, per_channel=True)
-    g = load_or_skip(path)
-    assert any("evaluated at load" in n for n in g.metadata.values())
+    model = onnx.load(path)
+    pad = next(n for n in model.graph.node if n.op_type == "Pad")
+    assert (pad.input[0] == "input") == (fmt == "QOperator")  # QOperator pads the float input, then quantizes
+    g = tte.load(path)
+    notes = [v for k, v in g.metadata.items() if k.startswith("note:")]
+    assert any("evaluated at load" in n for n in notes)
+    assert any("zero padding [1, 1, 1, 1] of H, W) folded into" in n for n in notes)
+    assert any("BatchNormalization node" in n for n in notes)
+    if fmt == "QOperator":
+        assert any("of the float graph input 'input' moves after QuantizeLinear node" in n and "zero point" in n
+                   for n in notes), notes
+    assert next(n for n in g.nodes if n.op == "conv").attrs["pads"] == (1, 1, 1, 1)
+    sess, step = ort_session(path), output_step(g)
+    for x in random_images(8):
+        assert np.abs(g.infer(x) - sess.run(None, {"input": x})[0]).max() <= step * 1.001
+    program = tte.compile(path, scheme="full", classes=3, lr=0.2)
+    losses = train_both(program, tmp_path, random_images(1, seed=4)[0], classes=3)
+    assert losses[-1] < losses[2] < losses[0], losses
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_torch_view_with_dynamic_batch(exported, tmp_path, fmt):
+    """``x.view(x.size(0), -1)`` with a dynamic batch: the batch becomes 1, then the Shape of the (now statically
+    shaped) activation is a constant and the Reshape's target chain is evaluated at load."""
+    path = quantize_u8(exported["view"], fmt, per_channel=True)
+    assert "Shape" in {n.op_type for n in onnx.load(path).graph.node}
+    g = tte.load(path)
+    notes = [v for k, v in g.metadata.items() if k.startswith("note:")]
+    assert any("dynamic batch dimension 'batch' set to 1" in n for n in notes), notes
+    assert any("Shape / Size node(s) of statically shaped tensors" in n and "[1, 8, 4, 4]" in n and "Gather" in n
+               for n in notes), notes
+    assert next(n for n in g.nodes if n.op == "reshape").attrs["shape"] == (1, 128)
     sess, step = ort_session(path), output_step(g)
     for x in random_images(8):
         assert np.abs(g.infer(x) - sess.run(None, {"input": x})[0]).max() <= step * 1.001
@@ -239,7 +278,7 @@ def test_tf2onnx_loads_as_written(name):
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.INT8
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a dynamic batch
     assert model.graph.node[-2].op_type == "Softmax"
-    g = load_or_skip(path)
+    g = tte.load(path)
     notes = [v for k, v in g.metadata.items() if k.startswith("note:")]
     assert any("is int8 in the model" in n for n in notes)
     assert any("Softmax" in n and "logits" in n for n in notes)
@@ -258,7 +297,7 @@ def test_tf2onnx_forward_agrees_with_onnxruntime(name, figures):
     import ortref
 
     path = external(name)
-    g = load_or_skip(path)
+    g = tte.load(path)
     model = onnx.load(str(path))
     logits = next(n.input[0] for n in model.graph.node if n.op_type == "Softmax")
     sess, step, layers = ort_session(path, [logits]), output_step(g), ortref.Intermediates(str(path))
@@ -282,6 +321,6 @@ def test_tf2onnx_forward_agrees_with_onnxruntime(name, figures):
 @pytest.mark.parametrize("name", TF2ONNX)
 def test_tf2onnx_plan_fits(name):
     path = external(name)
-    load_or_skip(path)
+    tte.load(path)
     r = CliRunner().invoke(main, ["plan", str(path), "--sram", "256k", "--scheme", "auto"])
     assert r.exit_code == 0, r.output

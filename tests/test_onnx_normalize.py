@@ -404,3 +404,82 @@ def test_static_batch_set_to_one(built, tmp_path):
                         ((1, 3, 8, 8), "axis 2")):
         with pytest.raises(tte.TteError, match=needle.replace("(", r"\(").replace(")", r"\)")):
             tte.load(path, input_shape=bad)
+
+
+# -- 7. Shape of a statically shaped tensor, after the input shapes are fixed -----------------------------------------
+def shape_chain(model, with_size: bool) -> None:
+    """The Reshape's target as ``x.view(x.size(0), -1)`` exports it (Shape -> Gather -> Unsqueeze -> Concat), or
+    ``x.view(x.size(0), x.numel() // x.size(0))`` (with Size and Div)."""
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    x, target = reshape.input[0], f"{reshape.input[1]}_computed"
+    ints = {"c_zero": [0], "c_minus": [-1], "c_index": 0}
+    model.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), k) for k, v in ints.items())
+    nodes = [helper.make_node("Shape", [x], ["x_shape"], name="shape"),
+             helper.make_node("Gather", ["x_shape", "c_index"], ["x_batch"], axis=0),
+             helper.make_node("Unsqueeze", ["x_batch", "c_zero"], ["x_batch_1d"])]
+    if with_size:
+        nodes += [helper.make_node("Size", [x], ["x_size"], name="size"),
+                  helper.make_node("Div", ["x_size", "x_batch"], ["x_rest"]),
+                  helper.make_node("Unsqueeze", ["x_rest", "c_zero"], ["x_rest_1d"]),
+                  helper.make_node("Concat", ["x_batch_1d", "x_rest_1d"], [target], axis=0)]
+    else:
+        nodes.append(helper.make_node("Concat", ["x_batch_1d", "c_minus"], [target], axis=0))
+    at = list(model.graph.node).index(reshape)
+    for k, node in enumerate(nodes):
+        model.graph.node.insert(at + k, node)
+    reshape.input[1] = target
+
+
+@pytest.mark.parametrize("with_size", [False, True], ids=["shape", "shape-and-size"])
+@pytest.mark.parametrize("batch", ["dynamic", "static-16"])
+def test_shape_of_static_tensors_is_evaluated_after_the_batch_is_fixed(built, tmp_path, batch, with_size):
+    """A dynamic batch becomes 1, a static batch of 16 is set to 1 by --input-shape: only then is the Shape (Size) a
+    constant, the batch read as 1, never as 16."""
+    model = base(built)
+    for vi in [model.graph.input[0], *model.graph.output]:
+        dim = vi.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        if batch == "dynamic":
+            dim.dim_param = "N"
+        else:
+            dim.dim_value = 16
+    del model.graph.value_info[:]
+    shape_chain(model, with_size)
+    path = save(model, tmp_path / f"shape_{batch}.onnx")
+    args = () if batch == "dynamic" else ("--input-shape", "1,3,16,16")
+    g = tte.load(path, input_shape=None if batch == "dynamic" else SHAPE)
+    assert next(n for n in g.nodes if n.op == "reshape").attrs["shape"] == (1, 8)
+    want = ["Shape / Size node(s) of statically shaped tensors", "'shape' [1, 8, 1, 1]", "with the fixed input shapes",
+            "evaluated at load into initializers"]
+    want += ["'size' [1, 8, 1, 1]", "(Concat, Div, Gather, Unsqueeze)"] if with_size else \
+        ["(Concat, Gather, Unsqueeze)"]
+    assert has_note(inspect_notes(path, *args), *want), inspect_notes(path, *args)
+    count = 1 if batch == "dynamic" else 16
+    xs = random_inputs(count)
+    ref = ort_run(path, {INPUT_NAME: np.concatenate(xs)}, [OUTPUT_NAME])[0]
+    got = np.concatenate([g.infer(x) for x in xs])
+    assert np.abs(got - ref).max() <= output_step(g) * 1.001
+
+
+def test_shape_start_end_and_what_stays():
+    """Shape's start / end (opset 15) slice the static shape as ONNX does; a Shape of a tensor whose shape is not
+    static, and a Shape that is a graph output, stay."""
+    from tte.frontend.normalize import fold_static_shapes
+
+    nodes = [helper.make_node("Shape", ["x"], ["s_mid"], start=1, end=-1),
+             helper.make_node("Shape", ["x"], ["s_tail"], start=-2),
+             helper.make_node("Shape", ["x"], ["s_out"]),
+             helper.make_node("Shape", ["y"], ["s_dyn"]),
+             helper.make_node("Concat", ["s_mid", "s_tail", "s_dyn"], ["cat"], axis=0),
+             helper.make_node("Identity", ["cat"], ["out"])]
+    graph = helper.make_graph(nodes, "shapes", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 7]),
+                                                helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              [helper.make_tensor_value_info("out", TensorProto.INT64, [6]),
+                               helper.make_tensor_value_info("s_out", TensorProto.INT64, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+    onnx.checker.check_model(model)
+    note = fold_static_shapes(model)
+    inits = {t.name: numpy_helper.to_array(t).tolist() for t in model.graph.initializer}
+    assert inits == {"s_mid": [3, 5], "s_tail": [5, 7]}
+    assert [n.output[0] for n in model.graph.node] == ["s_out", "s_dyn", "cat", "out"]
+    assert note.startswith("2 Shape / Size node(s)") and "[1, 3, 5, 7]" in note

@@ -230,6 +230,99 @@ def test_transpose_mid_graph_is_a_clear_error(tmp_path):
           "only of the graph input")
 
 
+# -- 3b: data movement and zero padding of the float graph input, before its QuantizeLinear ---------------------
+def float_input_net(kind: str) -> onnx.ModelProto:
+    """The graph input reaches its first QuantizeLinear through ``kind``: onnxruntime's QOperator quantizer (and for
+    most of them its QDQ one) leaves an op it only moves values with float when its input is not quantized yet."""
+    nhwc = kind in ("transpose", "transpose-pad")
+    n = Net((1, 8, 8, 3) if nhwc else (1, 3, 8, 8))
+    x, c, pads = "input", 3, None
+    if nhwc:
+        x = n.op("Transpose", [x], perm=[0, 3, 1, 2])
+    if kind in ("pad", "transpose-pad"):  # pads as an input, the value 0.0 given or not
+        value = [n.const(0.0)] if kind == "pad" else []
+        x = n.op("Pad", [x, n.const([0, 0, 1, 2, 0, 0, 1, 0], np.int64), *value], mode="constant")
+        pads = [0] * 4
+    elif kind == "flatten":  # an MLP on the image
+        x = n.op("Relu", [n.gemm(n.op("Flatten", [x]), 192, 16)])
+        return n.model(n.gemm(x, 16, 5), (1, 5))
+    elif kind == "reshape":
+        x, c = n.op("Reshape", [x, n.const([1, 6, 4, 8], np.int64)]), 6
+    elif kind == "unsqueeze-squeeze":
+        x = n.op("Squeeze", [n.op("Unsqueeze", [x, n.const([0], np.int64)]), n.const([0], np.int64)])
+    elif kind == "maxpool":
+        x = n.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    x = n.op("Relu", [n.conv(x, c, 4, pads=pads)])
+    x = n.op("Flatten", [n.op("GlobalAveragePool", [x])])
+    return n.model(n.gemm(x, 4, 5), (1, 5))
+
+
+def before_quantization(path) -> list[str]:
+    """The ops between the graph input and its first QuantizeLinear."""
+    model = onnx.load(str(path))
+    ops, name = [], model.graph.input[0].name
+    while (node := next(nd for nd in model.graph.node if name in nd.input)).op_type != "QuantizeLinear":
+        ops.append(node.op_type)
+        name = node.output[0]
+    return ops
+
+
+FLOAT_INPUT_FORMS = {  # kind: (ONNX ops before the QuantizeLinear in QOperator models, IR ops they become, note)
+    "pad": (["Pad"], ["quantize", "conv"], "of the float graph input 'input' moves after QuantizeLinear node"),
+    "transpose-pad": (["Transpose", "Pad"], ["quantize", "transpose", "conv"],
+                      "of the float graph input 'input' moves after QuantizeLinear node"),
+    "transpose": (["Transpose"], ["quantize", "transpose", "conv"], "(perm [0, 3, 1, 2]) of the graph input 'input' "
+                                                                    "runs on its int8 values"),
+    "flatten": (["Flatten"], ["quantize", "reshape", "gemm"], "([1, 3, 8, 8] -> [1, 192]) of the graph input "
+                                                              "'input' runs on its int8 values"),
+    "reshape": (["Reshape"], ["quantize", "reshape", "conv"], "([1, 3, 8, 8] -> [1, 6, 4, 8]) of the graph input"),
+    "unsqueeze-squeeze": (["Unsqueeze", "Squeeze"], ["quantize", "reshape", "conv"],
+                          "([1, 1, 3, 8, 8] -> [1, 3, 8, 8]) of the graph input"),
+    "maxpool": (["MaxPool"], ["quantize", "maxpool", "conv"], "quantizing is monotonic: it commutes with the max"),
+}
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+@pytest.mark.parametrize("kind", list(FLOAT_INPUT_FORMS))
+def test_float_input_moved_or_padded_before_its_quantization(kind, fmt, tmp_path):
+    """Quantizing is elementwise and monotonic: a Transpose / Flatten / Reshape / Squeeze / Unsqueeze / MaxPool of
+    the float input runs on its int8 values after the quantization, and a Pad of 0.0 pads them with the zero point
+    (0.0 quantizes to it exactly), which then folds into the conv."""
+    onnx_ops, ir_ops, note = FLOAT_INPUT_FORMS[kind]
+    path = quantized(float_input_net(kind), tmp_path, fmt, name=kind)
+    if fmt == "qop":
+        assert before_quantization(path) == onnx_ops
+    g = agree(path)
+    assert [n.op for n in g.nodes][:len(ir_ops)] == ir_ops
+    assert g[g.inputs[0]].shape == ((1, 8, 8, 3) if "transpose" in kind else (1, 3, 8, 8))
+    if "pad" in kind:
+        assert next(n for n in g.nodes if n.op == "conv").attrs["pads"] == (1, 2, 1, 0)
+        if fmt == "qop":
+            inspect_lists(path, note, "padded with the zero point", "folded into QLinearConv node")
+    elif kind in ("transpose", "maxpool") or fmt == "qop":
+        inspect_lists(path, note)
+    trains(path, steps=4)
+
+
+def test_float_input_pad_errors(tmp_path):
+    """A Pad of the float input with a value other than 0.0 does not quantize to the zero point; one whose output
+    another float op reads is not folded."""
+    n = Net((1, 3, 8, 8))
+    x = n.op("Pad", ["input", n.const([0, 0, 1, 1, 0, 0, 1, 1], np.int64), n.const(0.5)], mode="constant")
+    model = n.model(n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [n.conv(x, 3, 4, pads=[0] * 4)])]), 4, 5),
+                    (1, 5))
+    path = quantized(model, tmp_path, "qop", name="half")
+    assert before_quantization(path) == ["Pad"]
+    error(path, "Pad node", "pads with the value 0.5, not 0.0")
+    n = Net((1, 3, 8, 8))
+    x = n.op("Relu", [n.op("Pad", ["input", n.const([0, 0, 1, 1, 0, 0, 1, 1], np.int64)], mode="constant")])
+    model = n.model(n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [n.conv(x, 3, 4, pads=[0] * 4)])]), 4, 5),
+                    (1, 5))
+    path = quantized(model, tmp_path, "qop", name="relu")
+    assert before_quantization(path) == ["Pad", "Relu"]
+    error(path, "Relu node", "reads the output of the zero Pad node", "Conv, AveragePool or MaxPool")
+
+
 # -- 4: global average pooling written as ReduceMean ----------------------------------------------------------
 def mean_net(kind: str) -> onnx.ModelProto:
     n = Net((1, 3, 8, 6))
@@ -332,8 +425,8 @@ def test_qlinear_add_and_mul_with_the_constant_first(tmp_path):
 
 # -- 7: a per-channel axis out of range on a 1-D tensor --------------------------------------------------------
 def test_bias_axis_out_of_range_reads_as_axis_0(tmp_path):
-    """onnxruntime (default session options) runs a 1-D bias DequantizeLinear with axis 3; the lifter reads it as
-    axis 0.  (The lifter is called directly: tte.frontend.validate refuses the axis before it.)"""
+    """onnxruntime (default session options) runs a 1-D bias DequantizeLinear with axis 3; tte reads it as axis 0
+    (validation lets exactly this case through: a 1-d constant with one scale per entry)."""
     n = Net((1, 3, 8, 8))
     x = n.op("Flatten", [n.op("GlobalAveragePool", [n.op("Relu", [n.conv("input", 3, 4)])])])
     path = quantized(n.model(n.gemm(x, 4, 5), (1, 5)), tmp_path)
@@ -343,8 +436,8 @@ def test_bias_axis_out_of_range_reads_as_axis_0(tmp_path):
                    and inits[d.input[0]].dtype == np.int32)
     next(a for a in bias_dq.attribute if a.name == "axis").i = 3
     onnx.save(model, str(path))
-    g = Lifter(model, str(path), infer_shapes(model, path)).lift()
-    g.verify()
+    g = tte.load(path)
+    inspect_lists(path, "per-channel axis 3 of the 1-d tensor")
     sess = ortref.session(str(path))  # with its graph optimizations, which fold the bias's DequantizeLinear
     step = float(g[g.nodes[-1].inputs[0]].quant.scale)
     for x in inputs((1, 3, 8, 8), 6):

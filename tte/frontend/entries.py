@@ -42,10 +42,29 @@ class QConst:
 
 @dataclass(frozen=True)
 class FloatInput:
-    """A float graph input that has not been quantized yet; ``perm``: a Transpose of it, which runs on the int8
-    values after the quantization (quantizing commutes with moving values)."""
+    """A float graph input that has not been quantized yet; ``moves``: what the Transpose / Flatten / Reshape /
+    Squeeze / Unsqueeze / MaxPool nodes between it and its QuantizeLinear did to it, in order, each as
+    ``(IR op, attributes, shape after it)``.  They run on the int8 values after the quantization: quantizing is
+    elementwise, so it commutes with moving values, and monotonic, so it commutes with a max."""
     name: str
-    perm: tuple[int, ...] | None = None
+    moves: tuple[tuple[str, tuple[tuple[str, Any], ...], tuple[int, ...]], ...] = ()
+
+    def moved(self, op: str, shape: tuple[int, ...], /, **attrs) -> FloatInput:
+        """This input with one more move; consecutive transposes compose, consecutive reshapes keep the last, a
+        transpose that moves nothing is none."""
+        moves, shape = self.moves, tuple(int(d) for d in shape)
+        if moves and moves[-1][0] == op and op in ("transpose", "reshape"):
+            if op == "transpose":
+                prev = dict(moves[-1][1])["perm"]
+                attrs = {"perm": tuple(prev[p] for p in attrs["perm"])}
+            moves = moves[:-1]
+        if op == "transpose" and tuple(attrs["perm"]) == tuple(range(len(attrs["perm"]))):
+            return FloatInput(self.name, moves)
+        return FloatInput(self.name, (*moves, (op, tuple(attrs.items()), shape)))
+
+    def shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape after the moves, of an input of ``shape``."""
+        return self.moves[-1][2] if self.moves else tuple(shape)
 
 
 @dataclass(frozen=True)
@@ -63,8 +82,9 @@ class Pending:
 @dataclass(frozen=True)
 class Padded:
     """``base`` (an Int8 or Real entry, NCHW) after a zero-valued ONNX Pad of ``pads`` = (top, left, bottom,
-    right): the next window op (conv, pool) takes them as padding of its own."""
-    base: Int8 | Real
+    right): the next window op (conv, pool) takes them as padding of its own.  ``base`` is a :class:`FloatInput`
+    for a Pad of 0.0 on the float graph input, until its QuantizeLinear (which makes the zeros the zero point)."""
+    base: Int8 | Real | FloatInput
     pads: tuple[int, int, int, int]
     node: onnx.NodeProto
 

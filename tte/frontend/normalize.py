@@ -23,6 +23,10 @@ the graph's notes (``tte inspect`` lists them):
 * **uint8 quantization** (onnxruntime ``QuantType.QUInt8``, QDQ and QOperator): every uint8 zero point and
   uint8 quantized initializer is shifted by -128 to int8.  Exact, because every use is ``q - z`` (or a
   max / data movement, which commute with the shift); a model with any other use is left as it is.
+
+:func:`fold_static_shapes` runs later, once the input shapes are fixed (``load``): a **Shape / Size of a
+statically shaped tensor** (``x.view(x.size(0), -1)`` exported with a dynamic batch) becomes an initializer and
+the constant subgraph after it is evaluated as above.
 """
 
 from __future__ import annotations
@@ -233,6 +237,64 @@ def _fold_constants(model: onnx.ModelProto) -> str | None:
     model.graph.node.extend(kept)
     kinds = ", ".join(sorted(set(folded)))
     return f"{len(folded)} node(s) on constants ({kinds}) evaluated at load into initializers"
+
+
+# -- Shape of statically shaped tensors (after the input shapes are fixed) ------------------------------------
+def fold_static_shapes(model: onnx.ModelProto) -> str | None:
+    """``Shape`` (and ``Size``) of a tensor whose shape is static is a constant: each becomes an initializer, and
+    the constant subgraph after it (``x.view(x.size(0), -1)``: Shape -> Gather -> Unsqueeze -> Concat ->
+    Reshape's target) is evaluated.
+
+    Runs after :func:`tte.frontend.reader.fix_input_shapes`, never in :func:`normalize`: a dynamic batch is 1
+    only from then on, and a static batch set to 1 by ``--input-shape`` must not be read as the model's old one.
+    The shapes come from onnx's shape inference on the inputs and initializers alone (the model's own
+    value_info, which may still hold the old batch, is not read)."""
+    wanted = {i for i, n in enumerate(model.graph.node) if n.op_type in ("Shape", "Size") and
+              n.domain in ("", "ai.onnx")}
+    if not wanted:
+        return None
+    from onnx import shape_inference
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.value_info[:]
+    for out in probe.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        inferred = shape_inference.infer_shapes(probe, check_type=False, strict_mode=False, data_prop=False)
+    except Exception:  # the lifter reports what it cannot take
+        return None
+    static: dict[str, tuple[int, ...]] = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape") and all(d.HasField("dim_value") and d.dim_value >= 0 for d in t.shape.dim):
+            static[vi.name] = tuple(d.dim_value for d in t.shape.dim)
+    for t in model.graph.initializer:
+        static[t.name] = tuple(t.dims)
+    used_before = _used_names(model)
+    outputs = {o.name for o in model.graph.output}
+    kept, folded = [], []
+    for i, node in enumerate(model.graph.node):
+        shape = static.get(node.input[0]) if i in wanted else None
+        if shape is None or node.output[0] in outputs:
+            kept.append(node)
+            continue
+        if node.op_type == "Size":
+            value = np.array(int(np.prod(shape, dtype=np.int64)), np.int64)
+        else:
+            a = {x.name: x.i for x in node.attribute}
+            value = np.array(shape[a.get("start", 0):a.get("end")], np.int64)  # ONNX clamps as Python slices
+        model.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+        folded.append(f"'{node.name or node.output[0]}' {list(shape)}")
+    if not folded:
+        return None
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    then = _fold_constants(model)
+    _drop_unused_initializers(model, used_before)
+    after = f"; then {then}" if then else ""
+    return (f"{len(folded)} Shape / Size node(s) of statically shaped tensors ({_listing(folded)}) evaluated at load "
+            f"with the fixed input shapes{after}")
 
 
 # -- int8 / uint8 graph inputs ----------------------------------------------------------------------------

@@ -60,7 +60,7 @@ from .entries import (
     quant_params,
     quantize_const,
 )
-from .normalize import normalize
+from .normalize import fold_static_shapes, normalize
 from .qdq import QDQOps
 from .qoperator import QOperatorOps
 from .reader import InputShapes, check_quantized, fix_input_shapes, graph_inputs, infer_shapes, read_model
@@ -252,10 +252,12 @@ class Lifter(RewriteOps, BatchNormOps, QDQOps, QOperatorOps):
             return
         quant = self.act_quant(node, scale, zp)
         if isinstance(x, FloatInput):
-            name = self.emit("quantize", node.name or f"{out}.quantize", [x.name], out if x.perm is None else
-                             f"{out}.input_layout", quant)
-            if x.perm is not None:  # the input's Transpose, on its int8 values
-                name = self.emit("transpose", f"{node.name or out}.transpose", [name], out, quant, perm=x.perm)
+            name = self.emit("quantize", node.name or f"{out}.quantize", [x.name], f"{out}.input_layout"
+                             if x.moves else out, quant)
+            for i, (op, attrs, _) in enumerate(x.moves):  # the input's Transpose / Reshape / MaxPool, on int8
+                last = i == len(x.moves) - 1
+                name = self.emit(op, f"{node.name or out}.{op}", [name], out if last else f"{out}.{op}", quant,
+                                 **dict(attrs))
         elif isinstance(x, Pending):
             name = self.materialize(x, out, quant)
         elif isinstance(x, Real):
@@ -292,6 +294,8 @@ class Lifter(RewriteOps, BatchNormOps, QDQOps, QOperatorOps):
             src = self.pending_shape(e)
             self.env[node.output[0]] = replace(e, reshape=tuple(int(d) for d in shape_fn(src)))
             return
+        if isinstance(e, FloatInput):  # the float graph input: reshaped after its QuantizeLinear (rewrites)
+            return self.reshape_float_input(node, e, shape_fn)
         if not isinstance(e, (Int8, Real)):
             raise self.fail(node, f"input '{node.input[0]}' is not an int8 tensor or its dequantized view")
         src = self.g[e.name]
@@ -500,6 +504,9 @@ def load(path: str | os.PathLike, input_shape: InputShapes = None, arithmetic: s
     check_model(model, path)
     model, notes = normalize(model, path)
     model = fix_input_shapes(model, input_shape, path, notes)  # appends its own notes (batch set to 1)
+    shape_note = fold_static_shapes(model)  # only now: a Shape may read the batch just fixed
+    if shape_note:
+        notes.append(shape_note)
     check_quantized(model, path)
     shapes = infer_shapes(model, path)
     lifter = Lifter(model, path, shapes)

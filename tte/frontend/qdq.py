@@ -136,6 +136,8 @@ class QDQOps:
             # DQ -> Relu/Clip -> MaxPool -> Q: max commutes with the (monotonic) clamp
             self.env[node.output[0]] = Pending("maxpool", node, x.operands, onnx_attrs(node), x.lo, x.hi)
             return
+        if isinstance(x, FloatInput):  # QOperator leaves a MaxPool of the float graph input float (rewrites)
+            return self.maxpool_float_input(node, x)
         if isinstance(x, Int8):  # QOperator form: max on int8 directly
             attrs = self.window(node, self.g[x.name].shape)
             out = self.emit("maxpool", node.name or node.output[0], [x.name], node.output[0],
@@ -239,6 +241,9 @@ class QDQOps:
             n, c = self.g[pooled].shape[:2]
             return self.emit("reshape", f"{name}.squeeze", [pooled], out, quant, shape=(n, c))
         if p.op == "concat":
-            axis = p.attrs["axis"] % len(self.g[p.operands[0].name].shape)
+            rank, axis = len(self.g[p.operands[0].name].shape), p.attrs["axis"]
+            if not -rank <= axis < rank:
+                raise self.fail(p.node, f"axis {axis} is out of range for inputs of rank {rank}")
+            axis %= rank
             return self.emit("concat", name, [x.name for x in p.operands], out, quant, axis=axis, **clamp)
         raise AssertionError(p.op)

@@ -144,7 +144,10 @@ class QOperatorOps:
     def op_QLinearConcat(self, node):
         quant = self.out_quant(node, 0)
         xs = [self.qinput(node, i)[0] for i in range(2, len(node.input), 3)]
-        axis = onnx_attrs(node)["axis"] % len(self.g[xs[0]].shape)
+        rank, axis = len(self.g[xs[0]].shape), onnx_attrs(node)["axis"]
+        if not -rank <= axis < rank:
+            raise self.fail(node, f"axis {axis} is out of range for inputs of rank {rank}")
+        axis %= rank
         out = self.emit("concat", node.name or node.output[0], xs, node.output[0], quant, axis=axis,
                         qmin=-128, qmax=127)
         self.env[node.output[0]] = Int8(out)

@@ -4,6 +4,11 @@ line saying what to do.
 
 * **Transpose of the graph input** (NHWC models, e.g. tf2onnx's): the input keeps the layout the model declares;
   the Transpose runs on its int8 values (``transpose``) right after the quantization.
+* **The float graph input moved before its QuantizeLinear** (onnxruntime's quantizers leave an op that only moves
+  values float while its input is not quantized yet): Transpose, Flatten / Reshape / Squeeze / Unsqueeze and
+  MaxPool run on the int8 values after the quantization (``transpose``, ``reshape``, ``maxpool``): quantizing is
+  elementwise and monotonic, so it commutes with them.  A zero Pad (0.0) there moves after the QuantizeLinear
+  too, padding with the zero point (Q(0.0) = the zero point, exactly), and folds as below.
 * **Transpose before the classifier** (``Transpose -> Flatten / Reshape -> Gemm / MatMul / QGemm /
   QLinearMatMul``): folded into the classifier's weight by permuting its input columns (graph metadata
   ``columns:W``: tte's column i is the model's column columns[i]).
@@ -27,6 +32,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import onnx
 
 from ..errors import UnsupportedModelError
 from ..ir.facts import add_note
@@ -90,25 +96,40 @@ class RewriteOps:
         """Quantize / dequantize the entry under a Pad or Transpose: elementwise, so it commutes with moving
         values, and a requantized zero stays zero (round(0) + z_y = z_y)."""
         name = node.input[0]
+        if isinstance(e.base, FloatInput) and node.op_type != "QuantizeLinear":
+            raise self.fail(node, f"reads the float graph input after {describe(e.node)}; tte takes it there only "
+                                  f"quantized (QuantizeLinear)")
+        run = node
+        if isinstance(e.base, FloatInput):  # the int8 tensor before the padding: not the padded ONNX tensor's name
+            run = onnx.NodeProto()
+            run.CopyFrom(node)
+            run.output[0] = f"{node.output[0]}.unpadded"
         self.env[name] = e.base
         try:
-            handler(node)
+            handler(run)
         finally:
             self.env[name] = e
-        out = self.env[node.output[0]]
+        out = self.env.pop(run.output[0]) if run is not node else self.env[node.output[0]]
         if not isinstance(out, (Int8, Real)):
             raise self.fail(node, f"cannot quantize the output of {describe(e.node)} here")
         self.env[node.output[0]] = replace(e, base=out)
+        if isinstance(e.base, FloatInput):
+            add_note(self.g, f"{describe(e.node)} (padding of 0.0, {list(e.pads)} of H, W) of the float graph input "
+                             f"'{e.base.name}' moves after {describe(node)}: the int8 tensor is padded with the zero "
+                             f"point {int(self.g[out.name].quant.zero_point)} (exact: 0.0 quantizes to the zero "
+                             f"point)")
 
     # -- Transpose ----------------------------------------------------------------------------------------
     def op_Transpose(self, node):
         e = self.entry(node, node.input[0])
         perm = onnx_attrs(node).get("perm")
         if isinstance(e, FloatInput):
-            rank = len(self.g[e.name].shape)
+            rank = len(e.shape(self.g[e.name].shape))
             perm = tuple(perm) if perm is not None else tuple(reversed(range(rank)))
-            total = perm if e.perm is None else tuple(e.perm[p] for p in perm)
-            self.env[node.output[0]] = FloatInput(e.name, total)
+            if sorted(perm) != list(range(rank)):
+                raise self.fail(node, f"perm {list(perm)} is not a permutation of the {rank} axes of '{e.name}'")
+            shape = e.shape(self.g[e.name].shape)
+            self.env[node.output[0]] = e.moved("transpose", tuple(shape[p] for p in perm), perm=perm)
             add_note(self.g, f"{describe(node)} (perm {list(perm)}) of the graph input '{e.name}' runs on its int8 "
                              f"values after the quantization; the input keeps the model's layout "
                              f"{list(self.g[e.name].shape)}")
@@ -132,6 +153,34 @@ class RewriteOps:
                              f"values; the input keeps the model's layout {list(self.g[e.name].shape)}")
             return
         self.env[node.output[0]] = Permuted(e, perm, node)
+
+    def reshape_float_input(self, node, e: FloatInput, shape_fn) -> None:
+        """A Flatten / Reshape / Squeeze / Unsqueeze of the float graph input before its QuantizeLinear (as
+        onnxruntime's QOperator quantizer leaves it): it runs on the int8 values after the quantization."""
+        src = e.shape(self.g[e.name].shape)
+        shape = tuple(int(d) for d in shape_fn(src))
+        if min(shape, default=1) < 1 or int(np.prod(shape, dtype=np.int64)) != int(np.prod(src, dtype=np.int64)):
+            raise self.fail(node, f"reshapes the graph input '{e.name}' {list(src)} to {list(shape)}")
+        self.env[node.output[0]] = e.moved("reshape", shape, shape=shape)
+        add_note(self.g, f"{describe(node)} ({list(src)} -> {list(shape)}) of the graph input '{e.name}' runs on its "
+                         f"int8 values after the quantization; the input keeps the model's shape "
+                         f"{list(self.g[e.name].shape)}")
+
+    def maxpool_float_input(self, node, e: FloatInput) -> None:
+        """A MaxPool of the float graph input before its QuantizeLinear (onnxruntime's QOperator quantizer leaves
+        it float): quantizing is monotonic, so the max of the quantized values is the quantized max."""
+        shape = e.shape(self.g[e.name].shape)
+        win = self.window(node, shape)
+        if len(node.output) > 1 and node.output[1]:
+            raise self.fail(node, "writes the indices of the maxima (second output); tte takes MaxPool's values only")
+        (top, left, bottom, right), (kh, kw), (sh, sw) = win["pads"], win["kernel"], win["strides"]
+        out = (*shape[:2], (shape[2] + top + bottom - kh) // sh + 1, (shape[3] + left + right - kw) // sw + 1)
+        if min(out) < 1:
+            raise self.fail(node, f"has no output on its {list(shape)} input")
+        self.env[node.output[0]] = e.moved("maxpool", out, kernel=win["kernel"], strides=win["strides"],
+                                           pads=win["pads"], qmin=-128, qmax=127)
+        add_note(self.g, f"{describe(node)} of the graph input '{e.name}' runs on its int8 values after the "
+                         f"quantization (quantizing is monotonic: it commutes with the max)")
 
     def _input_data(self, name: str) -> bool:
         """``name`` is the quantized graph input, moved around at most."""
@@ -181,9 +230,10 @@ class RewriteOps:
             value = value[0] if value.size else 0
         e = self.entry(node, node.input[0])
         base = e.base if isinstance(e, Padded) else e
-        if not isinstance(base, (Int8, Real)):
-            raise self.fail(node, f"pads '{node.input[0]}', which is not an int8 tensor or its dequantized view")
-        shape = self.g[base.name].shape
+        if not isinstance(base, (Int8, Real, FloatInput)):
+            raise self.fail(node, f"pads '{node.input[0]}', which is not an int8 tensor, its dequantized view or the "
+                                  f"float graph input")
+        shape = base.shape(self.g[base.name].shape) if isinstance(base, FloatInput) else self.g[base.name].shape
         rank = len(shape)
         if self.opt_input(node, 3):  # opset 18: pads for these axes only
             axes = [int(x) % rank for x in self.const(node, node.input[3]).reshape(-1)]
@@ -194,10 +244,11 @@ class RewriteOps:
         if rank != 4 or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
             raise self.fail(node, f"pads {pads} of a {list(shape)} tensor; tte folds only non-negative padding of H "
                                   f"and W of an NCHW tensor")
-        zp = int(self.g[base.name].quant.zero_point)
-        zero = float(value) == 0.0 if isinstance(base, Real) else int(value) == zp
+        real = isinstance(base, (Real, FloatInput))  # 0.0 quantizes to the zero point: the Pad moves after the Q
+        zp = None if real else int(self.g[base.name].quant.zero_point)
+        zero = float(value) == 0.0 if real else int(value) == zp
         if not zero:
-            what = "0.0" if isinstance(base, Real) else f"the zero point {zp}"
+            what = "0.0" if real else f"the zero point {zp}"
             raise self.fail(node, f"pads with the value {value}, not {what}; tte folds only zero padding into the next "
                                   f"conv or pool")
         new = (pads[2], pads[3], pads[6], pads[7])
