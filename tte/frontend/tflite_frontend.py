@@ -30,6 +30,7 @@ from ..ir import Graph, Node, QuantParams, Value, output_shape
 from ..ir.facts import add_note, set_arithmetic
 from . import tflite_reader as tr
 from .tflite_ops import Act, Dropped, Entry, FloatInput, OperatorHandlers, Padded, Real, round_away
+from .validate import check_graph
 
 # the permutations between the two layouts
 TO_NCHW = (0, 3, 1, 2)
@@ -342,6 +343,7 @@ def load(path: str | os.PathLike, input_shape=None, arithmetic: str = "tflite") 
     model = tr.read(path)
     lifter = Lifter(model, input_shape)
     g = lifter.lift()
+    check_graph(g, os.fspath(path))  # the same size bounds as for ONNX models
     lifter.finish_notes()
     set_arithmetic(g, arithmetic)
     for note in lifter.notes:

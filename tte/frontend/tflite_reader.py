@@ -121,9 +121,16 @@ def _read_options(tfl, op, kind: str) -> dict:
     return out
 
 
+def text(raw: bytes | None) -> str:
+    """A name from the file as printable text: invalid UTF-8 and control characters become '?' (names end up in
+    one-line error messages, the IR and C comments)."""
+    s = (raw or b"").decode("utf-8", errors="replace")
+    return "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in s)
+
+
 def _tensor(tfl, model, sg, i: int, data_of) -> Tensor:
     t = sg.Tensors(i)
-    name = (t.Name() or b"").decode("utf-8", errors="replace")
+    name = text(t.Name())
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else None
     if any(d < 0 for d in shape):
@@ -136,6 +143,9 @@ def _tensor(tfl, model, sg, i: int, data_of) -> Tensor:
         zp = np.asarray(q.ZeroPointAsNumpy(), np.int64).copy() if q.ZeroPointLength() else \
             np.zeros(scale.size, np.int64)
         qdim = int(q.QuantizedDimension())
+        if zp.size != scale.size:
+            raise ModelFileError(f"tensor {i} '{name}' has {scale.size} quantization scales but {zp.size} zero "
+                                 f"points; TFLite needs one zero point per scale")
     data = data_of(t.Buffer(), t.Type(), shape, i, name)
     return Tensor(i, name, shape, sig, t.Type(), data, scale, zp, qdim)
 
@@ -195,7 +205,7 @@ def parse(buf: bytes, path: str = "") -> Model:
         code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
         name = BUILTIN_OPCODE2NAME.get(code, f"BUILTIN_{code}")
         if name == "CUSTOM":
-            name = f"CUSTOM({(oc.CustomCode() or b'').decode('utf-8', errors='replace')})"
+            name = f"CUSTOM({text(oc.CustomCode())})"
         codes.append(name)
     operators = []
     for k in range(sg.OperatorsLength()):
@@ -212,7 +222,7 @@ def parse(buf: bytes, path: str = "") -> Model:
                                   indices(op.OutputsAsNumpy(), "output", where), options))
     inputs = list(indices(sg.InputsAsNumpy(), "input", "the subgraph"))
     outputs = list(indices(sg.OutputsAsNumpy(), "output", "the subgraph"))
-    description = (model.Description() or b"").decode("utf-8", errors="replace")
+    description = text(model.Description())
     return Model(path, int(model.Version()), description, tensors, operators, inputs, outputs)
 
 
