@@ -3,7 +3,8 @@
 Every kernel's int8 output and bit-packed saturation mask must equal, bit for bit, those of the op's numpy
 reference kernel run on a graph whose arithmetic is ``"tflite"`` (tte/ops/*, tte/reference/fixedpoint.py): the
 conv family and max pool through the Q31 multipliers of tte_quant_params, the ``tte_*_tflite_*`` kernels for
-the ops whose algorithm differs.  Data: seeded random tensors, exact rounding ties of both rounding stages,
+the ops whose algorithm differs.  In ``"tflite-micro"`` the gemm is tte_gemm_s8 with Q31 multipliers (TFLite
+Micro's FULLY_CONNECTED, MBQM per channel).  Data: seeded random tensors, exact rounding ties of both rounding stages,
 int32 saturation, huge and tiny multipliers (left shifts that wrap, right shifts of 31), windows with no element,
 NaN and infinities.  The primitives (SaturatingRoundingDoublingHighMul, RoundingDivideByPOT, MBQM) are checked
 over the whole int32 range through a 1x1 conv whose bias carries the values; their hand-worked values are in
@@ -46,10 +47,10 @@ from tte.reference import fixedpoint as fp
 I32_MIN, I32_MAX = fp.INT32_MIN, fp.INT32_MAX
 
 
-def tflite_node(op: str, operands, yq, **attrs):
-    """one_node with TFLite's arithmetic."""
+def tflite_node(op: str, operands, yq, arithmetic: str = "tflite", **attrs):
+    """one_node with TFLite's arithmetic (or ``arithmetic``)."""
     g, node = one_node(op, operands, yq, **attrs)
-    set_arithmetic(g, "tflite")
+    set_arithmetic(g, arithmetic)
     return g, node
 
 
@@ -246,6 +247,53 @@ def test_gemm_tflite_s8_ties_round_away_from_zero():
     w, b = np.ones((1, 1), np.int8), np.zeros(1, np.int32)
     want = run_gemm(x, 0, w, None, b, sx=1.0, sw=np.full(1, 0.5, np.float32), sy=1.0)
     np.testing.assert_array_equal(want[:, 0], np.r_[-5, -4, -4, -3, -3, -2, -2, -1, -1, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5])
+
+
+# ---- fully connected in TFLite Micro's arithmetic: MBQM per channel (tte_gemm_s8 with Q31 multipliers) --------
+def run_gemm_micro(x, zx, w, wz, b, *, sx=0.05, sw=None, sy=None, zy=0, clamp="none"):
+    (n, k), m = x.shape, w.shape[0]
+    sw = np.linspace(0.002, 0.006, m, dtype=np.float32) if sw is None else sw
+    qmin, qmax = clamp_range(clamp, zy)
+    g, node = tflite_node("gemm", [(x, pt(sx, zx)), (w, pc(sw, np.zeros(m) if wz is None else wz)), (b, None)],
+                          pt(1.0, zy), arithmetic="tflite-micro", qmin=qmin, qmax=qmax, save_mask=True)
+    acc = K.gemm_accumulator(g, node, x, w, b)
+    g["y"].quant = pt(fit_scale(acc, sx, sw) if sy is None else sy, zy)
+    want, want_mask = K.gemm(g, node, x, w, b)
+    multipliers = tflite_multipliers(g, node)
+    acc32 = np.clip(acc, I32_MIN, I32_MAX)  # the accumulator saturates to int32, then MBQM per output channel
+    np.testing.assert_array_equal(want, fp.clamp_mask(fp.mbqm(acc32, *(v[None, :] for v in multipliers)) + zy,
+                                                      qmin, qmax)[0])
+    q, _keep = quant(zx, zy, qmin, qmax, multipliers)
+    check(lambda out, mask: lib().tte_gemm_s8(ref(q), n, k, m, ptr(x), ptr(w), ptr(wz), ptr(b), None, ptr(out),
+                                              ptr(mask)), want, want_mask)
+    return want
+
+
+@pytest.mark.parametrize("zp", [True, False], ids=["zp", "null-zp"])
+@pytest.mark.parametrize("clamp", ["none", "relu6", "huge-m", "tiny-m"])
+def test_gemm_s8_tflite_micro(zp, clamp):
+    rng = rng_for("gemm-micro", zp, clamp)
+    x, w = s8(rng, (3, 37)), s8(rng, (7, 37))
+    b = rng.integers(-20000, 20000, 7, dtype=np.int32)
+    if clamp == "huge-m":  # saturating accumulators, left shifts that wrap in int32
+        b[:2] = [I32_MAX - 10, I32_MIN + 10]
+    zx, zy = int(rng.integers(-128, 128)), int(rng.integers(-20, 21))
+    sy = {"huge-m": 1e-12, "tiny-m": 1e3}.get(clamp)
+    want = run_gemm_micro(x, zx, w, channel_zps(rng, 7) if zp else None, b, sy=sy, zy=zy,
+                          clamp="relu6" if clamp == "relu6" else "none")
+    assert len(np.unique(want)) > {"huge-m": 1, "tiny-m": 0}.get(clamp, 6)
+
+
+def test_gemm_s8_tflite_micro_differs_from_tflite():
+    """acc * 3/4 on accumulators 2 mod 4 (exact ties of the final rounding): TFLite's reference FULLY_CONNECTED
+    (one rounding in double, away from zero) and TFLite Micro's (MBQM, double rounding) disagree on some; each
+    arithmetic's C kernel gives its own."""
+    x = np.arange(-126, 127, 4, dtype=np.int8).reshape(-1, 1)
+    w, b = np.ones((1, 1), np.int8), np.zeros(1, np.int32)
+    sw = np.full(1, 0.75, np.float32)
+    micro = run_gemm_micro(x, 0, w, None, b, sx=1.0, sw=sw, sy=1.0)
+    tfl = run_gemm(x, 0, w, None, b, sx=1.0, sw=sw, sy=1.0)
+    assert (micro != tfl).any()
 
 
 # ---- add, requantize, concat, mul -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The three MLPerf Tiny reference models (../shared/models/external/*.tflite, written by others) taken
-directly as .tflite files: inspect, forward against TFLite's reference kernels, plan, compile and train
-in C exactly as the Python reference does."""
+directly as .tflite files: inspect, forward against TFLite's reference kernels ("tflite" arithmetic, the default)
+and TFLite Micro's ("tflite-micro"), plan, compile and train in C exactly as the Python reference does."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import SHARED
-from tflite_builder import differences
+from tflite_builder import differences, logits_model, micro_output, tte_tensors
 
 import tte
 from tte.cli import main
 from tte.codegen import build_program
-from tte.codegen.project import DEMO_STEPS, RUNTIME_RESERVE, demo_inputs
+from tte.codegen.project import DEMO_STEPS, demo_inputs
 from tte.ir.facts import arithmetic, load_notes
 from tte.plan import plan
 from tte.reference import semantics as sem
@@ -76,6 +76,35 @@ def test_forward_matches_tflite_reference_kernels(name, figures):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_forward_matches_tflite_micro(name, figures):
+    """arithmetic="tflite-micro" on 20 seeded int8 inputs: the logits equal, bit for bit, those of TFLite Micro
+    (the tflite-micro package's interpreter, the kernels a device runs).  TFLite Micro keeps no intermediate
+    tensor and the model's output is its SOFTMAX's, so TFLite Micro runs a copy of the model whose output is the
+    SOFTMAX's input (tflite_builder.logits_model): the logits, the last tensor tte computes, which every layer's
+    rounding reaches."""
+    path = model(name)
+    g, ref = tte.load(path, arithmetic="tflite-micro"), tte.load(path)
+    assert arithmetic(g) == "tflite-micro" and arithmetic(ref) == "tflite"
+    logits = g.nodes[-1].inputs[0]
+    data = logits_model(path.read_bytes())
+    differ = 0
+    for seed in range(20):
+        x = np.random.default_rng(seed).integers(-128, 128, g[g.inputs[0]].shape).astype(np.int8)
+        want = micro_output(data, x).reshape(-1)
+        got = tte_tensors(g, x)[logits].reshape(-1)
+        np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}")
+        differ += not np.array_equal(tte_tensors(ref, x)[logits].reshape(-1), want)
+    figures(f"MLPerf Tiny {name}, tflite-micro arithmetic: logits of 20 inputs identical to TFLite Micro's "
+            f"(tflite arithmetic, litert's reference kernels: {differ} of 20 differ from TFLite Micro)")
+
+
+def test_inspect_tflite_micro():
+    r = run("inspect", model("kws"), "--arithmetic", "tflite-micro")
+    assert r.exit_code == 0, r.output
+    assert "arithmetic: tflite-micro" in r.output
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_plan_fits_256k_with_auto_scheme(name):
     r = run("plan", model(name), "--sram", "256k", "--scheme", "auto")
     assert r.exit_code == 0, r.output
@@ -92,9 +121,9 @@ def test_compile_make_run_trains_as_the_reference(name, tmp_path, figures):
     assert p.returncode == 0, p.stderr[-3000:]
     steps = [line.split() for line in p.stdout.splitlines() if line.startswith("step")]
     assert len(steps) == DEMO_STEPS, p.stdout
-    # the same program in Python (the CLI plans inside --sram less the runtime's reserve), on the demo's
+    # the same program in Python (the same budget and accounting as the CLI), on the demo's
     # int8 NHWC inputs given as floats that quantize back exactly
-    program = plan(path, sram=SRAM - RUNTIME_RESERVE, scheme="auto").program
+    program = plan(path, sram=SRAM, scheme="auto").program
     assert program.plan.scheme.name in r.output
     g = program.forward
     shape, q = g[g.inputs[0]].shape, g[g.nodes[0].output].quant
@@ -112,9 +141,32 @@ def test_compile_make_run_trains_as_the_reference(name, tmp_path, figures):
 def test_native_training_state_equals_the_reference(name, tmp_path):
     """The trained int8 weights and int32 biases after each step: the C build's equal Python's."""
     path = model(name)
-    program = plan(path, sram=SRAM - RUNTIME_RESERVE, scheme="auto").program
+    program = plan(path, sram=SRAM, scheme="auto").program
     native = build_program(program, str(tmp_path / "c"))
     g = program.forward
+    shape, q = g[g.inputs[0]].shape, g[g.nodes[0].output].quant
+    for s, xq in enumerate(demo_inputs(3, int(np.prod(shape)))):
+        x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape)
+        ref, c = program.train_step(x, s % CLASSES[name]), native.train_step(x, s % CLASSES[name])
+        assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (s, ref, c)
+        state = native.state()
+        for key, value in program.state.items():
+            if value.dtype.kind == "f":
+                np.testing.assert_allclose(state[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+            else:
+                assert np.array_equal(state[key], value), (s, key)
+    assert np.array_equal(native.infer(x), program.infer(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_native_training_tflite_micro_equals_the_reference(name, tmp_path):
+    """arithmetic="tflite-micro" (fully connected layers requantized with MBQM by tte_gemm_s8): after each of
+    three training steps the C build's trained weights, biases and loss equal the Python reference's."""
+    path = model(name)
+    program = plan(path, sram=SRAM, scheme="auto", arithmetic="tflite-micro").program
+    g = program.forward
+    assert arithmetic(g) == "tflite-micro" and any(n.op == "gemm" for n in g.nodes)
+    native = build_program(program, str(tmp_path / "c"))
     shape, q = g[g.inputs[0]].shape, g[g.nodes[0].output].quant
     for s, xq in enumerate(demo_inputs(3, int(np.prod(shape)))):
         x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape)

@@ -1,5 +1,6 @@
-"""TFLite's integer arithmetic (tte/reference/fixedpoint.py, the ``"tflite"`` arithmetic of a graph) against
-TFLite itself.
+"""TFLite's integer arithmetics (tte/reference/fixedpoint.py, the ``"tflite"`` and ``"tflite-micro"`` arithmetics
+of a graph) against TFLite itself: ``"tflite"`` against TFLite's reference kernels (litert), ``"tflite-micro"``
+against TFLite Micro (the tflite-micro package), which differ in FULLY_CONNECTED and LOGISTIC.
 
 * the primitives against values worked by hand from TFLite's and gemmlowp's source (QuantizeMultiplier,
   SaturatingRoundingDoublingHighMul, RoundingDivideByPOT, MultiplyByQuantizedMultiplier, the average's
@@ -7,7 +8,8 @@ TFLite itself.
 * every op's reference kernel (tte/ops, on a graph whose arithmetic is ``"tflite"``) against TFLite's reference
   kernels (``ai_edge_litert``, BUILTIN_REF) on one-op models written here with the ``tflite`` package's
   flatbuffer builders, with data that separates the plausible variants (single vs double rounding, float vs
-  double multipliers, MBQM vs one rounding in double);
+  double multipliers, MBQM vs one rounding in double); TFLite Micro on the same models: equal for every op but
+  FULLY_CONNECTED and LOGISTIC, whose ``"tflite-micro"`` kernels are checked against it;
 * every CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD and AVERAGE_POOL_2D layer of the MLPerf Tiny models
   (../shared/models/external), each fed TFLite's own input tensor;
 * the whole MLPerf models through ``tte.load`` and the generated C.
@@ -17,6 +19,7 @@ The C runtime is compared with these same reference kernels in tests/test_kernel
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import flatbuffers
@@ -254,13 +257,14 @@ def t8(shape, scale, zero_point, data=None, **kw) -> dict:
     return dict(shape=list(shape), dtype="int8", scale=scale, zero_point=zero_point, data=data, **kw)
 
 
-def tte_node(op: str, operands, out: QuantParams, **attrs) -> tuple[Graph, Node]:
-    """A one-node tte graph with TFLite's arithmetic: operands are (array, QuantParams or None)."""
+def tte_node(op: str, operands, out: QuantParams, arithmetic: str = "tflite", **attrs) -> tuple[Graph, Node]:
+    """A one-node tte graph with TFLite's arithmetic (or ``arithmetic``): operands are (array, QuantParams or
+    None)."""
     g = Graph(op)
     for i, (a, q) in enumerate(operands):
         g.add_input(Value(f"x{i}", str(a.dtype), a.shape, q))
     g.add_value(Value("y", "int8", (), out))
-    set_arithmetic(g, "tflite")
+    set_arithmetic(g, arithmetic)
     return g, Node(op, op, [f"x{i}" for i in range(len(operands))], ["y"], {"qmin": -128, "qmax": 127, **attrs})
 
 
@@ -332,10 +336,13 @@ def test_fully_connected_rounds_once_in_double(per_channel):
     assert not np.array_equal(got, mbqm)
 
 
-def test_fully_connected_tflite_micro_uses_mbqm():
-    """TFLite Micro (and so CMSIS-NN) requantizes FULLY_CONNECTED with MBQM, like a conv: where the two differ,
-    TFLite Micro gives MBQM(acc, QuantizeMultiplier(s_x * s_w / s_y)).  tte follows TFLite's reference kernels
-    (the test above); this one records the one place where TFLite Micro rounds otherwise."""
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_fully_connected_tflite_micro_uses_mbqm(per_channel):
+    """TFLite Micro (and so CMSIS-NN) requantizes FULLY_CONNECTED with MBQM, like a conv: where MBQM and one
+    rounding in double differ, TFLite Micro and tte's gemm kernel in the ``"tflite-micro"`` arithmetic give
+    MBQM(acc, QuantizeMultiplier(double(s_x) * double(s_w) / double(s_y))), per tensor as per channel (the
+    tflite-micro package computes the per-tensor multiplier from the double product too: the last data set
+    separates it from the float32 product s_x * s_w)."""
     rng = np.random.default_rng(4)
 
     def scales(r):
@@ -346,10 +353,24 @@ def test_fully_connected_tflite_micro_uses_mbqm():
         once = fp.round_away(acc * real[0])
         return (once != fp.mbqm(acc, *fp.quantize_multiplier(real))) & (np.abs(once) < 120)
 
-    (sx, sw, sy), acc = designed_accumulators(rng, scales, differ)
-    got = run_micro(fc_model(sx, sw, sy, acc), np.zeros((1, 1), np.int8))[0]
-    np.testing.assert_array_equal(got, np.clip(fp.mbqm(acc, *fp.quantize_multiplier(fp.fc_scales(sx, [sw], sy))),
-                                               -128, 127))
+    def differ_product(acc, s):
+        ours = fp.mbqm(acc, *fp.conv_multipliers(s[0], [s[1]], s[2]))
+        other = fp.mbqm(acc, *fp.quantize_multiplier(np.float64(F32(s[0] * s[1])) / np.float64(s[2])))
+        return (ours != other) & (np.abs(ours) < 120)
+
+    for test, limit in ((differ, 60000), (differ_product, 3000000)):
+        (sx, sw, sy), acc = designed_accumulators(rng, scales, test, count=20000, limit=limit, least=2)
+        sws = np.full(acc.size, sw, F32) if per_channel else sw
+        got = run_micro(fc_model(sx, sws, sy, acc), np.zeros((1, 1), np.int8))[0]
+        want = np.clip(fp.mbqm(acc, *fp.conv_multipliers(sx, [sw], sy)), -128, 127)
+        np.testing.assert_array_equal(got, want)
+        wq = QuantParams(np.full(acc.size, sw, F32), np.zeros(acc.size, np.int32), axis=0) if per_channel else pt(sw)
+        x, w = np.zeros((1, 1), np.int8), np.ones((acc.size, 1), np.int8)
+        g, node = tte_node("gemm", [(x, pt(sx)), (w, wq), (acc.astype(np.int32), None)], pt(sy),
+                           arithmetic="tflite-micro")
+        np.testing.assert_array_equal(K.gemm(g, node, x, w, acc.astype(np.int32))[0], got)
+        if test is differ:  # where TFLite's reference FULLY_CONNECTED rounds otherwise
+            assert not np.array_equal(run_litert(fc_model(sx, sws, sy, acc), np.zeros((1, 1), np.int8))[0], got)
 
 
 @pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D"])
@@ -405,6 +426,7 @@ def test_add_and_mul(op, seed):
     model = one_op_model(op, [t8(a.shape, s[0], z[0]), t8(b.shape, s[1], z[1]), t8(a.shape, s[2], z[2])], [0, 1],
                          (f"{op.title()}Options", {}))
     got = run_litert(model, a, b)
+    np.testing.assert_array_equal(run_micro(model, a, b), got)  # TFLite Micro: the same ("tflite-micro" too)
     g, node = tte_node(op.lower(), [(a, pt(s[0], z[0])), (b, pt(s[1], z[1]))], pt(s[2], z[2]))
     np.testing.assert_array_equal(K.KERNELS[op.lower()](g, node, a, b), got)
 
@@ -419,6 +441,7 @@ def test_quantize_float(scale, zp):
     model = one_op_model("QUANTIZE", [dict(shape=list(x.shape), dtype="float32"), t8(x.shape, scale, zp)], [0])
     g, node = tte_node("quantize", [(x, None)], pt(scale, zp))
     np.testing.assert_array_equal(K.KERNELS["quantize"](g, node, x), run_litert(model, x))
+    np.testing.assert_array_equal(run_micro(model, x), run_litert(model, x))  # TFLite Micro: the same
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -431,6 +454,7 @@ def test_requantize(seed):
     model = one_op_model("QUANTIZE", [t8(x.shape, sx, zx), t8(x.shape, sy, zy)], [0])
     g, node = tte_node("requantize", [(x, pt(sx, zx))], pt(sy, zy))
     np.testing.assert_array_equal(K.requantize(g, node, x), run_litert(model, x))
+    np.testing.assert_array_equal(run_micro(model, x), run_litert(model, x))  # TFLite Micro: the same
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 2, "SAME"), (2, 1, "SAME"), (5, 5, "VALID"),
@@ -450,6 +474,7 @@ def test_pools(op, kernel, stride, padding):
     g, node = tte_node(kind, [(nchw(x), pt(s, z))], pt(s, z), kernel=(kernel, kernel), strides=(stride, stride),
                        pads=pads, **extra)
     np.testing.assert_array_equal(K.KERNELS[kind](g, node, nchw(x)), nchw(run_litert(model, x)))
+    np.testing.assert_array_equal(run_micro(model, x), run_litert(model, x))  # TFLite Micro: the same
 
 
 @pytest.mark.parametrize("h, w", [(7, 7), (5, 3), (10, 10), (1, 1), (6, 4)])
@@ -462,6 +487,7 @@ def test_mean(h, w):
                          ("ReducerOptions", {"KeepDims": True}))
     g, node = tte_node("global_avgpool", [(nchw(x), pt(sx, zx))], pt(sy, zy))
     np.testing.assert_array_equal(K.global_avgpool(g, node, nchw(x)), nchw(run_litert(model, x)))
+    np.testing.assert_array_equal(run_micro(model, x), run_litert(model, x))  # TFLite Micro: the same
 
 
 def test_concatenation():
@@ -471,22 +497,62 @@ def test_concatenation():
                          [0, 1], ("ConcatenationOptions", {"Axis": 3}))
     g, node = tte_node("concat", [(nchw(a), pt(0.05, 3)), (nchw(b), pt(0.05, 3))], pt(0.05, 3), axis=1)
     np.testing.assert_array_equal(K.concat(g, node, nchw(a), nchw(b)), nchw(run_litert(model, a, b)))
+    np.testing.assert_array_equal(run_micro(model, a, b), run_litert(model, a, b))  # TFLite Micro: the same
 
 
 LOGISTIC = [(0.05, 3), (0.1, -128), (0.02, 100), (0.3, 0), (0.0078125, -5), (0.5, 10)]
 
 
+@pytest.mark.parametrize("arithmetic", ["tflite", "tflite-micro"])
 @pytest.mark.parametrize("sx, zx", LOGISTIC)
-def test_logistic_table(sx, zx):
-    """The table is TFLite Micro's integer Logistic (gemmlowp) exactly.  TFLite's reference LOGISTIC instead
-    tabulates a float sigmoid (std::exp): at most a few entries differ, by one step."""
+def test_logistic_table(sx, zx, arithmetic):
+    """tte's sigmoid on every int8 input: TFLite's reference LOGISTIC (a float32 sigmoid table) in ``"tflite"``,
+    TFLite Micro's integer Logistic (gemmlowp) in ``"tflite-micro"``; the two differ in rare entries, by one step."""
     x = np.arange(-128, 128, dtype=np.int8)[None]
     model = one_op_model("LOGISTIC", [t8(x.shape, sx, zx), t8(x.shape, 1 / 256, -128)], [0])
-    g, node = tte_node("sigmoid", [(x, pt(sx, zx))], pt(1 / 256, -128))
+    g, node = tte_node("sigmoid", [(x, pt(sx, zx))], pt(1 / 256, -128), arithmetic=arithmetic)
     ours = K.KERNELS["sigmoid"](g, node, x)
-    np.testing.assert_array_equal(ours, run_micro(model, x))
-    d = np.abs(ours.astype(int) - run_litert(model, x).astype(int))
+    np.testing.assert_array_equal(ours, run_litert(model, x) if arithmetic == "tflite" else run_micro(model, x))
+    d = np.abs(fp.logistic_lut(sx, zx, 1 / 256, -128).clip(-128, 127) - fp.logistic_table(sx, zx))
     assert d.max() <= 1 and (d > 0).sum() <= 4
+
+
+def test_logistic_lut_over_many_parameters():
+    """TFLite's reference LOGISTIC (LUTPopulate of the float32 sigmoid, std::exp) over 1000 random input scales
+    (1e-4 to 5) and zero points, and output zero points (TFLite takes any with the scale 1/256): every entry of
+    every table equals fp.logistic_lut."""
+    rng = np.random.default_rng(12)
+    x = np.arange(-128, 128, dtype=np.int8)[None]
+    for i in range(1000):
+        sx, zx = F32(np.exp(rng.uniform(np.log(1e-4), np.log(5)))), int(rng.integers(-128, 128))
+        zy = -128 if i % 4 else int(rng.integers(-128, 128))
+        model = one_op_model("LOGISTIC", [t8(x.shape, sx, zx), t8(x.shape, 1 / 256, zy)], [0])
+        np.testing.assert_array_equal(fp.logistic_lut(sx, zx, 1 / 256, zy).clip(-128, 127), run_litert(model, x)[0],
+                                      err_msg=f"s_x={sx!r} z_x={zx} z_y={zy}")
+
+
+def differing_logistic_parameters(count: int, seed: int = 7) -> list[tuple[np.float32, int]]:
+    """(s_x, z_x) whose LOGISTIC tables differ between TFLite's reference kernel and TFLite Micro (about one in a
+    thousand do)."""
+    rng, found = np.random.default_rng(seed), []
+    while len(found) < count:
+        sx, zx = F32(np.exp(rng.uniform(np.log(1e-3), np.log(1)))), int(rng.integers(-128, 128))
+        if not np.array_equal(fp.logistic_lut(sx, zx, 1 / 256, -128).clip(-128, 127), fp.logistic_table(sx, zx)):
+            found.append((sx, zx))
+    return found
+
+
+def test_logistic_where_tflite_and_micro_differ():
+    """On tables where litert and TFLite Micro disagree, tte's sigmoid gives litert's in ``"tflite"`` and TFLite
+    Micro's in ``"tflite-micro"``."""
+    x = np.arange(-128, 128, dtype=np.int8)[None]
+    for sx, zx in differing_logistic_parameters(8):
+        model = one_op_model("LOGISTIC", [t8(x.shape, sx, zx), t8(x.shape, 1 / 256, -128)], [0])
+        litert_y, micro_y = run_litert(model, x), run_micro(model, x)
+        assert not np.array_equal(litert_y, micro_y)
+        for arithmetic, want in (("tflite", litert_y), ("tflite-micro", micro_y)):
+            g, node = tte_node("sigmoid", [(x, pt(sx, zx))], pt(1 / 256, -128), arithmetic=arithmetic)
+            np.testing.assert_array_equal(K.KERNELS["sigmoid"](g, node, x), want)
 
 
 @pytest.mark.parametrize("sx, zx, sy, zy", [(0.05, 3, 0.03, -20), (0.1, -128, 0.05, -100), (0.02, 100, 0.01, 0),
@@ -664,22 +730,44 @@ int main(void) {
     assert p.stdout.split() == [str(int(v)) for v in it.get_tensor(_softmax_input(path)).reshape(-1)]
 
 
-def test_training_step_in_c_equals_the_reference(tmp_path):
-    """A training program with TFLite's arithmetic (masks from the integers before the clamp): the generated
+@pytest.mark.parametrize("arithmetic", ["tflite", "tflite-micro"])
+def test_training_step_in_c_equals_the_reference(tmp_path, arithmetic):
+    """A training program with TFLite's arithmetics (masks from the integers before the clamp): the generated
     C trains exactly as the reference, step after step."""
     from conftest import ROOT
     from test_c_training import train_both
 
     import tte
 
-    program = tte.compile(ROOT / "examples" / "tiny_cnn.int8.onnx", arithmetic="tflite", scheme="full", classes=4,
+    program = tte.compile(ROOT / "examples" / "tiny_cnn.int8.onnx", arithmetic=arithmetic, scheme="full", classes=4,
                           lr=0.05)
+    assert any(n.op == "gemm" for n in program.forward.nodes)
     train_both(program, tmp_path, steps=6)
 
 
-def test_onnx_model_with_tflite_arithmetic(tmp_path):
-    """``tte.load(onnx, arithmetic="tflite")``: the generated C equals the reference executor, and the
-    arithmetic changes some logits against onnxruntime's (float32 multipliers, ties to even)."""
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor-fc", "per-channel-fc"])
+def test_training_step_in_c_tflite_micro_logistic_and_fc(tmp_path, per_channel):
+    """A TFLite model with a LOGISTIC between a conv and the fully connected classifier, trained whole in the
+    ``"tflite-micro"`` arithmetic (TFLite Micro's logistic table, MBQM fully connected, their masks and
+    gradients): the generated C trains exactly as the reference."""
+    from test_c_training import train_both
+    from tflite_builder import TFLiteBuilder
+
+    import tte
+
+    b = TFLiteBuilder(seed=21)
+    y = b.logistic(b.conv2d(b.input((1, 8, 8, 3), signature=(-1, 8, 8, 3)), 6, 3, stride=2))
+    b.softmax(b.fully_connected(b.reshape(y, (1, -1)), 4, per_channel=per_channel))
+    path = b.save(tmp_path / "logistic.tflite")
+    program = tte.compile(path, arithmetic="tflite-micro", scheme="full", lr=0.05)
+    assert {"sigmoid", "gemm"} <= {n.op for n in program.forward.nodes}
+    train_both(program, tmp_path, steps=6)
+
+
+@pytest.mark.parametrize("arithmetic", ["tflite", "tflite-micro"])
+def test_onnx_model_with_tflite_arithmetic(tmp_path, arithmetic):
+    """``tte.load(onnx, arithmetic=...)`` with TFLite's arithmetics: the generated C equals the reference
+    executor, and the arithmetic changes some logits against onnxruntime's (float32 multipliers, ties to even)."""
     from conftest import ROOT
     from inputs import inputs
 
@@ -688,7 +776,7 @@ def test_onnx_model_with_tflite_arithmetic(tmp_path):
     from tte.passes.forward import fuse_pointwise_depthwise
 
     path = ROOT / "examples" / "tiny_cnn.int8.onnx"
-    g, ort = tte.load(path, arithmetic="tflite"), tte.load(path)
+    g, ort = tte.load(path, arithmetic=arithmetic), tte.load(path)
     fused, _ = fuse_pointwise_depthwise(g)
     native = build_native(fused, str(tmp_path))
     differ = 0
@@ -702,7 +790,8 @@ def test_onnx_model_with_tflite_arithmetic(tmp_path):
 
 def test_tables_over_many_parameters():
     """LOGISTIC and HARD_SWISH tables over 150 random input / output parameters each, against TFLite Micro
-    (both) and TFLite (HARD_SWISH): every entry of every table."""
+    (both; LOGISTIC: its integer algorithm) and TFLite (HARD_SWISH; LOGISTIC: test_logistic_lut_over_many_parameters):
+    every entry of every table."""
     rng = np.random.default_rng(11)
     x = np.arange(-128, 128, dtype=np.int8)[None]
     for _ in range(150):
@@ -714,3 +803,101 @@ def test_tables_over_many_parameters():
         want = np.clip(fp.hardswish_table(sx, zx, sy, zy), -128, 127)
         np.testing.assert_array_equal(want, run_micro(model, x)[0])
         np.testing.assert_array_equal(want, run_litert(model, x)[0])
+
+
+# ---- one-op models through tte.load, the reference executor and the generated C -------------------------------
+def _one_op_both_ways(model: bytes, x: np.ndarray, arithmetic: str, tmp_path) -> np.ndarray:
+    """The output of the one-op .tflite ``model`` on int8 ``x`` as tte computes it with ``arithmetic``: the
+    reference executor's, checked equal to the generated C's."""
+    from tflite_builder import tte_tensors
+
+    import tte
+    from tte.codegen import build_native
+    from tte.ir.facts import arithmetic as arithmetic_of
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / f"model-{arithmetic}.tflite"
+    path.write_bytes(model)
+    g = tte.load(path, arithmetic=arithmetic)
+    assert arithmetic_of(g) == arithmetic
+    out = g.outputs[0] if g[g.outputs[0]].dtype == "int8" else g.nodes[-1].inputs[0]
+    ref = tte_tensors(g, x)[out]
+    native = build_native(g, str(tmp_path / f"c-{arithmetic}"))
+    np.testing.assert_array_equal(native.infer_s8(x.reshape(-1)).reshape(ref.shape), ref)
+    return ref
+
+
+def test_one_op_logistic_models(tmp_path):
+    """One-op LOGISTIC .tflite models whose tables differ between TFLite and TFLite Micro, through tte.load, the
+    reference executor and the generated C: ``"tflite"`` gives litert's output, ``"tflite-micro"`` TFLite Micro's."""
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16)
+    for k, (sx, zx) in enumerate(differing_logistic_parameters(3, seed=3)):
+        model = one_op_model("LOGISTIC", [t8(x.shape, sx, zx), t8(x.shape, 1 / 256, -128)], [0])
+        litert_y, micro_y = run_litert(model, x), run_micro(model, x)
+        assert not np.array_equal(litert_y, micro_y)
+        np.testing.assert_array_equal(_one_op_both_ways(model, x, "tflite", tmp_path / f"{k}"), litert_y)
+        np.testing.assert_array_equal(_one_op_both_ways(model, x, "tflite-micro", tmp_path / f"{k}"), micro_y)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_one_op_fully_connected_models(tmp_path, per_channel):
+    """One-op FULLY_CONNECTED .tflite models on accumulators where one rounding in double and MBQM disagree,
+    through tte.load, the reference executor and the generated C (tte_gemm_tflite_s8, tte_gemm_s8 with Q31
+    multipliers): ``"tflite"`` gives litert's output, ``"tflite-micro"`` TFLite Micro's."""
+    rng = np.random.default_rng(8)
+
+    def scales(r):
+        return F32(r.uniform(0.001, 0.1)), F32(r.uniform(0.0005, 0.02)), F32(r.uniform(0.2, 2))
+
+    def differ(acc, s):
+        real = fp.fc_scales(*s[:1], [s[1]], s[2])
+        once = fp.round_away(acc * real[0])
+        return (once != fp.mbqm(acc, *fp.quantize_multiplier(real))) & (np.abs(once) < 120)
+
+    (sx, sw, sy), acc = designed_accumulators(rng, scales, differ)
+    model = fc_model(sx, np.full(acc.size, sw, F32) if per_channel else sw, sy, acc)
+    x = np.zeros((1, 1), np.int8)
+    litert_y, micro_y = run_litert(model, x), run_micro(model, x)
+    assert not np.array_equal(litert_y, micro_y)
+    np.testing.assert_array_equal(_one_op_both_ways(model, x, "tflite", tmp_path), litert_y)
+    np.testing.assert_array_equal(_one_op_both_ways(model, x, "tflite-micro", tmp_path), micro_y)
+
+
+# ---- pools and concatenations whose input and output parameters differ -----------------------------------------
+def test_requantizing_pools_and_concat_are_noted(tmp_path):
+    """TFLite Micro refuses pools and TFLite both refuse concatenations whose operands are quantized otherwise than
+    their output (TFLite's reference pools ignore the output's parameters instead); tte requantizes, and its load
+    notes say so.  Equal parameters: no note."""
+    from tflite_builder import TFLiteBuilder
+
+    import tte
+    from tte.ir.facts import load_notes
+
+    for requantize in (False, True):
+        b = TFLiteBuilder(seed=2)
+        c = b.conv2d(b.input((1, 8, 8, 4)), 4, 3)
+        scale = c.scale * (2 if requantize else 1)
+        pool_out = b.tensor("pool/out", (1, 4, 4, 4), scale=scale, zero_point=c.zero_point)
+        b.op("AVERAGE_POOL_2D", [c.index], [pool_out], padding="VALID", stride_h=2, stride_w=2, filter_h=2,
+             filter_w=2)
+        b.concat([dataclasses.replace(c, index=pool_out, shape=(1, 4, 4, 4), scale=scale), b.max_pool(c)])
+        notes = load_notes(tte.load(b.save(tmp_path / f"m{requantize}.tflite")))
+        pooled = [n for n in notes if "AVERAGE_POOL_2D" in n and "requantizes" in n]
+        concat = [n for n in notes if "CONCATENATION" in n and "requantizes" in n]
+        assert (len(pooled), len(concat)) == ((1, 1) if requantize else (0, 0)), notes
+        if requantize:
+            assert "TFLite Micro refuses" in pooled[0] and "refuse" in concat[0]
+
+
+@pytest.mark.parametrize("op", ["AVERAGE_POOL_2D", "MAX_POOL_2D"])
+def test_pools_with_other_output_parameters(op):
+    """What the note above says: TFLite Micro refuses a pool whose output parameters differ from its input's, and
+    TFLite's reference kernels write the input-parameter average / maximum whatever the output's parameters."""
+    x = np.random.default_rng(0).integers(-128, 128, (1, 4, 4, 2), dtype=np.int8)
+    options = ("Pool2DOptions", {"Padding": 1, "StrideW": 2, "StrideH": 2, "FilterWidth": 2, "FilterHeight": 2})
+    same = one_op_model(op, [t8(x.shape, 0.05, 3), t8((1, 2, 2, 2), 0.05, 3)], [0], options)
+    for sy, zy in ((0.1, 3), (0.05, -20)):
+        other = one_op_model(op, [t8(x.shape, 0.05, 3), t8((1, 2, 2, 2), sy, zy)], [0], options)
+        np.testing.assert_array_equal(run_litert(other, x), run_litert(same, x))
+        with pytest.raises(Exception, match="TFLM failed"):
+            run_micro(other, x)

@@ -17,10 +17,10 @@ builder functions (``tflite.Conv2DOptionsStart`` ...).  Two levels:
 
   Layers: ``conv2d``, ``depthwise_conv2d``, ``fully_connected`` (``bias=False``: no bias operand,
   ``bias="zeros"``: the same model with an all-zero bias; ``bias_dimension=3``: a bias declaring
-  quantized_dimension 3, as some files in the wild do), ``add``, ``mul``, ``avg_pool``, ``max_pool``,
-  ``mean``, ``pad``, ``reshape``, ``squeeze``, ``concat``, ``logistic``, ``hard_swish``, ``relu``,
-  ``relu6``, ``quantize``, ``dequantize``, ``softmax``.  Each takes and returns a :class:`T` (a tensor
-  index with its shape and int8 parameters).
+  quantized_dimension 3, as some files in the wild do; ``per_channel=False``: one weight scale), ``add``,
+  ``mul``, ``avg_pool``, ``max_pool``, ``mean``, ``pad``, ``reshape``, ``squeeze``, ``concat``, ``logistic``,
+  ``hard_swish``, ``relu``, ``relu6``, ``quantize``, ``dequantize``, ``softmax``.  Each takes and returns a
+  :class:`T` (a tensor index with its shape and int8 parameters).
 
 * **tables**: ``b.tensor(name, shape, dtype, data=..., scale=..., zero_point=..., quantized_dimension=...)``
   and ``b.op("CONV_2D", [inputs], [outputs], padding="SAME", stride_h=1, ...)`` for anything the layers
@@ -28,14 +28,17 @@ builder functions (``tflite.Conv2DOptionsStart`` ...).  Two levels:
 
 ``build(inputs=None, outputs=None)``: by default the first input and the last layer's output.
 
-And the oracle: :func:`litert_tensors` (every tensor after a run of TFLite's reference kernels),
+And the oracles: :func:`litert_tensors` (every tensor after a run of TFLite's reference kernels),
 :func:`tte_tensors` (every value of a tte graph on the model's own int8 input), :func:`differences`
-(the two compared, NHWC as NCHW), :func:`node_differences` (each tte op alone on TFLite's operands).
+(the two compared, NHWC as NCHW), :func:`node_differences` (each tte op alone on TFLite's operands);
+:func:`micro_output` (the output after a run of TFLite Micro, which keeps no intermediate tensor) and
+:func:`logits_model` (a copy of a model whose output is its trailing SOFTMAX's input).
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import flatbuffers
@@ -201,10 +204,10 @@ class TFLiteBuilder:
         return y
 
     def fully_connected(self, x: T, cout: int, activation: str = "NONE", bias: bool | str = True,
-                        bias_dimension: int = 0) -> T:
+                        bias_dimension: int = 0, per_channel: bool = True) -> T:
         k = x.shape[-1]
         name = self._name("fc")
-        w, ws = self._weights((cout, k), 0)
+        w, ws = self._weights((cout, k), 0 if per_channel else None)
         wt = self.tensor(f"{name}/weight", w.shape, "int8", data=w, scale=ws, quantized_dimension=0)
         std = x.std * 0.58 * float(ws.mean()) * 127 * math.sqrt(k)
         bt = self._bias(f"{name}/bias", cout, x, ws, std, bias_dimension, zeros=bias == "zeros")
@@ -509,3 +512,37 @@ def node_differences(g, path, x: np.ndarray) -> dict[str, tuple[int, int, int]]:
             out[node.output] = (int((d > 0).sum()), int(d.size), int(d.max(initial=0)))
     return out
 
+
+# -- TFLite Micro --------------------------------------------------------------------------------------
+def op_name(model, op) -> str:
+    """The BuiltinOperator name of operator ``op`` of ``model`` (a ``tflite.Model``)."""
+    code = model.OperatorCodes(op.OpcodeIndex())
+    return BUILTIN_OPCODE2NAME[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+
+
+def logits_model(data: bytes) -> bytes:
+    """A copy of the model ``data`` (flatbuffer bytes, one output) whose output is the input of its SOFTMAX: the
+    subgraph's output index is rewritten in place (the SOFTMAX still runs, on a tensor nobody reads).  TFLite Micro
+    keeps no intermediate tensor, so this is how its logits are read."""
+    data = bytearray(data)
+    model = tflite.Model.GetRootAsModel(data, 0)
+    sg = model.Subgraphs(0)
+    softmax = [sg.Operators(i) for i in range(sg.OperatorsLength()) if op_name(model, sg.Operators(i)) == "SOFTMAX"]
+    assert len(softmax) == 1 and sg.OutputsLength() == 1, "expected one SOFTMAX and one output"
+    outputs = sg._tab.Vector(sg._tab.Offset(8))  # SubGraph.outputs: vtable slot 2 (offset 8), an int32 vector
+    assert struct.unpack_from("<i", data, outputs)[0] == sg.Outputs(0)
+    struct.pack_into("<i", data, outputs, softmax[0].Inputs(0))
+    assert tflite.Model.GetRootAsModel(data, 0).Subgraphs(0).Outputs(0) == softmax[0].Inputs(0)
+    return bytes(data)
+
+
+def micro_output(data: bytes, *xs: np.ndarray) -> np.ndarray:
+    """The (first) output of the model ``data`` (flatbuffer bytes) after one run of TFLite Micro's reference
+    kernels (the ``tflite-micro`` package's interpreter) on inputs ``xs``."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(bytes(data), arena_size=1 << 23)
+    for i, x in enumerate(xs):
+        it.set_input(x, i)
+    it.invoke()
+    return np.array(it.get_output(0))

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
-from .autodiff.backward import TrainOptions, build_training_graph
+from .autodiff.backward import ROUNDINGS, TrainOptions, build_training_graph
 from .autodiff.channels import select_channels
 from .autodiff.head import replace_head
-from .autodiff.scheme import SparseScheme, resolve
+from .autodiff.scheme import SchemeWarning, SparseScheme, made_for_another_model, resolve
+from .errors import TteError
 from .frontend import load
 from .ir import Graph
 from .passes.training import optimize as run_passes
 from .program import Program
+from .units import SEED_LIMIT, check_bool, check_classes, check_input_shape, check_int, check_number, check_path
 
 
 def _dump(stage: str, g: Graph) -> Graph:
@@ -30,12 +33,34 @@ def _dump(stage: str, g: Graph) -> Graph:
     return g
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` of a warning that points at the first caller outside tte (the user's line)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def load_stage(model, input_shape=None, arithmetic: str | None = None) -> tuple[Graph, str | None]:
     """A model path (ONNX or TFLite, loaded and lifted) or a Graph from :func:`tte.load`, and the source
     file."""
     if isinstance(model, Graph):
         return model, model.metadata.get("source")
-    return load(os.fspath(model), input_shape=input_shape, arithmetic=arithmetic), os.fspath(model)
+    path = check_path(model)
+    return load(path, input_shape=check_input_shape(input_shape), arithmetic=arithmetic), path
+
+
+def check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize) -> dict:
+    """The compile options, checked (types and ranges; one :class:`TteError` line naming the argument)."""
+    if scheme is not None and not isinstance(scheme, (str, os.PathLike, dict, SparseScheme)):
+        raise TteError(f"scheme must be 'full', 'bias-only', 'last-K', a scheme JSON file, a dict or a SparseScheme, "
+                       f"got {type(scheme).__name__} {scheme!r}")
+    if not isinstance(rounding, str) or rounding not in ROUNDINGS:
+        raise TteError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+    return dict(classes=check_classes(classes), lr=check_number(lr, "lr"), momentum=check_number(momentum, "momentum"),
+                qas=check_bool(qas, "qas"), rounding=rounding, seed=check_int(seed, "seed", 0, SEED_LIMIT - 1),
+                optimize=check_bool(optimize, "optimize"))
 
 
 def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
@@ -49,14 +74,21 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     (:mod:`tte.autodiff.head`); ``None`` keeps the model's own.  ``lr``, ``momentum``, ``qas``,
     ``rounding`` and ``seed`` set the update (:class:`tte.autodiff.backward.TrainOptions`).
     ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`).  ``arithmetic``:
-    ``"tflite"`` or ``"onnxruntime"`` when ``model`` is a path (see :func:`tte.load`).
+    ``"tflite"``, ``"tflite-micro"`` or ``"onnxruntime"`` when ``model`` is a path (see :func:`tte.load`).
     """
-    opts = TrainOptions(lr=lr, momentum=momentum, qas=qas, rounding=rounding, seed=seed)
+    if not isinstance(model, (Graph, str, os.PathLike)):
+        raise TteError(f"model must be a file path or a Graph from tte.load, got {type(model).__name__} {model!r}")
+    o = check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize)
+    classes, seed, optimize = o.pop("classes"), o["seed"], o.pop("optimize")
+    opts = TrainOptions(**o)
     g, source = load_stage(model, input_shape, arithmetic)                         # load
     g = _dump("load", g)
     if classes is not None:
-        g = _dump("head", replace_head(g, int(classes), seed=seed))                # new head
-    plan = resolve(g, SparseScheme.parse(scheme))                                  # scheme
+        g = _dump("head", replace_head(g, classes, seed=seed))                     # new head
+    scheme = SparseScheme.parse(scheme)
+    if warning := made_for_another_model(scheme, g):
+        warnings.warn(warning, SchemeWarning, stacklevel=_caller_level())
+    plan = resolve(g, scheme)                                                      # scheme
     g, perms, notes = select_channels(g, plan)                                     # channel selection
     g = _dump("channels", g)
     g.verify()

@@ -1,7 +1,9 @@
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
-/* y[b, o] = requantize(sum_k (x[b, k] - z_x) * (w[o, k] - z_w[o]) + bias[o]). */
+/* y[b, o] = requantize(sum_k (x[b, k] - z_x) * (w[o, k] - z_w[o]) + bias[o]): with the float32 multipliers[o]
+ * (onnxruntime's arithmetic), or, when q->multiplier is set, TFLite Micro's (and CMSIS-NN's) FULLY_CONNECTED
+ * output stage: MBQM by q->multiplier[o] and q->shift[o], as a conv (multipliers is then unused). */
 tte_status tte_gemm_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t m, const int8_t *input,
                        const int8_t *weights, const int32_t *weight_zero_points, const int32_t *bias,
                        const float *multipliers, int8_t *output, uint8_t *mask) {
@@ -10,11 +12,10 @@ tte_status tte_gemm_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t 
             const int32_t wz = weight_zero_points ? weight_zero_points[o] : 0;
             int32_t acc = 0;
             for (int32_t i = 0; i < k; i++)
-                acc += ((int32_t)input[(size_t)b * k + i] - q->input_zero_point) *
-                       ((int32_t)weights[(size_t)o * k + i] - wz);
-            const size_t idx = (size_t)b * m + o;
-            output[idx] = tte_round_clamp_mask(tte_acc_to_float(acc, bias[o]) * multipliers[o], q->output_zero_point,
-                                               q->qmin, q->qmax, mask, idx);
+                acc += ((int32_t)input[(size_t)b * (size_t)k + (size_t)i] - q->input_zero_point) *
+                       ((int32_t)weights[(size_t)o * (size_t)k + (size_t)i] - wz);
+            const size_t idx = (size_t)b * (size_t)m + (size_t)o;
+            output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
         }
     }
     return TTE_OK;

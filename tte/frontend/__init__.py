@@ -12,6 +12,7 @@ import os
 from ..errors import ModelFileError
 from ..ir import Graph
 from ..ir.facts import ARITHMETICS
+from ..units import check_input_shape, check_path
 from .onnx_frontend import SUPPORTED_OPS
 from .onnx_frontend import load as load_onnx
 from .reader import InputShapes
@@ -33,9 +34,12 @@ def load(path: str | os.PathLike, input_shape: InputShapes = None, arithmetic: s
     """Load an int8 model (ONNX or TFLite) as a verified tte :class:`Graph`.
 
     ``input_shape`` fixes dynamic input dimensions (a shape, or a mapping from input name to shape).
-    ``arithmetic`` chooses how int8 ops requantize: ``"tflite"`` (TFLite's fixed-point multipliers, the
-    default for ``.tflite`` files) or ``"onnxruntime"`` (float32 multipliers, the default for ONNX).
+    ``arithmetic`` chooses how int8 ops requantize: ``"tflite"`` (TFLite's reference kernels: fixed-point
+    multipliers, the default for ``.tflite`` files), ``"tflite-micro"`` (TFLite Micro and CMSIS-NN: ``"tflite"``
+    but for fully connected layers, requantized as convs, and LOGISTIC, TFLite Micro's integer algorithm) or
+    ``"onnxruntime"`` (float32 multipliers, the default for ONNX).
     """
+    path, input_shape = check_path(path), check_input_shape(input_shape)  # types and ranges: one line each
     if arithmetic is not None and arithmetic not in ARITHMETICS:
         raise ModelFileError(f"unknown arithmetic '{arithmetic}'; choose one of {', '.join(ARITHMETICS)}")
     if is_tflite(path):

@@ -328,6 +328,11 @@ class OperatorHandlers:
             raise self.fail(op, "reads a PAD that tte cannot fold exactly (a max pool, or an average pool with its "
                                 "own SAME padding)")
         t, q = self.out(op)
+        if self.g[x.name].quant != q:
+            self.notes.append(f"{op.describe()} writes other quantization parameters ({q!r}) than it reads "
+                              f"({self.g[x.name].quant!r}): TFLite Micro refuses such a pool and TFLite's reference "
+                              f"kernels ignore the output's parameters; tte requantizes the result to them "
+                              f"(TFLite's Requantize)")
         attrs = dict(kernel=kernel, strides=strides, pads=tuple(a + b for a, b in zip(pads, pre)),
                      **self.clamp(op, q, self.opt(op, "activation", "NONE")))
         if kind == "avgpool":
@@ -444,6 +449,11 @@ class OperatorHandlers:
         if xs[0].layout == "nchw":
             axis = {0: 0, 1: 2, 2: 3, 3: 1}[axis]
         t, q = self.out(op)
+        other = [x.name for x in xs if self.g[x.name].quant != q]
+        if other:
+            self.notes.append(f"{op.describe()} reads operand(s) {', '.join(other)} quantized otherwise than its "
+                              f"output ({q!r}): TFLite's and TFLite Micro's int8 CONCATENATION refuse this; tte "
+                              f"requantizes them to the output's parameters (TFLite's Requantize)")
         y = self.emit(op, "concat", [x.name for x in xs], self.value_name(t), q, axis=axis,
                       **self.clamp(op, q, self.opt(op, "activation", "NONE")))
         self.set_output(op, y, xs[0].layout)

@@ -26,16 +26,33 @@ def value_bytes(g: Graph, name: str) -> int:
 
 
 # -- integer arithmetic ---------------------------------------------------------------------------------
-# How requantizing int8 ops round (tte/reference/semantics.py): "onnxruntime" (float32 multiplier, round
-# half to even: onnxruntime's int8 kernels) or "tflite" (TFLite's fixed-point multiplier and shift and its
-# per-op integer algorithms: TFLite's reference kernels, TFLite Micro, CMSIS-NN).  A graph records its
-# arithmetic in ``metadata["arithmetic"]``; the frontend sets it, every kernel and emitter reads it here.
-ARITHMETICS = ("onnxruntime", "tflite")
+# How requantizing int8 ops round (tte/reference/semantics.py, tte/reference/fixedpoint.py):
+# * "onnxruntime": float32 multipliers, round half to even (onnxruntime's int8 kernels);
+# * "tflite": TFLite's fixed-point multipliers and shifts and its per-op integer algorithms, exactly TFLite's
+#   reference kernels (ai-edge-litert, BUILTIN_REF): FULLY_CONNECTED rounds acc * scale once in double,
+#   LOGISTIC is a table of the float sigmoid;
+# * "tflite-micro": what TFLite Micro (and CMSIS-NN, bit-exact with it) runs on a device: "tflite" except
+#   FULLY_CONNECTED (MBQM per channel, like a conv) and LOGISTIC (gemmlowp's integer algorithm).
+# A graph records its arithmetic in ``metadata["arithmetic"]``; the frontend sets it, every kernel and emitter
+# reads it here.
+ARITHMETICS = ("onnxruntime", "tflite", "tflite-micro")
+TFLITE_ARITHMETICS = ("tflite", "tflite-micro")
 
 
 def arithmetic(g: Graph) -> str:
     """The graph's integer arithmetic, one of :data:`ARITHMETICS` (``"onnxruntime"`` when unset)."""
     return g.metadata.get("arithmetic", "onnxruntime")
+
+
+def is_tflite(g: Graph) -> bool:
+    """Whether ``g`` uses one of TFLite's integer arithmetics (``"tflite"`` or ``"tflite-micro"``: Q31
+    multipliers, tte.reference.fixedpoint) rather than onnxruntime's float32 one."""
+    return arithmetic(g) in TFLITE_ARITHMETICS
+
+
+def is_tflite_micro(g: Graph) -> bool:
+    """Whether ``g`` uses TFLite Micro's arithmetic (``"tflite-micro"``)."""
+    return arithmetic(g) == "tflite-micro"
 
 
 def set_arithmetic(g: Graph, name: str) -> None:

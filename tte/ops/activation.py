@@ -17,10 +17,12 @@ quantization parameters and clamp); the C kernels only look them up.
   clamped.  Backward: ``ste`` on the output mask, ``global_avgpool_grad``, then ``lut_grad`` with the
   unmasked derivative table (the input is not requantized before the mean).
 
-With TFLite's arithmetic (``tte.ir.facts.arithmetic``) the hardswish / sigmoid forward tables come from TFLite's
-integer algorithms (:mod:`tte.reference.fixedpoint`: HARD_SWISH; TFLite Micro's LOGISTIC, then a Requantize to
-the node's output parameters), so the C is the same ``tte_lut_s8``.  ``lut_global_avgpool`` stands for
-onnxruntime's float chain, which TFLite has no counterpart of: it keeps its float arithmetic in both.
+With TFLite's arithmetics (``tte.ir.facts.arithmetic``) the hardswish / sigmoid forward tables are TFLite's
+(:mod:`tte.reference.fixedpoint`): HARD_SWISH's integer algorithm in both; LOGISTIC as TFLite's reference kernel
+tabulates it (the float32 sigmoid, ``"tflite"``) or as TFLite Micro computes it (gemmlowp's fixed-point logistic,
+then a Requantize to the node's output parameters, ``"tflite-micro"``).  The C is the same ``tte_lut_s8``.
+``lut_global_avgpool`` stands for onnxruntime's float chain, which TFLite has no counterpart of: it keeps its float
+arithmetic in all three.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .common import (
     no_scratch,
     same_as_inputs,
     tflite,
+    tflite_micro,
     with_mask,
 )
 from .update import TRAINING_ONLY
@@ -56,18 +59,20 @@ F32 = nx.F32
 
 
 TFLITE_TABLES = {"hardswish": fp.hardswish_table, "sigmoid": fp.sigmoid_table}
+MICRO_TABLES = {"hardswish": fp.hardswish_table, "sigmoid": fp.sigmoid_table_micro}
 
 
 def unary_tables(g: Graph, node: Node, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(int8 forward[256], bool mask[256], float32 masked derivative[256]) of a hardswish / sigmoid node.
 
-    With TFLite's arithmetic the forward table runs TFLite's integer algorithm (HardSwish; Logistic then a
-    Requantize to the node's parameters) on each of the 256 inputs; the derivative stays that of the real
+    With TFLite's arithmetics the forward table is TFLite's (HardSwish's integer algorithm; Logistic as TFLite's
+    reference kernel or TFLite Micro computes it) on each of the 256 inputs; the derivative stays that of the real
     function, masked where the integer before the clamp left [qmin, qmax]."""
     qx, qy = g[node.inputs[0]].quant, g[node.outputs[0]].quant
     lo, hi = node.attrs["qmin"], node.attrs["qmax"]
     if tflite(g):
-        pre = TFLITE_TABLES[kind](qx.scale, nx.zero_point(qx), qy.scale, nx.zero_point(qy))
+        tables = MICRO_TABLES if tflite_micro(g) else TFLITE_TABLES
+        pre = tables[kind](qx.scale, nx.zero_point(qx), qy.scale, nx.zero_point(qy))
         forward, mask = fp.clamp_mask(pre, lo, hi)
         r = sem.dequantize(act.ALL_S8, F32(qx.scale), nx.zero_point(qx))
         return forward, mask, np.where(mask, act.DERIVATIVE[kind](r), F32(0)).astype(F32)

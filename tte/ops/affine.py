@@ -9,8 +9,8 @@ in float64).  The kernel computes, in float32 without fused multiply-add,
     v = float32(x - z_x) * m[c] + o[c],   y = clamp(round_half_even(v) + z_y, qmin, qmax)
 
 which is onnxruntime's float ``DequantizeLinear -> BatchNormalization -> QuantizeLinear`` up to the order of
-its float operations (within one int8 step).  TFLite has no such integer op: a graph in "tflite" arithmetic
-refuses it (its shape rule says so, which makes ``tte.load`` fail with one line).
+its float operations (within one int8 step).  TFLite has no such integer op: a graph in a TFLite arithmetic
+("tflite" or "tflite-micro") refuses it (its shape rule says so, which makes ``tte.load`` fail with one line).
 
 Backward: ``dx = slope[c] * ste(dy)``, ``slope[c] = float32(m[c] * s_y / s_x)`` (float64 product): the
 derivative of the op as computed, in real units (``affine_grad``, in place).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ir.facts import arithmetic
+from ..ir.facts import is_tflite
 from ..ir.registry import Shape, register
 from ..reference import numerics as nx
 from ..reference import semantics as sem
@@ -41,7 +41,7 @@ def channel_shape(x: np.ndarray) -> tuple[int, ...]:
 
 
 def affine_shape(g: Graph, n: Node) -> Shape:
-    if arithmetic(g) == "tflite":
+    if is_tflite(g):
         raise ValueError("a per-channel affine op (a BatchNormalization left in the model, or a multiply by a "
                          "constant) has no TFLite integer arithmetic; load the model with "
                          "arithmetic='onnxruntime', or fold the BatchNormalization first: python -m "

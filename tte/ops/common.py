@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, Node, QuantParams
-from ..ir.facts import arithmetic
+from ..ir.facts import is_tflite, is_tflite_micro
 from ..ir.registry import Shape
 from ..reference import fixedpoint as fp
 from ..reference import semantics as sem
@@ -81,8 +81,15 @@ def with_mask(node: Node, y: np.ndarray, mask: np.ndarray):
 
 
 def tflite(g: Graph) -> bool:
-    """Whether ``g`` uses TFLite's integer arithmetic (tte.reference.fixedpoint) rather than onnxruntime's."""
-    return arithmetic(g) == "tflite"
+    """Whether ``g`` uses one of TFLite's integer arithmetics, ``"tflite"`` or ``"tflite-micro"``
+    (tte.reference.fixedpoint), rather than onnxruntime's."""
+    return is_tflite(g)
+
+
+def tflite_micro(g: Graph) -> bool:
+    """Whether ``g`` uses TFLite Micro's arithmetic (``"tflite-micro"``), where FULLY_CONNECTED and LOGISTIC
+    differ from TFLite's reference kernels."""
+    return is_tflite_micro(g)
 
 
 def finish_int(node: Node, r: np.ndarray):

@@ -1,6 +1,8 @@
 """The gemm family: fully connected ``gemm`` (x[N, K] times w[M, K]^T plus bias), its gradients and the
-fused weight update.  With TFLite's arithmetic the output is rounded once, ``round(acc * s_x * s_w / s_y)`` in
-double precision, as TFLite's reference FULLY_CONNECTED does (tte.reference.fixedpoint.fully_connected)."""
+fused weight update.  With the ``"tflite"`` arithmetic the output is rounded once, ``round(acc * s_x * s_w / s_y)``
+in double precision, as TFLite's reference FULLY_CONNECTED does (tte.reference.fixedpoint.fully_connected,
+``tte_gemm_tflite_s8``); with ``"tflite-micro"`` it is requantized as a conv is, MBQM by a Q31 multiplier per
+output channel, as TFLite Micro and CMSIS-NN do (``tte_gemm_s8`` with the multipliers in its quant params)."""
 
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from .common import (
     no_scratch,
     one_literal,
     tflite,
+    tflite_micro,
     weight_zero_points,
 )
-from .conv import conv_multiplier, grad_input_flash
+from .conv import conv_multiplier, grad_input_flash, requantize_channels, tflite_multipliers
 from .update import TRAINING_ONLY, fused_update_extra, fused_update_shape, sgd, update_attrs
 
 # -- C emitters (the ``emit`` facet) ------------------------------------------------------------
@@ -39,11 +42,14 @@ def emit_gemm(e: cg.Emitter, node: Node) -> None:
     n, k = g[x].shape
     if w in e.shared.frozen_part:
         raise TteError(f"gemm '{node.name}': a partially trained gemm weight cannot be emitted yet")
-    if tflite(g):
+    q = e.quant(x, y, node)
+    if tflite_micro(g):  # the Q31 multipliers ride in the quant params, as a conv's
+        function, q, m = "tte_gemm_s8", e.tflite_quant(x, y, node, tflite_multipliers(g, node), node.name), "NULL"
+    elif tflite(g):
         function, m = "tte_gemm_tflite_s8", e.array(f"{node.name}_scales", tflite_scales(g, node), "double")
     else:
         function, m = "tte_gemm_s8", e.array(f"{node.name}_m", conv_multiplier(g, node), "float")
-    e.call(node, f"{function}({e.quant(x, y, node)}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
+    e.call(node, f"{function}({q}, {n}, {k}, {g[w].shape[0]}, {e.ptr(x)}, {e.value_const(w)}, "
                  f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.ptr(y)}, {e.mask(node)})")
 
 
@@ -94,6 +100,8 @@ def tflite_scales(g: Graph, node: Node) -> np.ndarray:
 def gemm(g: Graph, node: Node, x, w, b):
     acc = gemm_accumulator(g, node, x, w, b)
     zy = nx.zero_point(g[node.output].quant)
+    if tflite_micro(g):  # MBQM per output channel (TFLite Micro, CMSIS-NN)
+        return finish_int(node, requantize_channels(acc, tflite_multipliers(g, node), zy))
     if tflite(g):  # one rounding of acc * scale in double precision, half away from zero
         return finish_int(node, fp.fully_connected(sem.saturate_int32(acc), tflite_scales(g, node)[None, :], zy))
     m = np.broadcast_to(conv_multiplier(g, node), (w.shape[0],)).reshape(1, -1)
@@ -101,8 +109,13 @@ def gemm(g: Graph, node: Node, x, w, b):
 
 
 def gemm_flash(g: Graph, n: Node) -> tuple[list[np.ndarray], int]:
-    """The per-channel multipliers (TFLite arithmetic: double scales), and the weight's non-zero zero points."""
-    return [tflite_scales(g, n) if tflite(g) else conv_multiplier(g, n), *weight_zero_points(g, n.inputs[1])], 0
+    """The per-channel multipliers (``"tflite"``: double scales; ``"tflite-micro"``: Q31 multipliers and
+    exponents), and the weight's non-zero zero points."""
+    if tflite_micro(g):
+        multipliers = list(tflite_multipliers(g, n))
+    else:
+        multipliers = [tflite_scales(g, n) if tflite(g) else conv_multiplier(g, n)]
+    return [*multipliers, *weight_zero_points(g, n.inputs[1])], 0
 
 
 def gemm_grad(b, node: Node, gy: str) -> None:

@@ -1,4 +1,4 @@
-"""TFLite's integer arithmetic (the ``"tflite"`` arithmetic of :func:`tte.ir.facts.arithmetic`), in numpy.
+"""TFLite's integer arithmetics (``"tflite"`` and ``"tflite-micro"`` of :func:`tte.ir.facts.arithmetic`), in numpy.
 
 Bit-exact ports of the reference int8 kernels of TFLite and TFLite Micro (``tensorflow/lite/kernels/internal``:
 ``common.h``/``common.cc``, ``quantization_util.cc``, ``reference/integer_ops/{conv,depthwise_conv,
@@ -6,6 +6,17 @@ fully_connected,add,mul,pooling}.h``, ``reference/{requantize,quantize,reduce,ha
 ``reference/integer_ops/logistic.h`` and gemmlowp's ``fixedpoint.h``), and of the kernels' ``Prepare`` code
 that turns the float32 scales into integer multipliers in double precision.  The C runtime computes the same
 integers (``runtime_c/src/tte_internal.h``: ``tte_mbqm`` and the ``tte_*_tflite_*`` kernels).
+
+**Two variants.**  ``"tflite"`` is TFLite's reference kernels (``ai-edge-litert``, ``BUILTIN_REF``);
+``"tflite-micro"`` is TFLite Micro, which devices run (its CMSIS-NN kernels are bit-exact with its reference
+ones).  They agree on every op tte has but two:
+
+* FULLY_CONNECTED: TFLite rounds ``acc * s_x * s_w / s_y`` once, in double (:func:`fully_connected`); TFLite
+  Micro requantizes like a conv, MBQM by a Q31 multiplier per channel (:func:`conv_multipliers`,
+  :func:`requantize_acc`).
+* LOGISTIC: TFLite tabulates the float32 sigmoid (:func:`logistic_lut`, its ``LUTPopulate``); TFLite Micro runs
+  gemmlowp's fixed-point logistic (:func:`logistic_table`).  They differ on about one table in a thousand, by
+  one step.
 
 **Rounding variant.**  TFLite builds without ``TFLITE_SINGLE_ROUNDING`` (the default, and what the
 ``ai-edge-litert`` 2.3 wheels and the ``tflite-micro`` Python package run: checked layer by layer on the MLPerf
@@ -23,6 +34,8 @@ integer *before* the final clamp (output zero point included): :func:`clamp_mask
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -121,7 +134,9 @@ def clamp_mask(r, qmin: int, qmax: int):
 # ---- conv, depthwise conv, fully connected --------------------------------------------------------------------
 def conv_multipliers(s_x, s_w, s_y) -> tuple[np.ndarray, np.ndarray]:
     """PopulateConvolutionQuantizationParams: per output channel ``double(s_x) * double(s_w[c]) / double(s_y)``
-    (all three float32 scales widened to double first).  Also TFLite's per-channel fully connected."""
+    (all three float32 scales widened to double first).  Also TFLite Micro's FULLY_CONNECTED, per channel
+    (CalculateOpDataFullyConnected) and per tensor (GetQuantizedConvolutionMultipler, which the ``tflite-micro``
+    package computes from the double product as well: tests/test_tflite_arithmetic.py)."""
     real = np.float64(np.float32(s_x)) * np.asarray(s_w, np.float32).astype(np.float64) / np.float64(np.float32(s_y))
     return quantize_multiplier(real)
 
@@ -296,7 +311,7 @@ def gemmlowp_logistic(a, integer_bits: int) -> np.ndarray:
 
 # ---- LOGISTIC and HARD_SWISH: 256-entry tables ----------------------------------------------------------------
 ALL_S8 = np.arange(-128, 128, dtype=I64)  # table entry i holds q = i - 128
-LOGISTIC_SCALE, LOGISTIC_ZERO_POINT = 1.0 / 256, -128  # the only output parameters TFLite's int8 LOGISTIC has
+LOGISTIC_SCALE, LOGISTIC_ZERO_POINT = 1.0 / 256, -128  # the only output parameters TFLite Micro's LOGISTIC has
 
 
 def logistic_table(s_x, z_x: int) -> np.ndarray:
@@ -358,9 +373,43 @@ def hardswish_table(s_x, z_x: int, s_y, z_y: int) -> np.ndarray:
     return rdbpot(product, -n_out) + int(z_y)
 
 
+def expf(x) -> np.ndarray:
+    """float32 ``exp`` of float32 values (``std::exp(float)``): the double-precision exp rounded to float32, i.e.
+    the correctly rounded result but where the exact value lies within about 2^-28 (relative) of a float32 rounding
+    boundary.  glibc's ``expf``, which the litert wheels call, is also correctly rounded outside such hard cases
+    (its error is below 0.502 ulp).  Arguments are clamped to [-110, 100] first: exp then underflows to 0 or
+    overflows to infinity in float32 exactly as it would unclamped."""
+    x = np.clip(np.asarray(x, np.float32).astype(np.float64), -110.0, 100.0)
+    with np.errstate(over="ignore"):
+        return np.array([math.exp(v) for v in x.reshape(-1)], np.float64).astype(np.float32).reshape(x.shape)
+
+
+def logistic_lut(s_x, z_x: int, s_y, z_y: int) -> np.ndarray:
+    """TFLite's reference LOGISTIC (int8) for every int8 input: int64[256], before the final clamp.  Its Prepare
+    fills a table with ``LUTPopulate<int8_t>`` and the float32 function ``1.0f / (1.0f + std::exp(-v))``, all in
+    float32: ``v = s_x * float(q - z_x)``, then ``TfLiteRound(sigmoid(v) * (1 / s_y)) + z_y`` (half away from zero),
+    clamped to int8.  TFLite takes only s_y = 1/256 (any z_y); tte computes the same table for any output parameters.
+    The rounded value is saturated to int32 (C's conversion of an out-of-range float is undefined)."""
+    f32 = np.float32
+    q = ALL_S8 - int(z_x)
+    v = f32(s_x) * q.astype(f32)
+    sigmoid = f32(1) / (f32(1) + expf(-v))
+    with np.errstate(over="ignore"):
+        scaled = sigmoid * (f32(1) / f32(s_y))
+    r = round_away(scaled) + int(z_y)
+    return np.clip(r, INT32_MIN, INT32_MAX).astype(I64)
+
+
 def sigmoid_table(s_x, z_x: int, s_y, z_y: int) -> np.ndarray:
-    """The logistic of every int8 input on the output parameters (s_y, z_y), before the clamp: TFLite's
-    :func:`logistic_table` on (1/256, -128), then TFLite's Requantize to (s_y, z_y) -- the identity for the
-    parameters TFLite's LOGISTIC requires, what a converter's extra QUANTIZE would compute for any others."""
+    """The logistic of every int8 input on the output parameters (s_y, z_y), before the clamp, in the ``"tflite"``
+    arithmetic: TFLite's reference table, :func:`logistic_lut`."""
+    return logistic_lut(s_x, z_x, s_y, z_y)
+
+
+def sigmoid_table_micro(s_x, z_x: int, s_y, z_y: int) -> np.ndarray:
+    """The logistic of every int8 input on the output parameters (s_y, z_y), before the clamp, in the
+    ``"tflite-micro"`` arithmetic: TFLite Micro's :func:`logistic_table` on (1/256, -128), then TFLite's Requantize
+    to (s_y, z_y) -- the identity for the parameters TFLite Micro's LOGISTIC requires, what a converter's extra
+    QUANTIZE would compute for any others."""
     return requantize(logistic_table(s_x, z_x), LOGISTIC_ZERO_POINT, *requantize_multiplier(LOGISTIC_SCALE, s_y),
                       z_y)

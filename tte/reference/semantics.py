@@ -2,14 +2,16 @@
 
 Notation: an int8 tensor q with scale s and zero point z stands for the real value s * (q - z).
 
-A graph uses one of two integer arithmetics (``tte.ir.facts.arithmetic``).  This module defines the default,
+A graph uses one of three integer arithmetics (``tte.ir.facts.arithmetic``).  This module defines the default,
 ``"onnxruntime"`` (points 1 to 5 below).  ``"tflite"`` -- set by the TFLite frontend, or ``tte.load(path,
 arithmetic="tflite")`` -- is TFLite's reference int8 kernels bit for bit, defined in
 :mod:`tte.reference.fixedpoint`: the same exact accumulators (point 1), then Q31 multipliers computed from the
 scales in double precision and TFLite's per-op integer algorithms instead of points 2 to 5 (conv: MBQM per
 channel; fully connected: one rounding of ``acc * scale`` in double; ADD's 20-bit left shift; AVERAGE_POOL's
 half-away-from-zero integer average; MEAN's folded 1/count; Requantize; AffineQuantize rounding half away from
-zero; LOGISTIC / HARD_SWISH tables from their integer algorithms).  In both, the saturation mask of a requantizing
+zero; HARD_SWISH's table from its integer algorithm, LOGISTIC's from the float32 sigmoid).  ``"tflite-micro"``
+is TFLite Micro's (and CMSIS-NN's) kernels: ``"tflite"`` but for fully connected layers, requantized as convs
+(MBQM per channel), and LOGISTIC, gemmlowp's integer algorithm.  In all, the saturation mask of a requantizing
 op is set where the integer before the final clamp lies inside [qmin, qmax].
 
 1. **Accumulation.**  Conv and gemm accumulate ``acc = sum((q_x - z_x) * (q_w - z_w)) + bias`` exactly
