@@ -26,9 +26,10 @@ LAYERS = [
     {"tte.passes"},
     {"tte.report"},
     {"tte.codegen"},
-    {"tte.program", "tte.zoo"},
+    {"tte.program", "tte.zoo", "tte.data"},  # tte.data: samples prepared for a model's input, sample files
     {"tte.pipeline"},
     {"tte.plan", "tte.device"},
+    {"tte.trainer"},  # tte.train: compile, train the native C on samples, test
     {"tte.cli"},
     {"tte.__main__", "tte"},
 ]

@@ -20,6 +20,32 @@ def test_readme_starts_with_install_and_test_commands():
     assert "pytest" in test
     ci = (ROOT / ".ci" / "run").read_text()
     assert test.strip() in ci.splitlines(), "CI must run exactly the README's test command"
+    # per-file progress: pytest's default output (a line per test file with its percentage), not -q's dots
+    pytest_args = test.split("pytest", 1)[1].split()
+    assert "-q" not in pytest_args and "--quiet" not in pytest_args, test
+
+
+def test_readme_says_how_to_get_the_toolchain():
+    """The apt-get line of the README installs what .ci/run installs."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = {"gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm"}
+    assert packages <= set(ci.split())
+    lines = re.findall(r"`apt-get install ([^`]*)`", README)
+    assert lines and all(set(line.split()) == packages for line in lines), lines
+
+
+def test_readme_says_what_the_code_does():
+    """The new head's logits range is the code's (tte/autodiff/head.py), the Cortex-M targets build ELF images
+    (the emitted Makefile's), and the runtime reserve is the code's."""
+    from tte.autodiff.head import LOGIT_RANGE
+    from tte.codegen.project import MAKEFILE, RUNTIME_RESERVE
+
+    text = " ".join(README.split())
+    assert f"fixed symmetric range of +-{LOGIT_RANGE:g} (scale {LOGIT_RANGE:g}/127, zero point 0" in text
+    assert "the old head's output quantization is kept" not in text
+    assert "static library" not in text and "bare-metal ELF images" in text
+    assert "cortex-m4: tte_demo_cortex-m4.elf" in MAKEFILE
+    assert f"{RUNTIME_RESERVE // 1024} KB kept for" in text
 
 
 def test_first_command_runs(tmp_path):

@@ -110,8 +110,8 @@ def test_names_become_valid_c_strings(tmp_path):
     (tmp_path / "s.c").write_text("#include <stdio.h>\nstatic const char s[] =\n" + "\n".join(lines) +
                                   ";\nint main(void) { fputs(s, stdout); return 0; }\n")
     exe = tmp_path / "s"
-    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", str(tmp_path / "s.c"), "-o", str(exe)],
-                   check=True)
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Werror",
+                    str(tmp_path / "s.c"), "-o", str(exe)], check=True)
     assert subprocess.run([str(exe)], capture_output=True, check=True).stdout == name.encode()
 
 
@@ -327,7 +327,7 @@ int main(void) {
         for (int slot = 0; slot < 2; slot++) {
             for (uint32_t bit = 0; bit < 8u * TTE_STATE_BLOB_BYTES; bit++) {
                 memcpy(flash, before, sizeof flash);
-                flash[slot * SLOT + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+                flash[(uint32_t)slot * SLOT + bit / 8] ^= (uint8_t)(1u << (bit % 8));
                 lose_ram();
                 const tte_state_status status = tte_state_load(&storage);
                 const int ok = status == TTE_STATE_OK &&

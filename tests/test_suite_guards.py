@@ -44,3 +44,23 @@ def test_runtime_c_line_coverage_by_direct_kernel_tests():
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     total = float(p.stdout.split("TOTAL")[1].split()[-1])
     assert total >= 95.0
+
+
+def test_readme_test_command_prints_per_file_progress(tmp_path):
+    """The README's pytest command (its options, on two small files) prints one line per test file with its
+    percentage, so a long run shows where it is."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    command = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)[1].strip()
+    args = command.split("python -m pytest", 1)[1].split()
+    for name in ("test_one.py", "test_two.py"):
+        (tmp_path / name).write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    environ = {k: v for k, v in os.environ.items() if k not in ("CI", "TTE_SHARED")}
+    p = subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                        str(tmp_path / "test_one.py"), str(tmp_path / "test_two.py")], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=environ)
+    assert p.returncode == 0, p.stdout
+    lines = p.stdout.splitlines()
+    assert any(re.fullmatch(r"test_one\.py \.\. +\[ 50%\]", line) for line in lines), p.stdout
+    assert any(re.fullmatch(r"test_two\.py \.\. +\[100%\]", line) for line in lines), p.stdout

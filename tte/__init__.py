@@ -6,8 +6,9 @@ from .autodiff.scheme import SparseScheme
 from .errors import TteError
 from .frontend import load
 from .ir import Graph
-from .pipeline import compile
+from .plan import compile  # tte.pipeline.compile with budgets: scheme="auto", sram=, flash=
 from .program import Program
+from .trainer import train  # compile, train in C on samples, test: `tte train`
 from .version import __version__
 
-__all__ = ["Graph", "Program", "SparseScheme", "TrainOptions", "TteError", "__version__", "compile", "load"]
+__all__ = ["Graph", "Program", "SparseScheme", "TrainOptions", "TteError", "__version__", "compile", "load", "train"]

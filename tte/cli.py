@@ -6,11 +6,13 @@ import json
 import os
 import sys
 import traceback
+import warnings
 
 import click
 
 from .errors import TteError
 from .ir.facts import ARITHMETICS
+from .units import MAX_CLASSES, check_int
 from .version import __version__
 
 
@@ -40,17 +42,43 @@ def parse_input_shapes(specs: tuple[str, ...]):
     return shapes
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def size_option(name: str, default: str, what: str):
+    return click.option(name, default=default, show_default=True, metavar="SIZE",
+                        help=f"{what}: a number with a unit, 256k, 320KB, 1m (K = 1024); a number without a unit is "
+                             f"bytes and must be at least 1024 (write 512B for less).")
+
+
+def classes_option(f):
+    return click.option("--classes", type=int, default=None, metavar="N",
+                        callback=lambda ctx, param, v: None if v is None else check_int(v, "--classes", 1, MAX_CLASSES),
+                        help=f"Replace the classifier with a new N-class head (1 to {MAX_CLASSES}; default: keep the "
+                             f"model's).")(f)
+
+
 class TteGroup(click.Group):
     """Turns every :class:`TteError` into one line on stderr and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return super().invoke(ctx)
         except TteError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except OSError as e:  # a file or directory the user named: one line, as every other problem of theirs
+            where = f": '{e.filename}'" if getattr(e, "filename", None) else ""
+            click.echo(f"error: {e.strerror or e}{where}", err=True)
+            ctx.exit(1)
+        except RecursionError:
+            click.echo("error: the input is nested too deeply to be read", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -75,9 +103,12 @@ def main() -> None:
 def arithmetic_option(f):
     return click.option(
         "--arithmetic", type=click.Choice(list(ARITHMETICS)), default=None,
-        help="How int8 ops requantize: tflite (TFLite's fixed-point multiplier and shift, bit-exact with TFLite "
-             "and TFLite Micro; the default for .tflite files) or onnxruntime (float32 multiplier, round half to "
-             "even; the default for ONNX).")(f)
+        help="How int8 ops requantize. onnxruntime: float32 multipliers rounded half to even, as onnxruntime's "
+             "int8 kernels (the default for ONNX files). tflite: TFLite's fixed-point multipliers and per-op "
+             "integer algorithms, bit-exact with TFLite's reference kernels (the default for .tflite files). "
+             "tflite-micro: what TFLite Micro and CMSIS-NN run on a device, tflite except fully connected layers "
+             "(requantized like convs) and LOGISTIC (TFLite Micro's integer algorithm); choose it to train "
+             "with the arithmetic the model runs with on the device (ONNX files too).")(f)
 
 
 @main.command()
@@ -111,14 +142,12 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--sram", default="256k", show_default=True, metavar="SIZE",
-              help="SRAM budget (256k, 320KB, 1m, or bytes; K = 1024).")
-@click.option("--flash", default="1m", show_default=True, metavar="SIZE", help="Flash budget.")
+@size_option("--sram", "256k", "SRAM budget, including the 9 KB kept for stack, heap and C library")
+@size_option("--flash", "1m", "Flash budget")
 @click.option("--scheme", default="auto", show_default=True, metavar="FILE|full|bias-only|last-K|auto",
               help="What trains: a sparse-update scheme JSON file (the paper's format), a preset, or auto: the "
                    "largest scheme of the family 'biases of the last b layers, weights of the last w' that fits.")
-@click.option("--classes", type=int, default=None, metavar="N",
-              help="Replace the classifier with a new N-class head (default: keep the model's).")
+@classes_option
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
               help="Fix a dynamic input shape.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -132,7 +161,8 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
 
     Compiles the training graph (autodiff, pruning, fusion, reordering), plans one static arena and
     reports every byte: the arena, trained parameters and optimizer state in SRAM, frozen parameters
-    and code in flash.  Exits 1 with one line saying by how much when the plan does not fit.
+    and code in flash, and the SRAM kept for stack, heap and C library (the same accounting and the same
+    --scheme auto as `tte compile`).  Exits 1 with one line saying by how much when the plan does not fit.
     """
     from .frontend import load
     from .plan import plan as make
@@ -161,13 +191,16 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory to write the C sources, Makefile and memory report into.")
-@click.option("--sram", default="256k", show_default=True, metavar="SIZE", help="SRAM budget.")
-@click.option("--flash", default="1m", show_default=True, metavar="SIZE", help="Flash budget.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(),
+              help="Directory to write the C sources, Makefile and memory report into: a new or empty one, or one "
+                   "tte wrote before (it lists its files in tte_manifest.json); only tte's own files are written.")
+@click.option("--force", is_flag=True, help="Write into a non-empty directory that tte did not write (its other "
+                                            "files are left alone; tte's own are replaced).")
+@size_option("--sram", "256k", "SRAM budget, including the 9 KB kept for stack, heap and C library")
+@size_option("--flash", "1m", "Flash budget")
 @click.option("--scheme", default="auto", show_default=True, metavar="FILE|full|bias-only|last-K|auto",
               help="What trains (see `tte plan --help`).")
-@click.option("--classes", type=int, default=None, metavar="N", help="Replace the classifier with a new N-class head.")
+@classes_option
 @click.option("--lr", type=float, default=0.005, show_default=True, help="SGD learning rate.")
 @click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD momentum.")
 @click.option("--rounding", type=click.Choice(["stochastic", "nearest", "trunc", "accumulate"]),
@@ -178,7 +211,7 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
               help="Fix a dynamic input shape.")
 @arithmetic_option
-def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, target,
+def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, target,
             input_shape, arithmetic) -> None:
     """Compile MODEL into a C training loop in OUTPUT: tte_model.h / tte_model.c (tte_train_step_s8,
     tte_infer_s8, tte_predict, tte_tensors, tte_state_save / tte_state_load), the runtime, a demo main, a
@@ -187,25 +220,24 @@ def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding
     The plan is checked against --sram / --flash first: a model that does not fit fails here, with the
     amount and the largest contributors, before any C is written.
     """
-    from .codegen.project import RUNTIME_RESERVE, write_project
+    from .codegen.outdir import check
+    from .codegen.project import write_project
     from .frontend import load
     from .plan import plan as make
     from .units import parse_size
 
     budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
+    check(out_dir, force)  # refuse a directory tte may not write into before the work, not after it
     g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
-    # the device also needs stack, heap and C library statics: plan the step inside what is left
-    p = make(g, max(budget_sram - RUNTIME_RESERVE, 1), budget_flash, scheme=scheme, classes=classes, lr=lr,
-             momentum=momentum, rounding=rounding, qas=not no_qas)
-    problem = p.problem()
-    if problem:
-        raise TteError(f"{problem} ({RUNTIME_RESERVE / 1024:.0f} KB of --sram {budget_sram / 1024:.0f} KB are kept "
-                       f"for stack, heap and C library)")
-    files = write_project(p.program, p, out_dir, sram=budget_sram)
+    # the same plan as `tte plan`: the step and the SRAM kept for stack, heap and C library must fit --sram
+    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, lr=lr, momentum=momentum,
+             rounding=rounding, qas=not no_qas).check()
+    files = write_project(p.program, p, out_dir, force=force)
     m = p.memory
-    click.echo(f"wrote {len(files)} files to {out_dir}: scheme {p.program.plan.scheme.name}, peak SRAM "
-               f"{m.peak_sram / 1024:.1f} KB of {budget_sram / 1024:.0f} KB, flash {m.flash / 1024:.1f} KB of "
-               f"{budget_flash / 1024:.0f} KB (memory.txt)")
+    click.echo(f"wrote {len(files)} files to {out_dir}: scheme {p.program.plan.scheme.name}, SRAM "
+               f"{m.peak_sram / 1024:.1f} KB + {p.reserve / 1024:.1f} KB for stack, heap and C library of "
+               f"{budget_sram / 1024:.0f} KB, flash {m.flash / 1024:.1f} KB of {budget_flash / 1024:.0f} KB "
+               f"(memory.txt)")
     build = "make run" if target == "host" else f"make {target}"
     click.echo(f"build: make -C {out_dir}{'' if target == 'host' else ' ' + target}  ({build})")
 
@@ -215,12 +247,18 @@ def compile(model, out_dir, sram, flash, scheme, classes, lr, momentum, rounding
 @click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7"]), default="host", show_default=True,
               help="host: build with gcc and run; cortex-m4 / cortex-m7: build with arm-none-eabi-gcc and run "
                    "under QEMU (mps2-an386 / mps2-an500).")
-def run(directory, target) -> None:
-    """Build and run the demo of a `tte compile` output DIRECTORY: prints the losses, the exit code, and on
-    Cortex-M the flash / RAM use, the measured stack peak and instructions per step (QEMU -icount)."""
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Train on a sample file written by `tte data pack` for this model (read by semihosting under "
+                   "QEMU) instead of the built-in pseudo-random inputs; prints the mean loss and the test accuracy "
+                   "per epoch.")
+@click.option("--epochs", type=click.IntRange(1, 1_000_000), default=None, help="Epochs over --data (default 1).")
+def run(directory, target, data, epochs) -> None:
+    """Build and run the demo of a `tte compile` output DIRECTORY: prints the losses (with --data: the mean loss
+    and held-out accuracy per epoch), the exit code, and on Cortex-M the flash / RAM use, the measured stack peak
+    and instructions per step (QEMU -icount).  The demo saves the trained state to DIRECTORY/tte_state.bin."""
     from .device import run_demo
 
-    result = run_demo(directory, target)
+    result = run_demo(directory, target, data=data, epochs=epochs)
     click.echo(result.output.rstrip())
     click.echo(result.summary())
     if result.exit_code != 0:
@@ -300,6 +338,165 @@ def export(directory, state_file, output, force) -> None:
     program.load_state(state_file)
     program.save(output)
     click.echo(f"wrote {output}: the trained model after {program.steps} steps (state {state_file})")
+
+
+# -- tte data pack, tte train: real samples -------------------------------------------------------------------------
+def _sample_options(f):
+    """How `tte data pack` and `tte train` prepare and split samples (tte.data)."""
+    f = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+                     help="Seed of the shuffle before the split (tte train: also of the new head and of stochastic "
+                          "rounding).")(f)
+    f = click.option("--range", "value_range", type=click.Choice(["auto", "-1,1", "0,1", "0,255"]), default="auto",
+                     show_default=True,
+                     help="The values the model expects for black..white: -1,1 (pixel / 127.5 - 1), 0,1 or 0,255; "
+                          "auto: from the input quantization's range (-1,1 when it reaches well below 0, 0,255 when "
+                          "it reaches past 2, else 0,1).")(f)
+    f = click.option("--limit", type=click.IntRange(1), default=None, metavar="N",
+                     help="Use N samples (after the shuffle), not all.")(f)
+    f = click.option("--split", type=click.IntRange(0), default=None, metavar="N",
+                     help="N samples train, the rest are held out for testing.")(f)
+    return click.option("--test-fraction", type=click.FloatRange(0, 1), default=None, metavar="F",
+                        help="Hold out this fraction of the samples for testing [default: 0.2].")(f)
+
+
+def _progress(console=None, transient: bool = False, *fields):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *fields,
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    console=console or Console(stderr=True), transient=transient, redirect_stdout=False,
+                    redirect_stderr=False)
+
+
+def _check_new_file(output: str, force: bool, is_ours, what: str) -> None:
+    """An existing OUTPUT is replaced only with --force, and only if tte wrote it (``is_ours``)."""
+    if os.path.isdir(output):
+        raise TteError(f"'{output}' is a directory; give the name of the {what} to write")
+    if os.path.lexists(output):
+        if not is_ours(output):
+            raise TteError(f"refusing to overwrite '{output}': it is not a {what} (tte replaces only its own files, "
+                           "and only with --force)")
+        if not force:
+            raise TteError(f"'{output}' exists; pass --force to overwrite it")
+
+
+@main.group()
+def data() -> None:
+    """Prepare samples for training: `tte data pack`."""
+
+
+@data.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--model", required=True, type=click.Path(exists=True),
+              help="The model the samples are for (ONNX or TFLite file, or a `tte compile` output directory): its "
+                   "input shape, layout and quantization.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The sample file to write.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is a sample file.")
+@_sample_options
+def pack(source, model, output, force, test_fraction, split, limit, value_range, seed) -> None:
+    """Pack SOURCE (an image folder with one subfolder per class, or an .npz holding x: images and y: labels) into
+    a sample file for MODEL: each image resized (bilinear) to the model's H x W, made grayscale or RGB as it needs,
+    scaled to --range, quantized with its input scale and zero point, in its input layout; shuffled and split into
+    training and test samples.  The emitted demo trains on it: `make run DATA=samples.bin EPOCHS=N`,
+    `tte run DIR --target cortex-m4 --data samples.bin`.  The format is described in tte/data.py."""
+    from .data import is_sample_file
+    from .data import pack as pack_samples
+
+    _check_new_file(output, force, is_sample_file, "sample file")
+    with _progress(transient=True) as bar:
+        task = bar.add_task("preparing", total=None)
+        samples = pack_samples(source, model, test_fraction=test_fraction, split=split, limit=limit,
+                               value_range_choice=value_range, seed=seed,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    samples.write(output)
+    click.echo(f"wrote {output}: {samples.describe()}; {os.path.getsize(output):,} bytes")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "source", required=True, type=click.Path(exists=True),
+              help="An image folder (one subfolder per class), an .npz (x: images, y: labels) or a sample file of "
+                   "`tte data pack`.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The trained ONNX model to write (atomically).  An existing file is replaced only with --force, and "
+                   "only if it is an ONNX model.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing ONNX model.")
+@click.option("--classes", type=click.IntRange(1, MAX_CLASSES), default=None, metavar="N",
+              help="Classes of the new head [default: the number of classes in the data].")
+@click.option("--scheme", default="auto", show_default=True, metavar="FILE|full|bias-only|last-K|auto",
+              help="What trains (see `tte plan --help`).")
+@click.option("--sram", default="256k", show_default=True, metavar="SIZE",
+              help="SRAM budget of the device (as `tte compile`: the program is the one it would build).")
+@click.option("--flash", default="1m", show_default=True, metavar="SIZE", help="Flash budget.")
+@click.option("--epochs", type=click.IntRange(1, 1_000_000), default=1, show_default=True, help="Epochs.")
+@click.option("--lr", type=float, default=0.005, show_default=True, help="SGD learning rate.")
+@_sample_options
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the training curve (loss per step, test accuracy per epoch) as a picture (needs the 'plot' "
+                   "extra: matplotlib).")
+def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr, test_fraction, split, limit,
+          value_range, seed, plot_path) -> None:
+    """Train MODEL on --data on this machine with the emitted C (the integers a device trains: the program of
+    `tte compile` with the same options), testing on held-out samples after each epoch, and write the trained
+    model as ONNX.  Python: tte.train(MODEL, DATA, ...) does the same."""
+    from .trainer import plot_history
+    from .trainer import train as run_training
+
+    _check_export_target(output, force)
+    if plot_path:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise TteError("--plot needs matplotlib: pip install 'tte[plot]'") from None
+    state = {"bar": None, "task": None}
+
+    def on_prepare(done, total):
+        if state["bar"] is None:
+            state["bar"] = _progress(transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("preparing", total=total)
+        state["bar"].update(state["task"], completed=done)
+        if done == total:
+            state["bar"].stop()
+            state["bar"] = None
+
+    bars = {}
+
+    def on_step(epoch, step, steps, loss):
+        if epoch not in bars:
+            from rich.progress import TextColumn
+
+            bars[epoch] = _progress(None, False, TextColumn("loss {task.fields[loss]:.3f}"))
+            bars[epoch].start()
+            bars[epoch].add_task(f"epoch {epoch}/{epochs}", total=steps, loss=loss, total_loss=0.0)
+        bar = bars[epoch]
+        task = bar.tasks[0]
+        total = task.fields["total_loss"] + loss
+        bar.update(task.id, completed=step, loss=total / step, total_loss=total)
+        if step == steps:
+            bar.stop()
+
+    result = run_training(model, source, classes=classes, scheme=scheme, sram=sram, flash=flash, epochs=epochs,
+                          lr=lr, seed=seed, test_fraction=test_fraction, split=split, limit=limit,
+                          value_range=value_range, on_step=on_step, on_prepare=on_prepare,
+                          on_epoch=lambda e: click.echo(e.line()))
+    s, p = result.samples, result.program
+    result.save(output)
+    click.echo(f"wrote {output}: {p.forward.name} trained {epochs} epoch{'s' * (epochs != 1)} of {s.train} steps "
+               f"(scheme {p.plan.scheme.name}, lr {lr:g}), test accuracy {result.history[-1].correct}/{s.test} "
+               f"({100 * result.accuracy:.1f}%)")
+    if plot_path:
+        plot_history(result.history, plot_path, f"{os.path.basename(model)}: {s.train} train / {s.test} test samples")
+        click.echo(f"wrote {plot_path}")
+
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,7 +57,7 @@ def check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize) 
         raise TteError(f"scheme must be 'full', 'bias-only', 'last-K', a scheme JSON file, a dict or a SparseScheme, "
                        f"got {type(scheme).__name__} {scheme!r}")
     if not isinstance(rounding, str) or rounding not in ROUNDINGS:
-        raise TteError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+        raise TteError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
     return dict(classes=check_classes(classes), lr=check_number(lr, "lr"), momentum=check_number(momentum, "momentum"),
                 qas=check_bool(qas, "qas"), rounding=rounding, seed=check_int(seed, "seed", 0, SEED_LIMIT - 1),
                 optimize=check_bool(optimize, "optimize"))

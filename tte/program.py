@@ -12,7 +12,7 @@ from .autodiff.channels import Permutation
 from .codegen import state as st
 from .errors import TteError
 from .ir import Graph
-from .ir.executor import evaluate
+from .ir.executor import batched, evaluate
 from .ir.facts import LABEL, LOSS
 from .passes.arena import ArenaPlan
 from .passes.forward import fuse_pointwise_depthwise
@@ -67,23 +67,32 @@ class Program:
     def _consts(self, g: Graph) -> dict[str, np.ndarray]:
         return {v.name: v.data for v in g.constants()}
 
-    def _batch(self, x: np.ndarray, label=None):
-        x = np.asarray(x, np.float32)
-        shape = self.forward[self.forward.inputs[0]].shape
-        if x.shape == shape[1:]:
-            x = x[None]
-        if x.shape != shape:
-            raise TteError(f"input has shape {x.shape}, the model expects {shape}")
-        if label is None:
-            return x
-        label = np.asarray(label, np.int32).reshape(-1)
+    def _batch(self, x: np.ndarray) -> np.ndarray:
+        return batched(x, self.forward[self.forward.inputs[0]].shape)
+
+    def _labels(self, label, batch: int) -> np.ndarray:
+        """``label`` as int32 class indices, checked: integers (not 1.5, not True), one per sample, in range."""
         classes = self.forward[self.forward.outputs[0]].shape[1]
-        if label.shape != (shape[0],) or (label < 0).any() or (label >= classes).any():
-            raise TteError(f"label must be {shape[0]} class index(es) in [0, {classes}), got {label.tolist()}")
-        return x, label
+        want = f"{batch} class index(es), integers in [0, {classes})"
+        if isinstance(label, (bool, np.bool_, str, bytes)):
+            raise TteError(f"label must be {want}, got {type(label).__name__} {label!r}")
+        try:
+            a = np.asarray(label)
+        except (TypeError, ValueError):
+            raise TteError(f"label must be {want}, got {type(label).__name__}") from None
+        if a.dtype.kind not in "iuf" or a.size != batch:
+            raise TteError(f"label must be {want}, got {label!r}")
+        a = a.reshape(-1)
+        if a.dtype.kind == "f" and not (np.isfinite(a).all() and (a == np.round(a)).all()):
+            raise TteError(f"label must be {want}, got {a.tolist()} (a label is a class index, not a fraction)")
+        if (a < 0).any() or (a >= classes).any():
+            raise TteError(f"label must be {want}, got {a.tolist()}")
+        return a.astype(np.int32)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """float32 logits of the current model for a float32 NCHW input."""
+        """float32 logits of the current model for a float32 input of the model's input shape (batch of 1
+        included, e.g. (1, 3, H, W)) or one sample without the batch axis ((3, H, W)); the logits keep the batch
+        axis either way ([1, classes]), as :meth:`tte.Graph.infer`."""
         env = self._consts(self.forward)
         env.update({k: v for k, v in self.state.items() if k in self.forward.values})
         env[self.forward.inputs[0]] = self._batch(x)
@@ -91,7 +100,8 @@ class Program:
         return env[self.forward.outputs[0]]
 
     def _run(self, g: Graph, x, label) -> dict[str, np.ndarray]:
-        x, label = self._batch(x, label)
+        x = self._batch(x)
+        label = self._labels(label, x.shape[0])
         env = self._consts(g)
         env.update(self.state)
         env[g.inputs[0]] = x

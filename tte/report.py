@@ -1,13 +1,25 @@
-"""Human-readable rendering of reports (rich tables)."""
+"""Human-readable rendering of reports: rich tables as wide as the terminal (as wide as their contents when the
+output is not a terminal: a pipe or a file), and the memory report as plain text (memory.txt)."""
 
 from __future__ import annotations
 
-import os
+import textwrap
 
 from rich.console import Console
 from rich.table import Table
 
 from .inspect import Report
+
+TEXT_WIDTH = 100  # memory.txt: plain text, no line longer than this
+
+
+def terminal_console() -> Console:
+    """A console on stdout: the terminal's width on a terminal; on a pipe or a file, no width limit (tables take
+    the width of their contents and are never cut)."""
+    c = Console()
+    if not c.is_terminal:
+        c = Console(width=1000, soft_wrap=True)
+    return c
 
 
 def _shape(s) -> str:
@@ -19,7 +31,7 @@ def _kib(n: int) -> str:
 
 
 def print_inspect(report: Report, console: Console | None = None) -> None:
-    console = console or Console(width=160)
+    console = console or terminal_console()
     t = Table(title=f"{report.model}", title_justify="left", show_lines=False, header_style="bold")
     for col, just in [("#", "right"), ("layer", "left"), ("op", "left"), ("input", "left"), ("output", "left"),
                       ("kernel/stride/groups", "left"), ("params", "right"), ("MACs", "right"),
@@ -47,38 +59,22 @@ def print_inspect(report: Report, console: Console | None = None) -> None:
 def print_plan(plan, explain: bool = False, timeline: bool = False, console: Console | None = None) -> None:
     from .passes.arena import timeline as arena_timeline
 
-    console = console or Console(width=140)
+    console = console or terminal_console()
     m, prog = plan.memory, plan.program
     console.print(f"[bold]{prog.forward.name}[/bold]: scheme {prog.plan.scheme.name}, "
-                  f"{len(prog.params)} trained tensors")
+                  f"{len(prog.params)} trained tensors", markup=True, highlight=False)
     t = Table(show_header=True, header_style="bold", title_justify="left")
-    t.add_column("memory")
-    t.add_column("bytes", justify="right")
-    t.add_column("KB", justify="right")
+    t.add_column("memory", no_wrap=True)
+    t.add_column("bytes", justify="right", no_wrap=True)
+    t.add_column("KB", justify="right", no_wrap=True)
     t.add_column("what")
-    peak_node = m.graph.nodes[m.peak_step].name if m.graph.nodes else ""
-    rows = [
-        ("SRAM: arena", m.arena.size, f"lower bound {m.arena.lower_bound:,} B ({m.arena.order}); peak at {peak_node}"),
-        ("SRAM: trained parameters", m.trained_bytes, f"{len(m.trained)} tensors (trained slices only)"),
-        ("SRAM: optimizer state", m.optimizer_bytes, ", ".join(m.optimizer) or "none"),
-        ("SRAM: kernel scratch", m.scratch, "largest single-kernel scratch"),
-        ("SRAM: peak", m.peak_sram, f"budget {plan.sram:,} B: " + ("fits" if plan.sram_over <= 0 else
-                                                                    f"{plan.sram_over:,} B over")),
-        ("flash: frozen parameters", sum(m.frozen_flash.values()), "weights, biases, step factors"),
-        ("flash: requantization multipliers", m.quant_flash, "float32 per output channel"),
-        ("flash: initial trained values", m.initial_flash, "copied to SRAM at start"),
-        ("flash: code (estimate)", m.code_estimate, "per kernel kind, until the Cortex-M build measures it"),
-        ("flash: total", m.flash, f"budget {plan.flash:,} B: " + ("fits" if plan.flash_over <= 0 else
-                                                                   f"{plan.flash_over:,} B over")),
-    ]
-    for name, n, what in rows:
+    for name, n, what in plan_rows(plan):
         style = "bold" if name.endswith(("peak", "total")) else None
         t.add_row(name, f"{n:,}", f"{n / 1024:.1f}", what, style=style)
     console.print(t)
-    live = ", ".join(f"{name} {_kib(b)}" for name, b in m.live_at_peak()[:4])
-    console.print(f"live at the arena peak: {live}")
+    console.print(f"live at the arena peak: {_live(plan)}", markup=False, highlight=False)
     for note in prog.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False, highlight=False)
     if explain:
         for line in prog.pass_log:
             console.print(line, markup=False, highlight=False)
@@ -115,8 +111,52 @@ def plot_timeline(plan, path) -> None:
     plt.close(fig)
 
 
-def plan_text(plan) -> str:
-    """The memory report as plain text (the emitted directory's memory.txt)."""
-    console = Console(width=140, record=True, file=open(os.devnull, "w"), color_system=None)
-    print_plan(plan, console=console)
-    return console.export_text()
+def plan_rows(plan) -> list[tuple[str, int, str]]:
+    """The memory report's rows: (what, bytes, details); SRAM counts the runtime reserve as a line of its own."""
+    m = plan.memory
+    peak_node = m.graph.nodes[m.peak_step].name if m.graph.nodes else ""
+    return [
+        ("SRAM: arena", m.arena.size, f"lower bound {m.arena.lower_bound:,} B ({m.arena.order}); peak at {peak_node}"),
+        ("SRAM: trained parameters", m.trained_bytes, f"{len(m.trained)} tensors (trained slices only)"),
+        ("SRAM: optimizer state", m.optimizer_bytes, ", ".join(m.optimizer) or "none"),
+        ("SRAM: kernel scratch", m.scratch, "largest single-kernel scratch"),
+        ("SRAM: peak", m.peak_sram, "the training step: arena, trained parameters, optimizer state, scratch"),
+        ("SRAM: runtime reserve", plan.reserve, plan.reserve_what),
+        ("SRAM: total", plan.sram_needed, f"budget {plan.sram:,} B: " + ("fits" if plan.sram_over <= 0 else
+                                                                          f"{plan.sram_over:,} B over")),
+        ("flash: frozen parameters", sum(m.frozen_flash.values()), "weights, biases, step factors"),
+        ("flash: requantization multipliers", m.quant_flash, "float32 per output channel"),
+        ("flash: initial trained values", m.initial_flash, "copied to SRAM at start"),
+        ("flash: code (estimate)", m.code_estimate, "per kernel kind, until the Cortex-M build measures it"),
+        ("flash: total", m.flash, f"budget {plan.flash:,} B: " + ("fits" if plan.flash_over <= 0 else
+                                                                   f"{plan.flash_over:,} B over")),
+    ]
+
+
+def _live(plan) -> str:
+    return ", ".join(f"{name} {_kib(b)}" for name, b in plan.memory.live_at_peak()[:4])
+
+
+def plan_text(plan, width: int = TEXT_WIDTH) -> str:
+    """The memory report as plain text (the emitted directory's memory.txt): ASCII columns, no line longer than
+    ``width``; the last column and long lines wrap."""
+    prog = plan.program
+    rows = [(name, f"{n:,}", f"{n / 1024:.1f}", what) for name, n, what in plan_rows(plan)]
+    head = ("memory", "bytes", "KB", "what")
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
+    rest = max(width - sum(w) - 6, 20)
+
+    def line(cells, what: str) -> list[str]:
+        lead = f"{cells[0]:<{w[0]}}  {cells[1]:>{w[1]}}  {cells[2]:>{w[2]}}  "
+        parts = textwrap.wrap(what, rest) or [""]
+        return [(lead + parts[0]).rstrip()] + [(" " * len(lead) + p).rstrip() for p in parts[1:]]
+
+    out = textwrap.wrap(f"{prog.forward.name}: scheme {prog.plan.scheme.name}, {len(prog.params)} trained tensors",
+                        width)
+    out += [""] + line(head, head[3]) + ["-" * min(width, sum(w) + 6 + max(len(r[3]) for r in rows))]
+    for r in rows:
+        out += line(r[:3], r[3])
+    out += [""] + textwrap.wrap(f"live at the arena peak: {_live(plan)}", width, subsequent_indent="  ")
+    for note in prog.notes:
+        out += textwrap.wrap(f"note: {note}", width, subsequent_indent="  ")
+    return "\n".join(out) + "\n"

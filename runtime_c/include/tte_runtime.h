@@ -11,8 +11,9 @@
  * v = (float)acc * M in float32, q = clamp(round_half_even(v) + zero_point, qmin, qmax).  Build with
  * -ffp-contract=off so that no fused multiply-add changes a float32 result.
  *
- * A graph may instead use TFLite's integer arithmetic (tte/reference/fixedpoint.py, bit-exact with TFLite's
- * reference kernels): conv and max pool then take Q31 multipliers in tte_quant_params, and the ops whose
+ * A graph may instead use one of TFLite's integer arithmetics (tte/reference/fixedpoint.py): "tflite", bit-exact
+ * with TFLite's reference kernels, or "tflite-micro", bit-exact with TFLite Micro (and CMSIS-NN).  Conv and max
+ * pool (and, in "tflite-micro", fully connected) then take Q31 multipliers in tte_quant_params, and the ops whose
  * algorithm differs have kernels of their own, tte_<op>_tflite_<dtype>.
  *
  * Requantizing kernels take a `mask` (NULL when not needed): one bit per output element, set where the
@@ -46,10 +47,10 @@ typedef struct {
 
 /* Requantization of a conv / gemm output: per-channel multipliers M[c] = s_x * s_w[c] / s_y.
  *
- * `multiplier` and `shift` select TFLite's integer arithmetic (tte/reference/fixedpoint.py): per output channel
- * (one entry for a max pool) a Q31 multiplier and its power-of-two exponent, applied with TFLite's
- * MultiplyByQuantizedMultiplier.  NULL selects the float32 multipliers of the kernel's `multipliers` argument,
- * onnxruntime's arithmetic. */
+ * `multiplier` and `shift` select TFLite's integer arithmetic (tte/reference/fixedpoint.py; for a gemm, TFLite
+ * Micro's): per output channel (one entry for a max pool) a Q31 multiplier and its power-of-two exponent, applied
+ * with TFLite's MultiplyByQuantizedMultiplier.  NULL selects the float32 multipliers of the kernel's
+ * `multipliers` argument, onnxruntime's arithmetic. */
 typedef struct {
     int32_t input_zero_point;   /* z_x, subtracted from every input value (padding reads as z_x) */
     int32_t output_zero_point;  /* z_y */
@@ -95,7 +96,8 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
                              const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims,
                              int8_t *output, int8_t *scratch);
 
-/* fully connected: input [n, k], weights [m, k], output [n, m]. */
+/* fully connected: input [n, k], weights [m, k], output [n, m].  q->multiplier set: TFLite Micro's output stage
+ * (MBQM per output channel, as a conv; `multipliers` unused). */
 tte_status tte_gemm_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t m, const int8_t *input,
                        const int8_t *weights, const int32_t *weight_zero_points, const int32_t *bias,
                        const float *multipliers, int8_t *output, uint8_t *mask);
@@ -152,7 +154,8 @@ tte_status tte_global_avgpool_tflite_s8(const tte_quant_params *q, int32_t multi
 /* max pool; the maximum is requantized with `multiplier` (exactly 1 when parameters are equal), or with TFLite's
  * arithmetic when q->multiplier is set (its first entry). */
 tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *q, float multiplier,
-                          const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims, int8_t *output, uint8_t *mask);
+                          const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims, int8_t *output,
+                          uint8_t *mask);
 
 /* copy one concat operand into its channel range of the output, rescaled. */
 tte_status tte_concat_channels_s8(const tte_dims *in_dims, const int8_t *input, int32_t input_zero_point,

@@ -27,10 +27,10 @@ tte_status tte_avgpool_grad_f32(const tte_pool_geometry *geo, int32_t count_incl
                                     count += ih >= 0 && ih < H && iw >= 0 && iw < W;
                                 }
                         }
-                        acc += dz[((size_t)nc * HO + ho) * WO + wo] / (float)count;
+                        acc += dz[((size_t)nc * (size_t)HO + (size_t)ho) * (size_t)WO + (size_t)wo] / (float)count;
                     }
                 }
-                dx[((size_t)nc * H + h) * W + x] = acc;
+                dx[((size_t)nc * (size_t)H + (size_t)h) * (size_t)W + (size_t)x] = acc;
             }
         }
     }

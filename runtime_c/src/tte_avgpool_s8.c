@@ -7,7 +7,7 @@ tte_status tte_avgpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
                           const tte_dims *out_dims, int8_t *output, uint8_t *mask) {
     const int32_t H = in_dims->h, W = in_dims->w, HO = out_dims->h, WO = out_dims->w;
     for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
-        const int8_t *x = input + (size_t)nc * H * W;
+        const int8_t *x = input + (size_t)nc * (size_t)H * (size_t)W;
         for (int32_t oh = 0; oh < HO; oh++) {
             for (int32_t ow = 0; ow < WO; ow++) {
                 int32_t acc = 0, count = 0;
@@ -21,7 +21,7 @@ tte_status tte_avgpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
                     }
                 }
                 if (count_include_pad) count = geo->kernel_h * geo->kernel_w;
-                const size_t idx = ((size_t)nc * HO + oh) * WO + ow;
+                const size_t idx = ((size_t)nc * (size_t)HO + (size_t)oh) * (size_t)WO + (size_t)ow;
                 output[idx] = tte_round_clamp_mask((float)acc * multipliers[count], q->output_zero_point, q->qmin,
                                                    q->qmax, mask, idx);
             }

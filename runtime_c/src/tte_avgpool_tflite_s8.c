@@ -11,7 +11,7 @@ tte_status tte_avgpool_tflite_s8(const tte_pool_geometry *geo, const tte_quant_p
     const int32_t H = in_dims->h, W = in_dims->w, HO = out_dims->h, WO = out_dims->w;
     const int32_t window = geo->kernel_h * geo->kernel_w;
     for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
-        const int8_t *x = input + (size_t)nc * H * W;
+        const int8_t *x = input + (size_t)nc * (size_t)H * (size_t)W;
         for (int32_t oh = 0; oh < HO; oh++) {
             for (int32_t ow = 0; ow < WO; ow++) {
                 const int32_t top = oh * geo->stride_h - geo->pad_top, left = ow * geo->stride_w - geo->pad_left;
@@ -27,7 +27,7 @@ tte_status tte_avgpool_tflite_s8(const tte_pool_geometry *geo, const tte_quant_p
                 }
                 const int32_t average = count == 0 ? q->input_zero_point
                                         : total > 0 ? (total + count / 2) / count : (total - count / 2) / count;
-                const size_t idx = ((size_t)nc * HO + oh) * WO + ow;
+                const size_t idx = ((size_t)nc * (size_t)HO + (size_t)oh) * (size_t)WO + (size_t)ow;
                 output[idx] = tte_clamp_mask((int64_t)tte_mbqm(average - q->input_zero_point, multiplier, shift) +
                                                  q->output_zero_point, q->qmin, q->qmax, mask, idx);
             }

@@ -10,11 +10,12 @@ tte_status tte_concat_channels_tflite_s8(const tte_dims *in_dims, const int8_t *
     const int32_t plane = in_dims->h * in_dims->w;
     if (channel_offset + in_dims->c > out_channels) return TTE_ERROR_ARGUMENT;
     for (int32_t n = 0; n < in_dims->n; n++) {
-        const int8_t *x = input + (size_t)n * in_dims->c * plane;
-        const size_t base = ((size_t)n * out_channels + channel_offset) * plane;
+        const int8_t *x = input + (size_t)n * (size_t)in_dims->c * (size_t)plane;
+        const size_t base = ((size_t)n * (size_t)out_channels + (size_t)channel_offset) * (size_t)plane;
         for (int32_t i = 0; i < in_dims->c * plane; i++)
-            output[base + i] = tte_clamp_mask((int64_t)tte_mbqm((int32_t)x[i] - input_zero_point, multiplier, shift) +
-                                                  output_zero_point, qmin, qmax, mask, base + (size_t)i);
+            output[base + (size_t)i] = tte_clamp_mask((int64_t)tte_mbqm((int32_t)x[i] - input_zero_point, multiplier,
+                                                                        shift) + output_zero_point,
+                                                      qmin, qmax, mask, base + (size_t)i);
     }
     return TTE_OK;
 }

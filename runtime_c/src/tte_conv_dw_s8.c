@@ -16,7 +16,7 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
     if (w_dims->n != C || w_dims->c != 1 || out_dims->c != C || geo->groups != C) return TTE_ERROR_ARGUMENT;
     for (int32_t n = 0; n < in_dims->n; n++) {
         for (int32_t c = 0; c < C; c++) {
-            const int8_t *x = input + ((size_t)n * C + c) * H * W;
+            const int8_t *x = input + ((size_t)n * (size_t)C + (size_t)c) * (size_t)H * (size_t)W;
             const int8_t *wc = tte_weight_row(weights, 1, c, 0, 1, KH * KW);
             const int32_t wz = weight_zero_points ? weight_zero_points[c] : 0;
             for (int32_t oh = 0; oh < HO; oh++) {
@@ -24,11 +24,13 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
                     const int32_t acc = tte_window_dot_s8(x, H, W, oh * geo->stride_h - geo->pad_top,
                                                           ow * geo->stride_w - geo->pad_left, wc, KH, KW,
                                                           q->input_zero_point, wz);
-                    const size_t idx = (((size_t)n * C + c) * HO + oh) * WO + ow;
+                    const size_t idx = (((size_t)n * (size_t)C + (size_t)c) * (size_t)HO + (size_t)oh) * (size_t)WO +
+                                       (size_t)ow;
                     scratch[oh * WO + ow] = tte_requantize_channel(acc, bias[c], q, multipliers, c, mask, idx);
                 }
             }
-            memcpy(output + ((size_t)n * C + c) * HO * WO, scratch, (size_t)HO * WO);
+            memcpy(output + ((size_t)n * (size_t)C + (size_t)c) * (size_t)HO * (size_t)WO, scratch,
+                   (size_t)HO * (size_t)WO);
         }
     }
     return TTE_OK;

@@ -23,9 +23,9 @@ tte_status tte_conv_grad_input_f32(const tte_conv_geometry *geo, const tte_dims 
     for (int32_t n = 0; n < in_dims->n; n++) {
         for (int32_t c = 0; c < C; c++) {
             const int32_t g = c / CG, cl = c % CG;
-            memset(scratch, 0, sizeof(float) * (size_t)H * W);
+            memset(scratch, 0, sizeof(float) * (size_t)H * (size_t)W);
             for (int32_t o = g * OG; o < (g + 1) * OG; o++) {
-                const float *dzo = dz + ((size_t)n * O + o) * HO * WO;
+                const float *dzo = dz + ((size_t)n * (size_t)O + (size_t)o) * (size_t)HO * (size_t)WO;
                 const int8_t *wo = tte_weight_row(&w->data, depthwise, o, cl, CG, KH * KW);
                 const int32_t wz = w->zero_points ? w->zero_points[o] : 0;
                 for (int32_t i = 0; i < KH; i++) {
@@ -43,7 +43,8 @@ tte_status tte_conv_grad_input_f32(const tte_conv_geometry *geo, const tte_dims 
                     }
                 }
             }
-            memcpy(dx + ((size_t)n * C + c) * H * W, scratch, sizeof(float) * (size_t)H * W);
+            memcpy(dx + ((size_t)n * (size_t)C + (size_t)c) * (size_t)H * (size_t)W, scratch,
+                   sizeof(float) * (size_t)H * (size_t)W);
         }
     }
     return TTE_OK;

@@ -8,6 +8,6 @@ tte_status tte_conv_grad_weight_f32(const tte_conv_geometry *geo, int32_t depthw
     const int32_t rows = depthwise ? channels : w_dims->n, cols = depthwise ? 1 : channels;
     for (int32_t o = 0; o < rows; o++)
         tte_conv_weight_grad_row(geo, depthwise, cols, o, x_dims, x, dz_dims, dz, w_dims,
-                                 grad + (size_t)o * cols * w_dims->h * w_dims->w);
+                                 grad + (size_t)o * (size_t)cols * (size_t)w_dims->h * (size_t)w_dims->w);
     return TTE_OK;
 }

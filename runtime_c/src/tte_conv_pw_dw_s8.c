@@ -17,9 +17,9 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
     const int32_t M = w2_dims->n, KH = w2_dims->h, KW = w2_dims->w, HO = out_dims->h, WO = out_dims->w;
     if (w2_dims->c != 1 || out_dims->c != M || geo2->groups != M) return TTE_ERROR_ARGUMENT;
     for (int32_t n = 0; n < in_dims->n; n++) {
-        const int8_t *x = input + (size_t)n * C * HW;
+        const int8_t *x = input + (size_t)n * (size_t)C * (size_t)HW;
         for (int32_t m = 0; m < M; m++) {
-            const int8_t *wm = w1 + (size_t)m * C;
+            const int8_t *wm = w1 + (size_t)m * (size_t)C;
             const int32_t z1 = w1_zero_points ? w1_zero_points[m] : 0;
             /* sum_c (x - z_x) * (w - z_w) = sum_c x * (w - z_w) - z_x * sum_c (w - z_w): one MAC per term */
             int32_t wsum = 0;
@@ -27,12 +27,13 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             const int32_t offset = -q1->input_zero_point * wsum;
             for (int32_t p = 0; p < HW; p++) {
                 int32_t acc = offset;
-                for (int32_t c = 0; c < C; c++) acc += (int32_t)x[(size_t)c * HW + p] * ((int32_t)wm[c] - z1);
+                for (int32_t c = 0; c < C; c++)
+                    acc += (int32_t)x[(size_t)c * (size_t)HW + (size_t)p] * ((int32_t)wm[c] - z1);
                 scratch[p] = tte_requantize_channel(acc, b1[m], q1, m1, m, NULL, 0);
             }
-            const int8_t *wc = w2 + (size_t)m * KH * KW;
+            const int8_t *wc = w2 + (size_t)m * (size_t)KH * (size_t)KW;
             const int32_t z2 = w2_zero_points ? w2_zero_points[m] : 0;
-            int8_t *y = output + ((size_t)n * M + m) * HO * WO;
+            int8_t *y = output + ((size_t)n * (size_t)M + (size_t)m) * (size_t)HO * (size_t)WO;
             for (int32_t oh = 0; oh < HO; oh++) {
                 for (int32_t ow = 0; ow < WO; ow++) {
                     const int32_t acc = tte_window_dot_s8(scratch, H, W, oh * geo2->stride_h - geo2->pad_top,

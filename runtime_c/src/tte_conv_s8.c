@@ -8,7 +8,7 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
                                         const float *multipliers, int8_t *output, uint8_t *mask) {
     const int32_t C = in_dims->c, P = in_dims->h * in_dims->w;
     for (int32_t n = 0; n < in_dims->n; n++) {
-        const int8_t *x = input + (size_t)n * C * P;
+        const int8_t *x = input + (size_t)n * (size_t)C * (size_t)P;
         for (int32_t o = 0; o < O; o++) {
             int32_t wsum = 0;
             for (int32_t c = 0; c < C; c++) wsum += *tte_weight_row(weights, 0, o, c, C, 1);
@@ -17,13 +17,13 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
                 int32_t acc = offset;
                 const int8_t *xp = x + p;
                 if (weights->frozen == NULL) {
-                    const int8_t *w = weights->trained + (size_t)o * C;
-                    for (int32_t c = 0; c < C; c++) acc += (int32_t)xp[(size_t)c * P] * (int32_t)w[c];
+                    const int8_t *w = weights->trained + (size_t)o * (size_t)C;
+                    for (int32_t c = 0; c < C; c++) acc += (int32_t)xp[(size_t)c * (size_t)P] * (int32_t)w[c];
                 } else {
                     for (int32_t c = 0; c < C; c++)
-                        acc += (int32_t)xp[(size_t)c * P] * (int32_t)*tte_weight_row(weights, 0, o, c, C, 1);
+                        acc += (int32_t)xp[(size_t)c * (size_t)P] * (int32_t)*tte_weight_row(weights, 0, o, c, C, 1);
                 }
-                const size_t idx = (((size_t)n * O + o) * P) + p;
+                const size_t idx = (((size_t)n * (size_t)O + (size_t)o) * (size_t)P) + (size_t)p;
                 output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
             }
         }
@@ -47,7 +47,7 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
         !geo->pad_left && !geo->pad_bottom && !geo->pad_right && weight_zero_points == NULL)
         return tte_conv_pointwise_s8(q, in_dims, input, O, weights, bias, multipliers, output, mask);
     for (int32_t n = 0; n < in_dims->n; n++) {
-        const int8_t *x = input + (size_t)n * C * H * W;
+        const int8_t *x = input + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
         for (int32_t o = 0; o < O; o++) {
             const int32_t c0 = (o / OG) * CG;
             const int32_t wz = weight_zero_points ? weight_zero_points[o] : 0;
@@ -55,11 +55,12 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
                 for (int32_t ow = 0; ow < WO; ow++) {
                     int32_t acc = 0;
                     for (int32_t c = 0; c < CG; c++)
-                        acc += tte_window_dot_s8(x + (size_t)(c0 + c) * H * W, H, W,
+                        acc += tte_window_dot_s8(x + (size_t)(c0 + c) * (size_t)H * (size_t)W, H, W,
                                                  oh * geo->stride_h - geo->pad_top, ow * geo->stride_w - geo->pad_left,
                                                  tte_weight_row(weights, 0, o, c, CG, KH * KW), KH, KW,
                                                  q->input_zero_point, wz);
-                    const size_t idx = (((size_t)n * O + o) * HO + oh) * WO + ow;
+                    const size_t idx = (((size_t)n * (size_t)O + (size_t)o) * (size_t)HO + (size_t)oh) * (size_t)WO +
+                                       (size_t)ow;
                     output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
                 }
             }

@@ -18,7 +18,8 @@ tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depth
         for (int32_t cl = 0; cl < cols; cl++) {
             for (int32_t t = 0; t < KK; t++) {
                 const uint32_t index = (uint32_t)((o * cols + cl) * KK + t);
-                int8_t *p = weights + ((size_t)o * cols + cl) * KK + t; /* the trained slice's layout */
+                /* the trained slice's layout */
+                int8_t *p = weights + ((size_t)o * (size_t)cols + (size_t)cl) * (size_t)KK + t;
                 *p = (int8_t)tte_sgd_value(sgd, *p, scratch[cl * KK + t], factors[o], index);
             }
         }

@@ -25,9 +25,9 @@ tte_status tte_gemm_tflite_s8(const tte_quant_params *q, int32_t n, int32_t k, i
             const int32_t wz = weight_zero_points ? weight_zero_points[o] : 0;
             int32_t acc = 0;
             for (int32_t i = 0; i < k; i++)
-                acc += ((int32_t)input[(size_t)b * k + i] - q->input_zero_point) *
-                       ((int32_t)weights[(size_t)o * k + i] - wz);
-            const size_t idx = (size_t)b * m + o;
+                acc += ((int32_t)input[(size_t)b * (size_t)k + (size_t)i] - q->input_zero_point) *
+                       ((int32_t)weights[(size_t)o * (size_t)k + (size_t)i] - wz);
+            const size_t idx = (size_t)b * (size_t)m + (size_t)o;
             const double v = (double)tte_add_sat(acc, bias[o]) * multipliers[o];
             output[idx] = tte_clamp_mask(tte_round_away(v) + q->output_zero_point, q->qmin, q->qmax, mask, idx);
         }

@@ -9,7 +9,7 @@ tte_status tte_global_avgpool_tflite_s8(const tte_quant_params *q, int32_t multi
     const int32_t hw = in_dims->h * in_dims->w;
     for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
         int32_t total = 0;
-        for (int32_t p = 0; p < hw; p++) total += input[(size_t)nc * hw + p];
+        for (int32_t p = 0; p < hw; p++) total += input[(size_t)nc * (size_t)hw + (size_t)p];
         const int32_t centered = (int32_t)((int64_t)total - (int64_t)q->input_zero_point * hw);
         output[nc] = tte_clamp_mask((int64_t)tte_mbqm(centered, multiplier, shift) + q->output_zero_point, q->qmin,
                                     q->qmax, mask, (size_t)nc);

@@ -22,8 +22,9 @@ static inline void tte_conv_weight_grad_row(const tte_conv_geometry *geo, int32_
                 tte_out_range(j, geo->stride_w, geo->pad_left, W, WO, &wo0, &wo1);
                 float acc = 0.0f;
                 for (int32_t n = 0; n < x_dims->n; n++) {
-                    const float *dzo = dz + ((size_t)n * O + o) * HO * WO;
-                    const int8_t *xc = x->data + ((size_t)n * C + c0 + cl) * H * W;
+                    const float *dzo = dz + ((size_t)n * (size_t)O + (size_t)o) * (size_t)HO * (size_t)WO;
+                    const int8_t *xc =
+                        x->data + ((size_t)n * (size_t)C + (size_t)c0 + (size_t)cl) * (size_t)H * (size_t)W;
                     for (int32_t ho = ho0; ho < ho1; ho++) {
                         const int8_t *xr = xc + (ho * geo->stride_h - geo->pad_top + i) * W - geo->pad_left + j;
                         const float *dzr = dzo + ho * WO;
@@ -44,7 +45,7 @@ static inline float tte_bias_grad_row(const tte_dims *dz_dims, const float *dz, 
     const int32_t O = dz_dims->c, P = dz_dims->h * dz_dims->w;
     float acc = 0.0f;
     for (int32_t n = 0; n < dz_dims->n; n++)
-        for (int32_t p = 0; p < P; p++) acc += dz[((size_t)n * O + o) * P + p];
+        for (int32_t p = 0; p < P; p++) acc += dz[((size_t)n * (size_t)O + (size_t)o) * (size_t)P + (size_t)p];
     return acc;
 }
 
@@ -53,8 +54,8 @@ static inline float tte_gemm_weight_grad(int32_t n, int32_t k, int32_t m, const 
                                          int32_t o, int32_t i) {
     float acc = 0.0f;
     for (int32_t b = 0; b < n; b++) {
-        const float xr = (float)((int32_t)x->data[(size_t)b * k + i] - x->zero_point) * x->scale;
-        acc += dz[(size_t)b * m + o] * xr;
+        const float xr = (float)((int32_t)x->data[(size_t)b * (size_t)k + (size_t)i] - x->zero_point) * x->scale;
+        acc += dz[(size_t)b * (size_t)m + (size_t)o] * xr;
     }
     return acc;
 }

@@ -139,9 +139,10 @@ static inline void tte_out_range(int32_t t, int32_t s, int32_t p, int32_t size, 
 static inline const int8_t *tte_weight_row(const tte_split_weights *w, int32_t depthwise, int32_t o, int32_t c,
                                            int32_t cg, int32_t kk) {
     if (depthwise)
-        return o < w->channels ? w->trained + (size_t)o * kk : w->frozen + (size_t)(o - w->channels) * kk;
-    if (c < w->channels) return w->trained + ((size_t)o * w->channels + c) * kk;
-    return w->frozen + ((size_t)o * (cg - w->channels) + (c - w->channels)) * kk;
+        return o < w->channels ? w->trained + (size_t)o * (size_t)kk
+                               : w->frozen + (size_t)(o - w->channels) * (size_t)kk;
+    if (c < w->channels) return w->trained + ((size_t)o * (size_t)w->channels + (size_t)c) * (size_t)kk;
+    return w->frozen + ((size_t)o * (size_t)(cg - w->channels) + (size_t)(c - w->channels)) * (size_t)kk;
 }
 
 /* exp for x <= 0 as tte/reference/grad_kernels.py:expf computes it, operation by operation. */

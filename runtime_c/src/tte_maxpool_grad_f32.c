@@ -7,9 +7,9 @@
 tte_status tte_maxpool_grad_f32(const tte_pool_geometry *geo, const tte_dims *in_dims, const int8_t *input,
                                 const tte_dims *dz_dims, const float *dz, float *dx) {
     const int32_t H = in_dims->h, W = in_dims->w, HO = dz_dims->h, WO = dz_dims->w;
-    memset(dx, 0, sizeof(float) * (size_t)in_dims->n * in_dims->c * H * W);
+    memset(dx, 0, sizeof(float) * (size_t)in_dims->n * (size_t)in_dims->c * (size_t)H * (size_t)W);
     for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
-        const int8_t *x = input + (size_t)nc * H * W;
+        const int8_t *x = input + (size_t)nc * (size_t)H * (size_t)W;
         for (int32_t oh = 0; oh < HO; oh++) {
             for (int32_t ow = 0; ow < WO; ow++) {
                 int32_t best = -129, at = -1;
@@ -24,7 +24,9 @@ tte_status tte_maxpool_grad_f32(const tte_pool_geometry *geo, const tte_dims *in
                         }
                     }
                 }
-                if (at >= 0) dx[(size_t)nc * H * W + at] += dz[((size_t)nc * HO + oh) * WO + ow];
+                if (at >= 0)
+                    dx[(size_t)nc * (size_t)H * (size_t)W + (size_t)at] +=
+                        dz[((size_t)nc * (size_t)HO + (size_t)oh) * (size_t)WO + (size_t)ow];
             }
         }
     }

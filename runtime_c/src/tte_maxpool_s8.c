@@ -8,7 +8,7 @@ tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
                           uint8_t *mask) {
     const int32_t H = in_dims->h, W = in_dims->w, HO = out_dims->h, WO = out_dims->w;
     for (int32_t nc = 0; nc < in_dims->n * in_dims->c; nc++) {
-        const int8_t *x = input + (size_t)nc * H * W;
+        const int8_t *x = input + (size_t)nc * (size_t)H * (size_t)W;
         for (int32_t oh = 0; oh < HO; oh++) {
             for (int32_t ow = 0; ow < WO; ow++) {
                 int32_t best = -129;
@@ -20,7 +20,7 @@ tte_status tte_maxpool_s8(const tte_pool_geometry *geo, const tte_quant_params *
                         if (x[ih * W + iw] > best) best = x[ih * W + iw];
                     }
                 }
-                const size_t idx = ((size_t)nc * HO + oh) * WO + ow;
+                const size_t idx = ((size_t)nc * (size_t)HO + (size_t)oh) * (size_t)WO + (size_t)ow;
                 output[idx] = q->multiplier
                                   ? tte_clamp_mask((int64_t)tte_mbqm(best - q->input_zero_point, q->multiplier[0],
                                                                      q->shift[0]) + q->output_zero_point,

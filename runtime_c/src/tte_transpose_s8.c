@@ -17,6 +17,7 @@ tte_status tte_transpose_s8(const tte_dims *in_dims, const int32_t perm[4], cons
         for (int32_t b = 0; b < o1; b++)
             for (int32_t c = 0; c < o2; c++)
                 for (int32_t e = 0; e < o3; e++)
-                    output[idx++] = input[(size_t)a * s0 + (size_t)b * s1 + (size_t)c * s2 + (size_t)e * s3];
+                    output[idx++] = input[(size_t)a * (size_t)s0 + (size_t)b * (size_t)s1 + (size_t)c * (size_t)s2 +
+                                          (size_t)e * (size_t)s3];
     return TTE_OK;
 }

@@ -7,8 +7,8 @@
 tte_status tte_xent_f32(int32_t n, int32_t k, const float *logits, const int32_t *labels, float *loss, float *grad) {
     double total = 0.0;
     for (int32_t b = 0; b < n; b++) {
-        const float *z = logits + (size_t)b * k;
-        float *d = grad + (size_t)b * k;
+        const float *z = logits + (size_t)b * (size_t)k;
+        float *d = grad + (size_t)b * (size_t)k;
         if (labels[b] < 0 || labels[b] >= k) return TTE_ERROR_ARGUMENT;
         float m = z[0];
         for (int32_t i = 1; i < k; i++) if (z[i] > m) m = z[i];

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import TteError
 from ..ir import Graph, Node
@@ -31,12 +31,17 @@ class SchemeError(TteError):
     """A sparse-update scheme that is malformed or does not fit the model."""
 
 
+class SchemeWarning(UserWarning):
+    """A scheme that was made for another model (its ``model`` field names another one); applied all the same."""
+
+
 @dataclass(frozen=True)
 class SparseScheme:
     name: str
     bias_last: int | None  # None: every layer's bias
     weights: dict[int, float] = field(default_factory=dict)  # layer index -> input-channel ratio
     all_weights: bool = False  # `full`: every layer's weight, whole
+    model: str | None = field(default=None, compare=False)  # the model a scheme file says it was made for
 
     @classmethod
     def full(cls) -> SparseScheme:
@@ -78,20 +83,27 @@ class SparseScheme:
                 raise SchemeError(f"{where}: weight_update ratio for layer {idx} must be a number in [0, 1], "
                                   f"got {ratio!r}")
             weights[idx] = float(ratio)
-        return cls(str(d.get("label") or d.get("model") or "custom"), k, weights)
+        model = d.get("model") if isinstance(d.get("model"), str) else None
+        return cls(str(d.get("label") or d.get("model") or "custom"), k, weights, model=model)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> SparseScheme:
         try:
-            text = open(path, encoding="utf-8").read()
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
         except OSError as e:
             raise SchemeError(f"{path}: cannot read scheme file ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise SchemeError(f"{path}: not a scheme file (not UTF-8 text)") from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise SchemeError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        except RecursionError:
+            raise SchemeError(f"{path}: JSON nested too deeply to be a scheme (expected an object with "
+                              "'bias_update_last' and 'weight_update')") from None
         scheme = cls.from_dict(d, str(path))
-        return SparseScheme(os.path.basename(str(path)), scheme.bias_last, scheme.weights)
+        return replace(scheme, name=os.path.basename(str(path)))
 
     @classmethod
     def parse(cls, spec: str | os.PathLike | dict | SparseScheme | None) -> SparseScheme:
@@ -127,6 +139,23 @@ class TrainPlan:
 
     def trains(self, node: str) -> bool:
         return node in self.bias or node in self.weight_channels
+
+
+def made_for_another_model(scheme: SparseScheme, g: Graph) -> str | None:
+    """The warning for a scheme whose ``model`` names another model than ``g`` (None when it names this one or
+    none).  A name matches the graph's name or its source file's, whole or followed by a separator
+    (``mbv2-w0.35`` matches ``mbv2-w0.35.int8.onnx`` and ``mbv2-w0.35_int8_qdq``)."""
+    if not scheme.model:
+        return None
+    want = scheme.model.strip().lower()
+    names = {g.name.lower()}
+    if g.metadata.get("source"):
+        names.add(os.path.basename(str(g.metadata["source"])).lower())
+    if any(n == want or (n.startswith(want) and n[len(want)] in "._- ") for n in names):
+        return None
+    source = f" ({os.path.basename(str(g.metadata['source']))})" if g.metadata.get("source") else ""
+    return (f"scheme '{scheme.name}' was made for model '{scheme.model}', not for '{g.name}'{source}: its layer "
+            f"indices and channel ratios may not mean what they meant there")
 
 
 def weighted_layers(g: Graph) -> tuple[list[Node], Node]:

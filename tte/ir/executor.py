@@ -51,8 +51,26 @@ def run(g: Graph, feeds: dict[str, np.ndarray], keep: bool = False) -> dict[str,
     return {name: env[name] for name in g.outputs}
 
 
+def batched(x, shape: tuple[int, ...], what: str = "input") -> np.ndarray:
+    """``x`` as a float32 array of the model's input ``shape``: given whole (batch of 1 included, e.g. (1, 3, H, W))
+    or as one sample without the batch axis ((3, H, W)), to which the batch axis is added."""
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TteError(f"{what} must be an array of numbers of shape {tuple(shape)}, got {type(x).__name__}") from None
+    if len(shape) > 1 and shape[0] == 1 and x.shape == tuple(shape[1:]):
+        x = x[None]
+    if x.shape != tuple(shape):
+        single = f" or {tuple(shape[1:])} (one sample)" if len(shape) > 1 and shape[0] == 1 else ""
+        raise TteError(f"{what} has shape {x.shape}, the model expects {tuple(shape)}{single}")
+    return x
+
+
 def infer(g: Graph, x: np.ndarray) -> np.ndarray:
-    """Run a single-input, single-output graph on a float32 input and return its float32 output."""
+    """Run a single-input, single-output graph on a float32 input and return its float32 output.
+
+    ``x`` has the model's input shape (batch of 1 included) or is one sample without the batch axis, as
+    :meth:`tte.Program.infer` takes it; the output keeps the batch axis either way (e.g. [1, classes])."""
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise TteError(f"infer() needs one input and one output; use run() for {g.inputs} -> {g.outputs}")
-    return run(g, {g.inputs[0]: np.asarray(x, dtype=np.float32)})[g.outputs[0]]
+    return run(g, {g.inputs[0]: batched(x, g[g.inputs[0]].shape)})[g.outputs[0]]

@@ -29,8 +29,20 @@ from . import common
 if TYPE_CHECKING:
     from ..passes.arena import ArenaPlan
 
-RUNTIME_DIR = pathlib.Path(os.environ.get("TTE_RUNTIME_DIR", pathlib.Path(__file__).resolve().parents[2] /
-                                          "runtime_c"))
+
+def _runtime_dir() -> pathlib.Path:
+    """The C runtime: $TTE_RUNTIME_DIR; else tte/runtime_c inside an installed package (the wheel carries it
+    there); else runtime_c/ at the top of the source tree (a checkout, or an editable install)."""
+    if os.environ.get("TTE_RUNTIME_DIR"):
+        return pathlib.Path(os.environ["TTE_RUNTIME_DIR"])
+    package = pathlib.Path(__file__).resolve().parents[1]
+    for candidate in (package / "runtime_c", package.parent / "runtime_c"):
+        if (candidate / "include" / "tte_runtime.h").is_file():
+            return candidate
+    return package / "runtime_c"  # missing: the error names where it was expected
+
+
+RUNTIME_DIR = _runtime_dir()
 CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "bool": "uint8_t"}
 CSIZES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "float": 4, "double": 8}
 ACC_LIMIT = 2**31 - 1

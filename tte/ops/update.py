@@ -54,7 +54,9 @@ def emit_momentum(e: cg.Emitter, node: Node) -> None:
 
 
 def emit_count(e: cg.Emitter, node: Node) -> None:
-    e.deferred += cg.c_comment(f"{node.op} {node.name}", 4) + [f"    (*{e.ptr(node.inputs[0])})++;"]
+    # counted in unsigned arithmetic (an int32_t read as its uint32_t is allowed): it wraps after 2^32 steps, never
+    # the undefined overflow of a signed ++; the hash of stochastic rounding reads it as uint32_t
+    e.deferred += cg.c_comment(f"{node.op} {node.name}", 4) + [f"    (*(uint32_t *){e.ptr(node.inputs[0])})++;"]
 
 
 def sgd(g: Graph, node: Node, param, grad, factor, aux=None):
@@ -163,8 +165,9 @@ register(name="momentum", operands=("float32", "float32"), out_dtype="float32", 
 
 
 def count(g: Graph, node: Node, step):
-    """The step counter of stochastic rounding (C: an increment after the step)."""
-    return (step + 1).astype(np.int32)
+    """The step counter of stochastic rounding (C: an unsigned increment after the step): wraps from 2^31 - 1 to
+    -2^31 as the C's uint32_t view of it wraps, never overflows."""
+    return np.array((int(step) + 1 + 2**31) % 2**32 - 2**31, np.int32)
 
 
 register(name="count", operands=("int32",), out_dtype="int32", shape=first_operand, attrs=(), extra=None,

@@ -102,7 +102,8 @@ def uniform_hash(seed: int, step: int, stream: int, n: int) -> np.ndarray:
     numbers the trained parameters, so no two tensors draw the same numbers."""
     i = np.arange(n, dtype=np.uint32)
     with np.errstate(over="ignore"):
-        h = np.uint32(seed) ^ (np.uint32(step) * np.uint32(0x9E3779B9)) ^ \
+        # the int32 step counter as the C reads it: its uint32_t bits (it wraps negative after 2^31 steps)
+        h = np.uint32(seed) ^ (np.uint32(int(step) & 0xFFFFFFFF) * np.uint32(0x9E3779B9)) ^ \
             (np.uint32(stream) * np.uint32(0x632BE5AB)) ^ (i * np.uint32(0x85EBCA6B))
         h ^= h >> np.uint32(16)
         h *= np.uint32(0x85EBCA6B)
