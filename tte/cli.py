@@ -93,10 +93,11 @@ class TteGroup(click.Group):
 @click.group(cls=TteGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tte")
 def main() -> None:
-    """tte, the tiny training engine: compile int8 ONNX CNNs into training loops for microcontrollers.
+    """tte, the tiny training engine: compile int8 CNNs into training loops for microcontrollers.
 
-    Models are int8-quantized ONNX files (QDQ or QOperator form, as onnxruntime's quantize_static
-    writes them).  Run `tte COMMAND --help` for each command.
+    Models are int8-quantized ONNX files (QDQ or QOperator form, as onnxruntime's quantize_static or
+    tf2onnx write them) or TFLite files (.tflite, full-integer, as TFLite's converter writes them).
+    Run `tte COMMAND --help` for each command.
     """
 
 
