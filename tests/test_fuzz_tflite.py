@@ -37,7 +37,8 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
     elif kind == "set":
         a[i] = int(rng.choice([0, 1, 0x7F, 0x80, 0xFF, int(rng.integers(0, 256))]))
     elif kind == "zero-run":
-        a[i:i + int(rng.integers(2, 16))] = bytes(min(len(a) - i, 16))[: len(a[i:i + 16])]
+        n = int(rng.integers(2, 16))
+        a[i:i + n] = bytes(len(a[i:i + n]))
     elif kind == "insert":
         a[i:i] = bytes(rng.integers(0, 256, int(rng.integers(1, 8)), dtype=np.uint8))
     elif kind == "delete":

@@ -20,6 +20,7 @@ import refkernels as K
 from cruntime import ROOT, TTE_ERROR_ARGUMENT, TTE_OK, c_float, dims, lib, mask_bytes, ptr, ref
 
 from tte.ir import Graph, Node, QuantParams, Value
+from tte.ops.elementwise import broadcast_run
 from tte.reference import semantics as sem
 
 I32_MAX, I32_MIN = sem.INT32_MAX, sem.INT32_MIN
@@ -381,6 +382,9 @@ ADD_CASES = {  # b shape (a is [2, 3, 4, 5]), z_a, M_a, z_b, M_b, z_y, qmin, qma
     "ties": ((2, 3, 4, 5), 1, 0.5, -2, 0.25, 0, -128, 127),
     "relu6": ((2, 3, 4, 5), -7, 0.8, 5, 0.8, -30, -30, 20),
     "huge-m": ((5,), 2, 4e6, -3, 1e-3, 0, -128, 127),
+    "per-channel": ((1, 3, 1, 1), 5, 0.7, -2, 0.9, 1, -128, 127),
+    "per-channel-rank-3": ((3, 1, 1), -1, 0.6, 7, 1.1, 0, -128, 127),
+    "per-row": ((1, 1, 4, 5), 0, 0.8, 3, 0.5, -3, -128, 127),
 }
 
 
@@ -391,8 +395,9 @@ def test_add_s8(case):
     a, b = s8(rng, (2, 3, 4, 5)), s8(rng, bs)
     g, node = one_node("add", [(a, pt(ma, za)), (b, pt(mb, zb))], pt(1.0, zy), qmin=qmin, qmax=qmax, save_mask=True)
     want, want_mask = K.add(g, node, a, b)
-    check(lambda out, mask: lib().tte_add_s8(a.size, ptr(a), za, c_float(ma), b.size, ptr(b), zb, c_float(mb), zy,
-                                             qmin, qmax, ptr(out), ptr(mask)), want, want_mask)
+    size, inner = broadcast_run(a.shape, b.shape)
+    check(lambda out, mask: lib().tte_add_s8(a.size, ptr(a), za, c_float(ma), size, inner, ptr(b), zb, c_float(mb),
+                                             zy, qmin, qmax, ptr(out), ptr(mask)), want, want_mask)
 
 
 @pytest.mark.parametrize("clamp", ["none", "relu"])
@@ -546,9 +551,9 @@ def _error_call(kernel: str, **bad) -> tuple[int, np.ndarray]:
                                          ptr(z), None, ptr(zi), ptr(mf), ref(dims((1, 2, 5, 5))), ptr(z),
                                          ref(dims(a["y"])), ptr(out), ptr(scratch))
     elif kernel == "add":
-        a = {"size": 12, "b_size": 4} | bad
-        status = lib().tte_add_s8(a["size"], ptr(z), 0, c_float(1.0), a["b_size"], ptr(z), 0, c_float(1.0), 0, -128,
-                                  127, ptr(out), None)
+        a = {"size": 12, "b_size": 4, "b_inner": 1} | bad
+        status = lib().tte_add_s8(a["size"], ptr(z), 0, c_float(1.0), a["b_size"], a["b_inner"], ptr(z), 0,
+                                  c_float(1.0), 0, -128, 127, ptr(out), None)
     else:
         a = {"c": 3, "offset": 0, "out_c": 5} | bad
         status = lib().tte_concat_channels_s8(ref(dims((1, a["c"], 2, 2))), ptr(z), 0, c_float(1.0), 0, -128, 127,
@@ -571,6 +576,8 @@ ERROR_CASES = {
     "add-b_size-0": ("add", {"b_size": 0}),
     "add-b_size-negative": ("add", {"b_size": -4}),
     "add-size-not-multiple": ("add", {"b_size": 5}),
+    "add-b_inner-0": ("add", {"b_inner": 0}),
+    "add-b_inner-not-dividing": ("add", {"b_inner": 2}),
     "concat-past-out-channels": ("concat", {"offset": 3}),
     "concat-too-many-channels": ("concat", {"c": 6}),
 }

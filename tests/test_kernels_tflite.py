@@ -40,7 +40,7 @@ from test_kernels_forward import (
 
 from tte.ir.facts import set_arithmetic
 from tte.ops.conv import pw_dw_tflite_multipliers, tflite_multipliers
-from tte.ops.elementwise import add_params
+from tte.ops.elementwise import add_params, broadcast_run
 from tte.ops.gemm import tflite_scales
 from tte.reference import fixedpoint as fp
 
@@ -304,6 +304,7 @@ ADD_CASES = {  # b shape (a is [2, 3, 4, 5]), (s_a, z_a), (s_b, z_b), (s_y, z_y)
     "equal-scales": ((2, 3, 4, 5), (0.05, 1), (0.05, -2), (0.05, 0), -128, 127),
     "relu6": ((2, 3, 4, 5), (0.08, -7), (0.08, 5), (0.1, -30), -30, 20),
     "small-output-scale": ((5,), (0.4, 2), (1e-4, -3), (1e-3, 0), -128, 127),
+    "per-channel": ((1, 3, 1, 1), (0.07, 3), (0.5, -9), (0.1, 2), -128, 127),
 }
 
 
@@ -315,15 +316,16 @@ def test_add_tflite_s8(case):
     g, node = tflite_node("add", [(a, pt(sa, za)), (b, pt(sb, zb))], pt(sy, zy), qmin=qmin, qmax=qmax, save_mask=True)
     want, want_mask = K.add(g, node, a, b)
     params = np.ascontiguousarray(add_params(g, node), np.int32)
-    check(lambda out, mask: lib().tte_add_tflite_s8(a.size, ptr(a), za, b.size, ptr(b), zb, ptr(params), zy, qmin,
-                                                    qmax, ptr(out), ptr(mask)), want, want_mask)
+    size, inner = broadcast_run(a.shape, b.shape)
+    check(lambda out, mask: lib().tte_add_tflite_s8(a.size, ptr(a), za, size, inner, ptr(b), zb, ptr(params), zy,
+                                                    qmin, qmax, ptr(out), ptr(mask)), want, want_mask)
 
 
-@pytest.mark.parametrize("b_size", [0, -4, 5])
-def test_add_tflite_s8_argument_errors(b_size):
+@pytest.mark.parametrize("b_size, b_inner", [(0, 1), (-4, 1), (5, 1), (4, 0), (4, 2)])
+def test_add_tflite_s8_argument_errors(b_size, b_inner):
     z, out, params = np.zeros(12, np.int8), np.full(12, 99, np.int8), np.zeros(6, np.int32)
-    assert lib().tte_add_tflite_s8(12, ptr(z), 0, 4, ptr(z), 0, ptr(params), 0, -128, 127, ptr(out), None) == TTE_OK
-    assert lib().tte_add_tflite_s8(12, ptr(z), 0, b_size, ptr(z), 0, ptr(params), 0, -128, 127, ptr(out),
+    assert lib().tte_add_tflite_s8(12, ptr(z), 0, 4, 3, ptr(z), 0, ptr(params), 0, -128, 127, ptr(out), None) == TTE_OK
+    assert lib().tte_add_tflite_s8(12, ptr(z), 0, b_size, b_inner, ptr(z), 0, ptr(params), 0, -128, 127, ptr(out),
                                    None) == TTE_ERROR_ARGUMENT
 
 

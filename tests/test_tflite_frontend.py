@@ -401,6 +401,23 @@ def test_add_of_a_constant_broadcast_per_channel(tmp_path):
     g = check(build(tmp_path, fn))
     add = next(n for n in g.nodes if n.op == "add")
     assert g[add.inputs[1]].shape == (1, 5, 1, 1) and g[add.inputs[1]].is_const
+    # the C kernel reads the constant per channel (b[(i / (H * W)) % C]) as the reference broadcasts it
+    from tte.codegen import build_program
+
+    def classifier(b):
+        x = b.conv2d(b.input((1, 4, 4, 3)), 5, 3)
+        c = b.tensor("bias_like", (5,), "int8", data=np.arange(-40, 60, 20, dtype=np.int8), scale=0.05, zero_point=3)
+        y = b._act("add/out", x.shape, x.std)
+        b.op("ADD", [x.index, c], [y.index], activation="RELU")
+        b.fully_connected(b.reshape(b.mean(y, keep_dims=False), (1, 5)), 3)
+
+    path = build(tmp_path, classifier, name="cls")
+    for arithmetic in ("tflite", "onnxruntime"):
+        program = tte.compile(path, scheme="full", arithmetic=arithmetic)
+        native = build_program(program, str(tmp_path / f"c-{arithmetic}"))
+        for seed in range(3):
+            x = np.random.default_rng(seed).uniform(-1, 1, g[g.inputs[0]].shape).astype(np.float32)
+            assert np.array_equal(native.infer(x), program.infer(x)), (arithmetic, seed)
 
 
 def test_uint8_input_quantized_to_int8(tmp_path):
@@ -430,3 +447,17 @@ def test_dilation_and_per_channel_activations_are_refused(tmp_path):
     b.op("RELU", [x.index], [y])
     with pytest.raises(UnsupportedModelError, match=r"operator 0 \(RELU\): tensor 1 'y'.*per channel"):
         tte.load(b.save(tmp_path / "p.tflite", outputs=[type(x)(y, (1, 4))]))
+
+
+def test_fully_connected_over_rows_of_a_flattened_nhwc_tensor(tmp_path):
+    """A FULLY_CONNECTED whose weight takes 8 of the 16 values a sample flattens to (two rows per sample): the
+    flatten keeps TFLite's NHWC order (a transpose back), not the column permutation of whole-sample rows."""
+    def fn(b):
+        y = b.conv2d(b.input((1, 2, 2, 3)), 4, 1)
+        r = b.reshape(y, (1, 16))
+        w = b.tensor("w", (3, 8), "int8", data=(np.arange(24, dtype=np.int8).reshape(3, 8) - 12), scale=0.01,
+                     zero_point=0)
+        out = b._act("fc/out", (2, 3), 1.0)
+        b.op("FULLY_CONNECTED", [r.index, w, -1], [out.index])
+    g = check(build(tmp_path, fn))
+    assert ops(g).count("transpose") == 2 and g[g.outputs[0]].shape == (2, 3)

@@ -237,6 +237,9 @@ def test_tte_train_refuses_to_overwrite_and_bad_options_are_one_line(tmp_path, m
     assert r.exit_code == 1 and "10 classes" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run("train", EXAMPLE, "--data", digits(), "-o", tmp_path / "y.onnx", "--split", 0, "--limit", 20)
     assert r.exit_code == 1 and "no training samples" in r.stderr
+    kws = SHARED / "models" / "external" / "kws_ref_model.tflite"  # cannot become ONNX: refused first
+    r = run("train", kws, "--data", digits(), "-o", tmp_path / "k.onnx", "--limit", 20)
+    assert r.exit_code == 1 and "a .tflite source cannot become" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # the 'plot' extra missing
     r = run("train", EXAMPLE, "--data", digits(), "-o", tmp_path / "z.onnx", "--plot", tmp_path / "c.png")
     assert r.exit_code == 1 and "pip install 'tte[plot]'" in r.stderr and not (tmp_path / "z.onnx").exists()

@@ -448,9 +448,14 @@ def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr
     """Train MODEL on --data on this machine with the emitted C (the integers a device trains: the program of
     `tte compile` with the same options), testing on held-out samples after each epoch, and write the trained
     model as ONNX.  Python: tte.train(MODEL, DATA, ...) does the same."""
+    from .frontend import is_tflite
     from .trainer import plot_history
     from .trainer import train as run_training
 
+    if is_tflite(model):  # refuse before training, not after it
+        raise TteError(f"{model}: tte train writes the trained model as ONNX, which a .tflite source cannot become "
+                       f"yet; train on the device (tte compile, tte run --data) or from Python (tte.train(...) without "
+                       f"saving)")
     _check_export_target(output, force)
     if plot_path:
         try:

@@ -108,17 +108,18 @@ tte_status tte_gemm_tflite_s8(const tte_quant_params *q, int32_t n, int32_t k, i
                               const int8_t *weights, const int32_t *weight_zero_points, const int32_t *bias,
                               const double *multipliers, int8_t *output, uint8_t *mask);
 
-/* elementwise add with rescaling: v = (a - za) * ma + (b - zb) * mb.  b_size < size broadcasts b along
- * the last axis (a constant bias). */
+/* elementwise add with rescaling: v = (a - za) * ma + (b - zb) * mb.  b may be a constant that broadcasts:
+ * element i of a meets b[(i / b_inner) % b_size] (b_size = size, b_inner = 1: same shape; a bias along the
+ * last axis: b_inner = 1; one value per channel of an NCHW tensor: b_size = C, b_inner = H * W). */
 tte_status tte_add_s8(int32_t size, const int8_t *a, int32_t a_zero_point, float a_multiplier,
-                      int32_t b_size, const int8_t *b, int32_t b_zero_point, float b_multiplier,
+                      int32_t b_size, int32_t b_inner, const int8_t *b, int32_t b_zero_point, float b_multiplier,
                       int32_t output_zero_point, int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
 
 /* elementwise add with TFLite's arithmetic: inputs (q - z) * 2^20 scaled by params {m_a, n_a, m_b, n_b}, the sum
- * by {m_y, n_y} (Q31 multipliers and exponents, params[0..5]).  b_size < size broadcasts b along the last axis. */
-tte_status tte_add_tflite_s8(int32_t size, const int8_t *a, int32_t a_zero_point, int32_t b_size, const int8_t *b,
-                             int32_t b_zero_point, const int32_t *params, int32_t output_zero_point, int32_t qmin,
-                             int32_t qmax, int8_t *output, uint8_t *mask);
+ * by {m_y, n_y} (Q31 multipliers and exponents, params[0..5]).  b broadcasts as for tte_add_s8. */
+tte_status tte_add_tflite_s8(int32_t size, const int8_t *a, int32_t a_zero_point, int32_t b_size, int32_t b_inner,
+                             const int8_t *b, int32_t b_zero_point, const int32_t *params, int32_t output_zero_point,
+                             int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask);
 
 /* 4-d transpose (numpy.transpose(input, perm)); in_dims in the input's storage order.  Not in place. */
 tte_status tte_transpose_s8(const tte_dims *in_dims, const int32_t perm[4], const int8_t *input, int8_t *output);

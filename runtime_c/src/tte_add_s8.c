@@ -1,14 +1,15 @@
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
-/* v = (float)(a - za) * ma + (float)(b - zb) * mb, two float32 products and a float32 sum. */
+/* v = (float)(a - za) * ma + (float)(b - zb) * mb, two float32 products and a float32 sum.  Element i of a
+ * meets b[(i / b_inner) % b_size] (see tte_runtime.h). */
 tte_status tte_add_s8(int32_t size, const int8_t *a, int32_t a_zero_point, float a_multiplier,
-                      int32_t b_size, const int8_t *b, int32_t b_zero_point, float b_multiplier,
+                      int32_t b_size, int32_t b_inner, const int8_t *b, int32_t b_zero_point, float b_multiplier,
                       int32_t output_zero_point, int32_t qmin, int32_t qmax, int8_t *output, uint8_t *mask) {
-    if (b_size < 1 || size % b_size) return TTE_ERROR_ARGUMENT;
+    if (b_size < 1 || b_inner < 1 || size % b_size || (size / b_size) % b_inner) return TTE_ERROR_ARGUMENT;
     for (int32_t i = 0; i < size; i++) {
         const float va = (float)((int32_t)a[i] - a_zero_point) * a_multiplier;
-        const float vb = (float)((int32_t)b[i % b_size] - b_zero_point) * b_multiplier;
+        const float vb = (float)((int32_t)b[(i / b_inner) % b_size] - b_zero_point) * b_multiplier;
         output[i] = tte_round_clamp_mask(va + vb, output_zero_point, qmin, qmax, mask, (size_t)i);
     }
     return TTE_OK;

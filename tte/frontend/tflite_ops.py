@@ -216,6 +216,9 @@ class OperatorHandlers:
         if size % k:
             raise self.fail(op, f"input {list(shape)} does not flatten into rows of {k} (the weight's inputs)")
         hwc = x.hwc if x.layout == "chw" else (shape[1:] if x.layout == "nchw" and size // shape[0] == k else ())
+        if x.layout == "chw" and int(np.prod(hwc)) != k:
+            raise self.fail(op, f"reads a flattened [{', '.join(map(str, hwc))}] tensor in rows of {k} values, not one "
+                                f"row per sample; tte takes a FULLY_CONNECTED over whole flattened samples")
         if hwc and hwc[0] * hwc[1] > 1 and hwc[2] > 1:  # rows flattened in C, H, W order: permute the columns
             hh, ww, cc = hwc
             wdata = np.ascontiguousarray(wdata.reshape(cout, hh, ww, cc).transpose(0, 3, 1, 2).reshape(cout, k))
@@ -421,9 +424,14 @@ class OperatorHandlers:
         t = self.tensor(op, 0, "output")
         src = self.tfl_shape(x)
         readers = self.consumers.get(op.outputs[0], [])
+        def one_row_per_sample(r) -> bool:  # the FC reads each sample's HWC values as one row
+            w = self.m.tensors[r.inputs[1]] if len(r.inputs) > 1 and r.inputs[1] >= 0 else None
+            return w is not None and len(w.shape) == 2 and w.shape[1] == target[1]
+
         if (x.layout == "nchw" and len(target) == 2 and target[1] == int(np.prod(src[1:])) and src[1] * src[2] > 1
                 and src[3] > 1 and readers and all(r.type == "FULLY_CONNECTED" and r.inputs[0] == op.outputs[0]
-                                                   for r in readers) and op.outputs[0] not in self.m.outputs):
+                                                   and one_row_per_sample(r) for r in readers)
+                and op.outputs[0] not in self.m.outputs):
             # flatten for FULLY_CONNECTED: keep tte's C, H, W order; the FC permutes its weight instead
             y = self.emit(op, "reshape", [x.name], self.value_name(t, ".chw"), self.g[x.name].quant, shape=target)
             self.set_output(op, y, "chw", hwc=src[1:])

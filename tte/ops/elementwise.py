@@ -45,15 +45,16 @@ def emit_add(e: cg.Emitter, node: Node) -> None:
     y = node.output
     qy = g[y].quant
     bptr = e.value_const(b) if g[b].is_const else e.ptr(b)
+    b_size, b_inner = broadcast_run(g[a].shape, g[b].shape)
     if tflite(g):
         params = e.array(f"{node.name}_params", add_params(g, node), "int32_t")
-        e.call(node, f"tte_add_tflite_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {g[b].size}, {bptr}, "
-                     f"{int(g[b].quant.zero_point)}, {params}, {int(qy.zero_point)}, {node.attrs['qmin']}, "
+        e.call(node, f"tte_add_tflite_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {b_size}, {b_inner}, "
+                     f"{bptr}, {int(g[b].quant.zero_point)}, {params}, {int(qy.zero_point)}, {node.attrs['qmin']}, "
                      f"{node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
         return
     ma, mb = (sem.multiplier(g[v].quant.scale, qy.scale) for v in (a, b))
-    e.call(node, f"tte_add_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {cg.c_float(ma)}, {g[b].size}, "
-                 f"{bptr}, {int(g[b].quant.zero_point)}, {cg.c_float(mb)}, {int(qy.zero_point)}, "
+    e.call(node, f"tte_add_s8({g[y].size}, {e.ptr(a)}, {int(g[a].quant.zero_point)}, {cg.c_float(ma)}, {b_size}, "
+                 f"{b_inner}, {bptr}, {int(g[b].quant.zero_point)}, {cg.c_float(mb)}, {int(qy.zero_point)}, "
                  f"{node.attrs['qmin']}, {node.attrs['qmax']}, {e.ptr(y)}, {e.mask(node)})")
 
 
@@ -84,8 +85,23 @@ def emit_grad_add(e: cg.Emitter, node: Node) -> None:
 # -- add -----------------------------------------------------------------------------------------------
 
 
+def broadcast_run(a: Shape, b: Shape) -> tuple[int, int]:
+    """How the C kernels read an operand ``b`` that broadcasts to ``a``: element i of a (flat, row-major) meets
+    ``b.flat[(i // inner) % size]``; returns (size, inner).  b's axes other than 1 must be consecutive axes of
+    a, equal to a's there (a bias along the last axis, one value per channel of NCHW, a whole sample...)."""
+    b = (1,) * (len(a) - len(b)) + tuple(b)
+    axes = [k for k, d in enumerate(b) if d != 1]
+    if not axes:
+        return 1, 1
+    lo, hi = axes[0], axes[-1]
+    if len(b) != len(a) or any(b[k] != a[k] for k in range(lo, hi + 1)):
+        raise ValueError(f"a constant of shape {list(b)} does not broadcast to {list(a)} along consecutive axes")
+    return int(np.prod(a[lo:hi + 1], dtype=np.int64)), int(np.prod(a[hi + 1:], dtype=np.int64))
+
+
 def add_shape(g: Graph, n: Node) -> Shape:
-    """Elementwise; the second operand may be a constant that broadcasts to the first (a bias)."""
+    """Elementwise; the second operand may be a constant that broadcasts to the first (a bias) along consecutive
+    axes (:func:`broadcast_run`)."""
     a, b = (g[i] for i in n.inputs)
     if a.shape == b.shape:
         return a.shape
@@ -96,6 +112,7 @@ def add_shape(g: Graph, n: Node) -> Shape:
     if out != a.shape or not b.is_const:
         raise ValueError(f"add operands differ in shape: {a.shape} and {b.shape} (only a constant second operand "
                          f"may broadcast)")
+    broadcast_run(a.shape, b.shape)
     return out
 
 
