@@ -6,12 +6,16 @@ paper's setting.  PyTorch trains the same graph (dequantized weights, the same t
 benchmarks/torch_float.py) with torch.optim.SGD on one thread.  Each figure is the median of repeated
 steps after warm-up, measured in this one run.
 
-    python benchmarks/speed.py [--steps 20]
+    python benchmarks/speed.py [--steps 20] [--json]
+
+--json prints one JSON row per model instead of the table: {model, scheme, c_ms, reference_ms, torch_ms,
+compile_s, make_s, c_flags}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import statistics
 import subprocess
@@ -25,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 import tte
+import tte.codegen.native
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -63,10 +68,13 @@ def torch_step_ms(program, xs, warmup, steps) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--json", action="store_true", help="one JSON row per model instead of the table")
     args = ap.parse_args()
+    flags = " ".join(f for f in (*tte.codegen.native.CFLAGS, *tte.codegen.native.HOST_SPEED) if f.startswith("-O") or
+                     f.startswith("-f") and f != "-ffp-contract=off")
     torch.set_num_threads(1)
     table = Table(title="One training step, batch 1, 128x128, 10-class head (median ms; this CPU, one thread)")
-    for col in ("model", "scheme", "tte C (host -O2)", "tte numpy reference", "PyTorch fp32", "tte compile",
+    for col in ("model", "scheme", f"tte C (host {flags})", "tte numpy reference", "PyTorch fp32", "tte compile",
                 "make (host)"):
         table.add_column(col, justify="left" if col in ("model", "scheme") else "right")
     rng = np.random.default_rng(0)
@@ -87,9 +95,15 @@ def main() -> None:
         c_ms = median_ms(native.train_step, xs, 3, args.steps)
         ref_ms = median_ms(program.train_step, xs, 2, max(args.steps // 4, 3))
         pt_ms = torch_step_ms(program, xs, 5, args.steps)
+        if args.json:
+            print(json.dumps({"model": name, "scheme": label, "c_ms": round(c_ms, 2), "reference_ms": round(ref_ms, 1),
+                              "torch_ms": round(pt_ms, 2), "compile_s": round(compile_s, 2), "make_s": round(make_s, 2),
+                              "c_flags": flags}), flush=True)
+            continue
         table.add_row(name, label, f"{c_ms:.1f}", f"{ref_ms:.1f}", f"{pt_ms:.1f}", f"{compile_s:.1f} s",
                       f"{make_s:.1f} s")
-    Console(width=150).print(table)
+    if not args.json:
+        Console(width=150).print(table)
 
 
 if __name__ == "__main__":

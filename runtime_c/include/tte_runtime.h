@@ -18,6 +18,12 @@
  *
  * Requantizing kernels take a `mask` (NULL when not needed): one bit per output element, set where the
  * rounded value landed inside [qmin, qmax], which is where the straight-through gradient passes.
+ *
+ * Speed: built for a core with the Arm DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, ...), the int8 conv,
+ * depthwise, fused pointwise + depthwise and gemm kernels take SXTB16 + SMLAD loops (two 16-bit multiply-accumulates
+ * per instruction, ACLE intrinsics from <arm_acle.h>) and round with VCVTR; everywhere else the portable C99 loops.
+ * Both give the same integers (tests/test_kernels_dsp.py: host build against QEMU Cortex-M4 / M7 builds).  VCVTR
+ * rounds as the FPSCR says: leave its rounding mode at round-to-nearest (the reset value).
  */
 #ifndef TTE_RUNTIME_H
 #define TTE_RUNTIME_H

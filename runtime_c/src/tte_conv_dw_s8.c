@@ -6,7 +6,8 @@
 int32_t tte_conv_dw_s8_get_buffer_size(const tte_dims *out_dims) { return out_dims->h * out_dims->w; }
 
 /* Depthwise conv, channel by channel through `scratch` (one output plane), so output may equal input:
- * output channel c is written only after input channel c is consumed, and it lands at or before it. */
+ * output channel c is written only after input channel c is consumed, and it lands at or before it.
+ * Windows wholly inside the plane skip the tap checks (tte_conv_plane_s8). */
 tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                           const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                           const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
@@ -19,18 +20,10 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
             const int8_t *x = input + ((size_t)n * (size_t)C + (size_t)c) * (size_t)H * (size_t)W;
             const int8_t *wc = tte_weight_row(weights, 1, c, 0, 1, KH * KW);
             const int32_t wz = weight_zero_points ? weight_zero_points[c] : 0;
-            for (int32_t oh = 0; oh < HO; oh++) {
-                for (int32_t ow = 0; ow < WO; ow++) {
-                    const int32_t acc = tte_window_dot_s8(x, H, W, oh * geo->stride_h - geo->pad_top,
-                                                          ow * geo->stride_w - geo->pad_left, wc, KH, KW,
-                                                          q->input_zero_point, wz);
-                    const size_t idx = (((size_t)n * (size_t)C + (size_t)c) * (size_t)HO + (size_t)oh) * (size_t)WO +
-                                       (size_t)ow;
-                    scratch[oh * WO + ow] = tte_requantize_channel(acc, bias[c], q, multipliers, c, mask, idx);
-                }
-            }
-            memcpy(output + ((size_t)n * (size_t)C + (size_t)c) * (size_t)HO * (size_t)WO, scratch,
-                   (size_t)HO * (size_t)WO);
+            const tte_rq r = tte_rq_channel(q, bias, multipliers, c);
+            const size_t base = ((size_t)n * (size_t)C + (size_t)c) * (size_t)HO * (size_t)WO;
+            tte_conv_plane_s8(x, 1, H, W, wc, KH, KW, geo, HO, WO, q->input_zero_point, wz, &r, scratch, mask, base);
+            memcpy(output + base, scratch, (size_t)HO * (size_t)WO);
         }
     }
     return TTE_OK;

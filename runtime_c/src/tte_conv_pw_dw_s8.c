@@ -21,27 +21,31 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
         for (int32_t m = 0; m < M; m++) {
             const int8_t *wm = w1 + (size_t)m * (size_t)C;
             const int32_t z1 = w1_zero_points ? w1_zero_points[m] : 0;
-            /* sum_c (x - z_x) * (w - z_w) = sum_c x * (w - z_w) - z_x * sum_c (w - z_w): one MAC per term */
+            /* sum_c (x - z_x) * (w - z_w) = sum_c x * (w - z_w) - z_x * sum_c (w - z_w): one MAC per term,
+             * two positions at a time (tte_pw_dot_1x2: SMLAD with the Arm DSP extension) */
             int32_t wsum = 0;
             for (int32_t c = 0; c < C; c++) wsum += (int32_t)wm[c] - z1;
             const int32_t offset = -q1->input_zero_point * wsum;
-            for (int32_t p = 0; p < HW; p++) {
-                int32_t acc = offset;
-                for (int32_t c = 0; c < C; c++)
-                    acc += (int32_t)x[(size_t)c * (size_t)HW + (size_t)p] * ((int32_t)wm[c] - z1);
-                scratch[p] = tte_requantize_channel(acc, b1[m], q1, m1, m, NULL, 0);
+            const tte_rq r1 = tte_rq_channel(q1, b1, m1, m), r2 = tte_rq_channel(q2, b2, m2, m);
+            int32_t acc[TTE_DW_RUN];
+            for (int32_t p0 = 0; p0 < HW; p0 += TTE_DW_RUN) {
+                const int32_t n = HW - p0 < TTE_DW_RUN ? HW - p0 : TTE_DW_RUN;
+                int32_t i = 0;
+                for (; i + 1 < n; i += 2) {
+                    acc[i] = acc[i + 1] = offset;
+                    tte_pw_dot_1x2(x + p0 + i, (size_t)HW, wm, C, z1, acc + i);
+                }
+                if (i < n) { /* odd H * W: the last position */
+                    acc[i] = offset;
+                    for (int32_t c = 0; c < C; c++)
+                        acc[i] += (int32_t)x[(size_t)c * (size_t)HW + (size_t)(p0 + i)] * ((int32_t)wm[c] - z1);
+                }
+                tte_rq_run(&r1, acc, n, scratch + p0, NULL, 0);
             }
             const int8_t *wc = w2 + (size_t)m * (size_t)KH * (size_t)KW;
             const int32_t z2 = w2_zero_points ? w2_zero_points[m] : 0;
             int8_t *y = output + ((size_t)n * (size_t)M + (size_t)m) * (size_t)HO * (size_t)WO;
-            for (int32_t oh = 0; oh < HO; oh++) {
-                for (int32_t ow = 0; ow < WO; ow++) {
-                    const int32_t acc = tte_window_dot_s8(scratch, H, W, oh * geo2->stride_h - geo2->pad_top,
-                                                          ow * geo2->stride_w - geo2->pad_left, wc, KH, KW,
-                                                          q2->input_zero_point, z2);
-                    y[oh * WO + ow] = tte_requantize_channel(acc, b2[m], q2, m2, m, NULL, 0);
-                }
-            }
+            tte_conv_plane_s8(scratch, 1, H, W, wc, KH, KW, geo2, HO, WO, q2->input_zero_point, z2, &r2, y, NULL, 0);
         }
     }
     return TTE_OK;

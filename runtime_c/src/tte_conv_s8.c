@@ -1,30 +1,64 @@
+#include <string.h>
+
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
+/* sum_{c < n} x[c * P] * w[c]: one position of channels-major planes. */
+static int32_t tte_pw_dot_1(const int8_t *x, size_t P, const int8_t *w, int32_t n) {
+    int32_t acc = 0;
+    for (int32_t c = 0; c < n; c++) acc += (int32_t)x[(size_t)c * P] * (int32_t)w[c];
+    return acc;
+}
+
 /* 1x1, stride 1, unpadded, symmetric weights: acc = sum_c x * w - z_x * sum_c w, the same integer as
- * sum_c (x - z_x) * w with one multiply-accumulate per term. */
+ * sum_c (x - z_x) * w with one multiply-accumulate per term.  Two output channels and two positions at a
+ * time (tte_pw_dot_2x2: SMLAD with the Arm DSP extension); a weight row is its trained channels then its
+ * frozen ones. */
 static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dims *in_dims, const int8_t *input,
                                         int32_t O, const tte_split_weights *weights, const int32_t *bias,
                                         const float *multipliers, int8_t *output, uint8_t *mask) {
     const int32_t C = in_dims->c, P = in_dims->h * in_dims->w;
+    const int32_t CT = weights->frozen ? weights->channels : C, CF = C - CT;
+    const size_t SP = (size_t)P;
     for (int32_t n = 0; n < in_dims->n; n++) {
-        const int8_t *x = input + (size_t)n * (size_t)C * (size_t)P;
-        for (int32_t o = 0; o < O; o++) {
-            int32_t wsum = 0;
-            for (int32_t c = 0; c < C; c++) wsum += *tte_weight_row(weights, 0, o, c, C, 1);
-            const int32_t offset = -q->input_zero_point * wsum;
-            for (int32_t p = 0; p < P; p++) {
-                int32_t acc = offset;
-                const int8_t *xp = x + p;
-                if (weights->frozen == NULL) {
-                    const int8_t *w = weights->trained + (size_t)o * (size_t)C;
-                    for (int32_t c = 0; c < C; c++) acc += (int32_t)xp[(size_t)c * (size_t)P] * (int32_t)w[c];
-                } else {
-                    for (int32_t c = 0; c < C; c++)
-                        acc += (int32_t)xp[(size_t)c * (size_t)P] * (int32_t)*tte_weight_row(weights, 0, o, c, C, 1);
-                }
-                const size_t idx = (((size_t)n * (size_t)O + (size_t)o) * (size_t)P) + (size_t)p;
-                output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
+        const int8_t *x = input + (size_t)n * (size_t)C * SP;
+        for (int32_t o = 0; o < O; o += 2) {
+            const int32_t o1 = o + 1 < O ? o + 1 : o; /* an odd last row pairs with itself */
+            const int8_t *t0 = weights->trained + (size_t)o * (size_t)CT;
+            const int8_t *t1 = weights->trained + (size_t)o1 * (size_t)CT;
+            const int8_t *f0 = weights->frozen ? weights->frozen + (size_t)o * (size_t)CF : t0;
+            const int8_t *f1 = weights->frozen ? weights->frozen + (size_t)o1 * (size_t)CF : t1;
+            int32_t wsum0 = 0, wsum1 = 0;
+            for (int32_t c = 0; c < CT; c++) {
+                wsum0 += t0[c];
+                wsum1 += t1[c];
+            }
+            for (int32_t c = 0; c < CF; c++) {
+                wsum0 += f0[c];
+                wsum1 += f1[c];
+            }
+            const int32_t off0 = -q->input_zero_point * wsum0, off1 = -q->input_zero_point * wsum1;
+            const tte_rq r0 = tte_rq_channel(q, bias, multipliers, o), r1 = tte_rq_channel(q, bias, multipliers, o1);
+            int8_t *y0 = output + ((size_t)n * (size_t)O + (size_t)o) * SP;
+            int8_t *y1 = output + ((size_t)n * (size_t)O + (size_t)o1) * SP;
+            const size_t i0 = (size_t)(y0 - output), i1 = (size_t)(y1 - output);
+            int32_t p = 0;
+            for (; p + 1 < P; p += 2) {
+                int32_t acc[4] = {off0, off0, off1, off1};
+                tte_pw_dot_2x2(x + p, SP, t0, t1, CT, 0, 0, acc);
+                if (CF) tte_pw_dot_2x2(x + (size_t)CT * SP + (size_t)p, SP, f0, f1, CF, 0, 0, acc);
+                const size_t pp = (size_t)p;
+                y0[p] = tte_rq_apply(&r0, acc[0], mask, i0 + pp);
+                y0[p + 1] = tte_rq_apply(&r0, acc[1], mask, i0 + pp + 1);
+                y1[p] = tte_rq_apply(&r1, acc[2], mask, i1 + pp);
+                y1[p + 1] = tte_rq_apply(&r1, acc[3], mask, i1 + pp + 1);
+            }
+            if (p < P) { /* odd P: the last position */
+                const int8_t *xp = x + p, *xf = x + (size_t)CT * SP + (size_t)p;
+                const int32_t a0 = off0 + tte_pw_dot_1(xp, SP, t0, CT) + tte_pw_dot_1(xf, SP, f0, CF);
+                const int32_t a1 = off1 + tte_pw_dot_1(xp, SP, t1, CT) + tte_pw_dot_1(xf, SP, f1, CF);
+                y0[p] = tte_rq_apply(&r0, a0, mask, i0 + (size_t)p);
+                y1[p] = tte_rq_apply(&r1, a1, mask, i1 + (size_t)p);
             }
         }
     }
@@ -33,7 +67,7 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
 
 /* Direct convolution, any groups.  acc = sum (x - z_x) * (w - z_w[o]) over the window (padding reads
  * z_x, i.e. contributes 0), then bias, multiplier, rounding and clamp per tte_internal.h
- * (tte_requantize_channel: float32 multipliers, or TFLite's Q31 ones in q). */
+ * (tte_rq_apply: float32 multipliers, or TFLite's Q31 ones in q). */
 tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                        const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                        const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
@@ -51,6 +85,17 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
         for (int32_t o = 0; o < O; o++) {
             const int32_t c0 = (o / OG) * CG;
             const int32_t wz = weight_zero_points ? weight_zero_points[o] : 0;
+            const tte_rq r = tte_rq_channel(q, bias, multipliers, o);
+            if (CG * KH * KW <= TTE_DW_FAST_TAPS) { /* the stem, small convs: its taps gathered, interior runs */
+                int8_t wg[TTE_DW_FAST_TAPS];
+                for (int32_t c = 0; c < CG; c++)
+                    memcpy(wg + c * KH * KW, tte_weight_row(weights, 0, o, c, CG, KH * KW), (size_t)(KH * KW));
+                tte_conv_plane_s8(x + (size_t)c0 * (size_t)H * (size_t)W, CG, H, W, wg, KH, KW, geo, HO, WO,
+                                  q->input_zero_point, wz, &r,
+                                  output + ((size_t)n * (size_t)O + (size_t)o) * (size_t)HO * (size_t)WO, mask,
+                                  ((size_t)n * (size_t)O + (size_t)o) * (size_t)HO * (size_t)WO);
+                continue;
+            }
             for (int32_t oh = 0; oh < HO; oh++) {
                 for (int32_t ow = 0; ow < WO; ow++) {
                     int32_t acc = 0;
@@ -61,7 +106,7 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
                                                  q->input_zero_point, wz);
                     const size_t idx = (((size_t)n * (size_t)O + (size_t)o) * (size_t)HO + (size_t)oh) * (size_t)WO +
                                        (size_t)ow;
-                    output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
+                    output[idx] = tte_rq_apply(&r, acc, mask, idx);
                 }
             }
         }

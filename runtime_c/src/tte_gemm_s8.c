@@ -10,12 +10,11 @@ tte_status tte_gemm_s8(const tte_quant_params *q, int32_t n, int32_t k, int32_t 
     for (int32_t b = 0; b < n; b++) {
         for (int32_t o = 0; o < m; o++) {
             const int32_t wz = weight_zero_points ? weight_zero_points[o] : 0;
-            int32_t acc = 0;
-            for (int32_t i = 0; i < k; i++)
-                acc += ((int32_t)input[(size_t)b * (size_t)k + (size_t)i] - q->input_zero_point) *
-                       ((int32_t)weights[(size_t)o * (size_t)k + (size_t)i] - wz);
+            const tte_rq r = tte_rq_channel(q, bias, multipliers, o);
+            const int32_t acc = tte_dot_s8(input + (size_t)b * (size_t)k, weights + (size_t)o * (size_t)k, k,
+                                           q->input_zero_point, wz);
             const size_t idx = (size_t)b * (size_t)m + (size_t)o;
-            output[idx] = tte_requantize_channel(acc, bias[o], q, multipliers, o, mask, idx);
+            output[idx] = tte_rq_apply(&r, acc, mask, idx);
         }
     }
     return TTE_OK;

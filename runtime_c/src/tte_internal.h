@@ -7,14 +7,40 @@
 
 #include "tte_runtime.h"
 
-/* clamp(round_half_even(v) + zero_point, qmin, qmax).  v is clamped to [-256, 256] first, which keeps
- * the float32 magic-number rounding exact ((v + 1.5 * 2^23) - 1.5 * 2^23 rounds half to even for
- * |v| < 2^22) and cannot change the clamped result since zero points lie in [-128, 127]. */
-static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, int32_t qmax) {
-    if (!(v >= -256.0f)) v = -256.0f; /* NaN too: it rounds to the low end (semantics.py point 4) */
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#include <string.h>
+#endif
+
+/* round_half_even(v) for the requantization below, exact where it matters: the result only feeds
+ * clamp(r + zero_point, qmin, qmax) and its inside-or-not test, with zero points in [-128, 127], so any r beyond
+ * [-256, 256] may stand in for r = +-256 as long as it keeps its side (NaN rounds to the low end, semantics.py
+ * point 4).  Portable: v is clamped to [-256, 256] first, which keeps the float32 magic-number rounding exact
+ * ((v + 1.5 * 2^23) - 1.5 * 2^23 rounds half to even for |v| < 2^22).  On a Cortex-M with an FPU and the DSP
+ * extension: VCVTR (the FPSCR's rounding mode, round to nearest even as from reset; int32-saturating), then
+ * saturated to [-512, 511]. */
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FP) && (__ARM_FP & 4)
+static inline int32_t tte_round_s32(float v) {
+    if (v != v) return -256;
+    float t;
+    int32_t r;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(t) : "t"(v));
+    memcpy(&r, &t, 4);
+    __asm__("ssat %0, #10, %1" : "=r"(r) : "r"(r)); /* to [-512, 511] */
+    return r;
+}
+#else
+static inline int32_t tte_round_s32(float v) {
+    if (!(v >= -256.0f)) v = -256.0f;
     if (v > 256.0f) v = 256.0f;
     float shifted = v + 12582912.0f; /* IEEE float32: the compiler may not fold this away */
-    int32_t r = (int32_t)(shifted - 12582912.0f) + zero_point;
+    return (int32_t)(shifted - 12582912.0f);
+}
+#endif
+
+/* clamp(round_half_even(v) + zero_point, qmin, qmax). */
+static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, int32_t qmax) {
+    int32_t r = tte_round_s32(v) + zero_point;
     if (r < qmin) r = qmin;
     if (r > qmax) r = qmax;
     return (int8_t)r;
@@ -24,10 +50,7 @@ static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, 
  * zero_point landed inside [qmin, qmax]: where the straight-through gradient passes. */
 static inline int8_t tte_round_clamp_mask(float v, int32_t zero_point, int32_t qmin, int32_t qmax, uint8_t *mask,
                                           size_t index) {
-    if (!(v >= -256.0f)) v = -256.0f;
-    if (v > 256.0f) v = 256.0f;
-    float shifted = v + 12582912.0f;
-    int32_t r = (int32_t)(shifted - 12582912.0f) + zero_point;
+    int32_t r = tte_round_s32(v) + zero_point;
     if (mask) {
         const uint8_t bit = (uint8_t)(1u << (index & 7u));
         if (r >= qmin && r <= qmax) mask[index >> 3] |= bit; else mask[index >> 3] &= (uint8_t)~bit;
@@ -39,10 +62,9 @@ static inline int8_t tte_round_clamp_mask(float v, int32_t zero_point, int32_t q
 
 /* acc + bias saturated to int32. */
 static inline int32_t tte_add_sat(int32_t acc, int32_t bias) {
-    int64_t s = (int64_t)acc + (int64_t)bias;
-    if (s > INT32_MAX) s = INT32_MAX;
-    if (s < INT32_MIN) s = INT32_MIN;
-    return (int32_t)s;
+    if (bias > 0 && acc > INT32_MAX - bias) return INT32_MAX;
+    if (bias < 0 && acc < INT32_MIN - bias) return INT32_MIN;
+    return acc + bias;
 }
 
 /* acc + bias saturated to int32, as float32. */
@@ -88,15 +110,59 @@ static inline int8_t tte_clamp_mask(int64_t r, int32_t qmin, int32_t qmax, uint8
     return (int8_t)r;
 }
 
-/* The output stage of conv channel c: acc + bias (saturated), then TFLite's MBQM by q->multiplier[c] and
- * q->shift[c] when they are set, else the float32 multipliers[c]; plus z_y, clamped, the mask bit recorded. */
-static inline int8_t tte_requantize_channel(int32_t acc, int32_t bias, const tte_quant_params *q,
-                                            const float *multipliers, int32_t c, uint8_t *mask, size_t index) {
-    if (q->multiplier)
-        return tte_clamp_mask((int64_t)tte_mbqm(tte_add_sat(acc, bias), q->multiplier[c], q->shift[c]) +
-                                  q->output_zero_point, q->qmin, q->qmax, mask, index);
-    return tte_round_clamp_mask(tte_acc_to_float(acc, bias) * multipliers[c], q->output_zero_point, q->qmin,
-                                q->qmax, mask, index);
+/* The output stage of one conv / gemm output channel, its parameters copied out of memory once per channel
+ * (tte_rq_channel): in locals the compiler keeps them in registers, where through the pointers every int8
+ * store of an output (which may alias anything) would make it load them again. */
+typedef struct {
+    int32_t bias, multiplier, shift, zero_point, qmin, qmax;
+    float m;
+    int q31;
+} tte_rq;
+
+static inline tte_rq tte_rq_channel(const tte_quant_params *q, const int32_t *bias, const float *multipliers,
+                                    int32_t c) {
+    tte_rq r;
+    r.bias = bias[c];
+    r.q31 = q->multiplier != NULL;
+    r.multiplier = r.q31 ? q->multiplier[c] : 0;
+    r.shift = r.q31 ? q->shift[c] : 0;
+    r.m = r.q31 ? 0.0f : multipliers[c];
+    r.zero_point = q->output_zero_point;
+    r.qmin = q->qmin;
+    r.qmax = q->qmax;
+    return r;
+}
+
+/* acc + bias (saturated), then TFLite's MBQM by the channel's Q31 multiplier and shift when they are set, else
+ * the float32 multiplier; plus z_y, clamped, the mask bit recorded. */
+static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, size_t index) {
+    if (r->q31)
+        return tte_clamp_mask((int64_t)tte_mbqm(tte_add_sat(acc, r->bias), r->multiplier, r->shift) + r->zero_point,
+                              r->qmin, r->qmax, mask, index);
+    return tte_round_clamp_mask(tte_acc_to_float(acc, r->bias) * r->m, r->zero_point, r->qmin, r->qmax, mask, index);
+}
+
+/* y[i] = tte_rq_apply(r, acc[i], mask, index + i) for i < n: the arithmetic and the mask decided once per run,
+ * not per element, so that each loop stays small enough for the compiler to keep it in registers. */
+static inline void tte_rq_run(const tte_rq *r, const int32_t *acc, int32_t n, int8_t *y, uint8_t *mask, size_t index) {
+    const tte_rq rq = *r;
+    if (rq.q31) {
+        for (int32_t i = 0; i < n; i++) y[i] = tte_rq_apply(&rq, acc[i], mask, index + (size_t)i);
+        return;
+    }
+    const float m = rq.m;
+    const int32_t bias = rq.bias, zp = rq.zero_point, qmin = rq.qmin, qmax = rq.qmax;
+    if (mask) {
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t v = tte_round_s32(tte_acc_to_float(acc[i], bias) * m) + zp;
+            const size_t k = index + (size_t)i;
+            const uint8_t bit = (uint8_t)(1u << (k & 7u));
+            if (v >= qmin && v <= qmax) mask[k >> 3] |= bit; else mask[k >> 3] &= (uint8_t)~bit;
+            y[i] = (int8_t)(v < qmin ? qmin : v > qmax ? qmax : v);
+        }
+        return;
+    }
+    for (int32_t i = 0; i < n; i++) y[i] = tte_round_clamp(tte_acc_to_float(acc[i], bias) * m, zp, qmin, qmax);
 }
 
 /* Taps t in [lo, hi) of a window starting at `start` that land inside [0, size): no check in inner loops. */
@@ -119,6 +185,277 @@ static inline int32_t tte_window_dot_s8(const int8_t *x, int32_t H, int32_t W, i
         for (int32_t j = j0; j < j1; j++) acc += ((int32_t)xr[j] - zx) * ((int32_t)wr[j] - wz);
     }
     return acc;
+}
+
+/* ---- int8 inner products: the portable C99 loops, and with the Arm DSP extension (Cortex-M4 / M7:
+ * __ARM_FEATURE_DSP) SXTB16 + SMLAD, two 16-bit multiply-accumulates per instruction.  Both add the same
+ * integer products (x - z_x and w - z_w fit in 16 bits: zero points are int8), and integer sums do not
+ * depend on their order, so both give the same integers (tests/test_kernels_dsp.py runs the kernels both
+ * ways: the portable build on the host, the DSP build under QEMU). */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t tte_ld32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4); /* one unaligned LDR */
+    return v;
+}
+/* bytes (lo[0], lo[1], hi[0], hi[1]) */
+static inline int32_t tte_ld16x2(const int8_t *lo, const int8_t *hi) {
+    uint16_t a, b;
+    memcpy(&a, lo, 2);
+    memcpy(&b, hi, 2);
+    return (int32_t)((uint32_t)a | ((uint32_t)b << 16));
+}
+static inline int32_t tte_ror8(int32_t v) { return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24)); }
+/* __sxtb16(tte_ror8(v)) and __sxtab16(a, tte_ror8(v)) in one instruction each (SXTB16 / SXTAB16 rotate their
+ * operand; gcc 12 does not fold the rotation in) */
+static inline int32_t tte_sxtb16_ror8(int32_t v) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+static inline int32_t tte_sxtab16_ror8(int32_t a, int32_t v) {
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+/* the halfword pair (lo, hi) */
+static inline int32_t tte_pair16(int32_t lo, int32_t hi) {
+    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+#endif
+
+/* Whether a zero point lies in int8's range (the DSP paths rely on it; anything else takes the loops). */
+static inline int tte_zp_s8(int32_t z) { return z >= -128 && z <= 127; }
+
+/* Two adjacent positions of a channels-major plane set (x: channel c's value at x[c * P], the next position
+ * at x[c * P + 1]) times one weight row: acc[q] += sum_{c < n} x[c * P + q] * (w[c] - wz), q = 0, 1. */
+static inline void tte_pw_dot_1x2(const int8_t *x, size_t P, const int8_t *w, int32_t n, int32_t wz, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], c = 0;
+#if defined(__ARM_FEATURE_DSP)
+    if (tte_zp_s8(wz)) {
+        const int32_t nz = tte_pair16(-wz, -wz);
+        for (; c + 4 <= n; c += 4) {
+            const int8_t *xc = x + (size_t)c * P;
+            const int32_t A = tte_ld16x2(xc, xc + 2 * P), B = tte_ld16x2(xc + P, xc + 3 * P);
+            const int32_t ww = tte_ld32(w + c);
+            const int32_t w02 = __sxtab16(nz, ww), w13 = tte_sxtab16_ror8(nz, ww);
+            a0 = __smlad(__sxtb16(A), w02, a0);
+            a1 = __smlad(tte_sxtb16_ror8(A), w02, a1);
+            a0 = __smlad(__sxtb16(B), w13, a0);
+            a1 = __smlad(tte_sxtb16_ror8(B), w13, a1);
+        }
+    }
+#endif
+    for (; c < n; c++) {
+        const int32_t wc = (int32_t)w[c] - wz;
+        const int8_t *xc = x + (size_t)c * P;
+        a0 += (int32_t)xc[0] * wc;
+        a1 += (int32_t)xc[1] * wc;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* tte_pw_dot_1x2 for two weight rows at once (each input loaded once): acc[2 * j + q] for row j, position q. */
+static inline void tte_pw_dot_2x2(const int8_t *x, size_t P, const int8_t *w0, const int8_t *w1, int32_t n,
+                                  int32_t wz0, int32_t wz1, int32_t *acc) {
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3], c = 0;
+#if defined(__ARM_FEATURE_DSP)
+    if (tte_zp_s8(wz0) && tte_zp_s8(wz1)) {
+        const int32_t nz0 = tte_pair16(-wz0, -wz0), nz1 = tte_pair16(-wz1, -wz1);
+        for (; c + 4 <= n; c += 4) {
+            const int8_t *xc = x + (size_t)c * P;
+            const int32_t A = tte_ld16x2(xc, xc + 2 * P), B = tte_ld16x2(xc + P, xc + 3 * P);
+            const int32_t A0 = __sxtb16(A), A1 = tte_sxtb16_ror8(A), B0 = __sxtb16(B), B1 = tte_sxtb16_ror8(B);
+            const int32_t u = tte_ld32(w0 + c), v = tte_ld32(w1 + c);
+            const int32_t u02 = __sxtab16(nz0, u), u13 = tte_sxtab16_ror8(nz0, u);
+            const int32_t v02 = __sxtab16(nz1, v), v13 = tte_sxtab16_ror8(nz1, v);
+            a00 = __smlad(B0, u13, __smlad(A0, u02, a00));
+            a01 = __smlad(B1, u13, __smlad(A1, u02, a01));
+            a10 = __smlad(B0, v13, __smlad(A0, v02, a10));
+            a11 = __smlad(B1, v13, __smlad(A1, v02, a11));
+        }
+    }
+#endif
+    for (; c < n; c++) {
+        const int32_t u = (int32_t)w0[c] - wz0, v = (int32_t)w1[c] - wz1;
+        const int8_t *xc = x + (size_t)c * P;
+        const int32_t x0 = xc[0], x1 = xc[1];
+        a00 += x0 * u;
+        a01 += x1 * u;
+        a10 += x0 * v;
+        a11 += x1 * v;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* sum_{i < n} (x[i] - zx) * (w[i] - wz) over contiguous rows. */
+static inline int32_t tte_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t zx, int32_t wz) {
+    int32_t acc = 0, i = 0;
+#if defined(__ARM_FEATURE_DSP)
+    if (tte_zp_s8(zx) && tte_zp_s8(wz)) {
+        const int32_t nzx = tte_pair16(-zx, -zx), nzw = tte_pair16(-wz, -wz);
+        for (; i + 4 <= n; i += 4) {
+            const int32_t a = tte_ld32(x + i), b = tte_ld32(w + i);
+            acc = __smlad(__sxtab16(nzx, a), __sxtab16(nzw, b), acc);
+            acc = __smlad(tte_sxtab16_ror8(nzx, a), tte_sxtab16_ror8(nzw, b), acc);
+        }
+    }
+#endif
+    for (; i < n; i++) acc += ((int32_t)x[i] - zx) * ((int32_t)w[i] - wz);
+    return acc;
+}
+
+/* A depthwise (or single-channel) window that lies wholly inside the plane, with the weights already offset
+ * (wk[t] = w[t] - z_w, in 16 bits) and `offset` = -z_x * sum_t wk[t]: offset + sum_t x * wk[t], no tap checks.
+ * `x` is the window's top-left input, W the plane's row stride. */
+static inline int32_t tte_window_interior_s8(const int8_t *x, int32_t W, const int16_t *wk, int32_t KH, int32_t KW,
+                                             int32_t offset) {
+    int32_t acc = offset;
+    for (int32_t i = 0; i < KH; i++) {
+        const int8_t *xr = x + i * W;
+        const int16_t *wr = wk + i * KW;
+        for (int32_t j = 0; j < KW; j++) acc += (int32_t)xr[j] * (int32_t)wr[j];
+    }
+    return acc;
+}
+
+/* Outputs o in [lo, hi) of one axis whose whole window o * s - p + [0, k) lies inside [0, size). */
+static inline void tte_interior_range(int32_t s, int32_t p, int32_t k, int32_t size, int32_t outs, int32_t *lo,
+                                      int32_t *hi) {
+    int32_t l = (p + s - 1) / s, h = size + p - k < 0 ? 0 : (size + p - k) / s + 1;
+    if (h > outs) h = outs;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* Up to this many taps, depthwise windows inside the plane take tte_window_interior_s8. */
+#define TTE_DW_FAST_TAPS 64
+
+/* wk[t] = w[t] - wz and *offset = -zx * sum_t wk[t] for tte_window_interior_s8; 0 when it cannot be used. */
+static inline int tte_dw_prepare(const int8_t *w, int32_t kk, int32_t wz, int32_t zx, int16_t *wk, int32_t *offset) {
+    if (kk > TTE_DW_FAST_TAPS || !tte_zp_s8(wz)) return 0;
+    int32_t s = 0;
+    for (int32_t t = 0; t < kk; t++) {
+        wk[t] = (int16_t)((int32_t)w[t] - wz);
+        s += wk[t];
+    }
+    *offset = -zx * s;
+    return 1;
+}
+
+/* n interior outputs of one row, left to right (stride sw): acc[i] = offset + the window at x + i * sw (x: the
+ * first window's top-left input, W: the row stride), weights offset as in tte_window_interior_s8.  3x3 windows
+ * are unrolled; with the Arm DSP extension they take SXTB16 + SMLAD: at stride 1 one word load per row serves
+ * two outputs (x0..x3: (x0, x2) . (w0, w2) + x1 * w1 and (x1, x3) . (w0, w2) + x2 * w1). */
+static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const int16_t *wk, int32_t KH, int32_t KW,
+                                 int32_t offset, int32_t n, int32_t *acc) {
+    int32_t i = 0;
+    if (KH == 3 && KW == 3) {
+        const int8_t *r0 = x, *r1 = x + W, *r2 = x + 2 * W;
+#if defined(__ARM_FEATURE_DSP)
+        const int32_t a02 = tte_pair16(wk[0], wk[2]), a1 = wk[1], b02 = tte_pair16(wk[3], wk[5]), b1 = wk[4];
+        const int32_t c02 = tte_pair16(wk[6], wk[8]), c1 = wk[7];
+        if (sw == 1) {
+            for (; i + 2 <= n; i += 2) {
+                const int32_t u = tte_ld32(r0 + i), v = tte_ld32(r1 + i), t = tte_ld32(r2 + i);
+                const int32_t u02 = __sxtb16(u), u13 = tte_sxtb16_ror8(u);
+                const int32_t v02 = __sxtb16(v), v13 = tte_sxtb16_ror8(v);
+                const int32_t t02 = __sxtb16(t), t13 = tte_sxtb16_ror8(t);
+                int32_t s0 = __smlad(u02, a02, offset), s1 = __smlad(u13, a02, offset);
+                s0 = __smlabb(u13, a1, s0);
+                s1 = __smlatb(u02, a1, s1);
+                s0 = __smlad(v02, b02, s0);
+                s1 = __smlad(v13, b02, s1);
+                s0 = __smlabb(v13, b1, s0);
+                s1 = __smlatb(v02, b1, s1);
+                s0 = __smlad(t02, c02, s0);
+                s1 = __smlad(t13, c02, s1);
+                acc[i] = __smlabb(t13, c1, s0);
+                acc[i + 1] = __smlatb(t02, c1, s1);
+            }
+        } else if (sw == 2) {
+            for (; i + 2 <= n; i += 2) { /* outputs i, i + 1: inputs 2i .. 2i + 4 */
+                const int32_t j = 2 * i;
+                const int32_t u = tte_ld32(r0 + j), v = tte_ld32(r1 + j), t = tte_ld32(r2 + j);
+                const int32_t u02 = __sxtb16(u), u13 = tte_sxtb16_ror8(u);
+                const int32_t v02 = __sxtb16(v), v13 = tte_sxtb16_ror8(v);
+                const int32_t t02 = __sxtb16(t), t13 = tte_sxtb16_ror8(t);
+                int32_t s0 = __smlad(u02, a02, offset), s1 = __smlatb(u02, a02, offset);
+                s0 = __smlabb(u13, a1, s0);
+                s1 = __smlatb(u13, a1, s1);
+                s1 += r0[j + 4] * wk[2];
+                s0 = __smlad(v02, b02, s0);
+                s1 = __smlatb(v02, b02, s1);
+                s0 = __smlabb(v13, b1, s0);
+                s1 = __smlatb(v13, b1, s1);
+                s1 += r1[j + 4] * wk[5];
+                s0 = __smlad(t02, c02, s0);
+                s1 = __smlatb(t02, c02, s1);
+                acc[i] = __smlabb(t13, c1, s0);
+                s1 = __smlatb(t13, c1, s1);
+                acc[i + 1] = s1 + r2[j + 4] * wk[8];
+            }
+        }
+#endif
+        const int32_t w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3], w4 = wk[4], w5 = wk[5], w6 = wk[6], w7 = wk[7],
+                      w8 = wk[8];
+        for (; i < n; i++) {
+            const int32_t j = i * sw;
+            acc[i] = offset + r0[j] * w0 + r0[j + 1] * w1 + r0[j + 2] * w2 + r1[j] * w3 + r1[j + 1] * w4 +
+                     r1[j + 2] * w5 + r2[j] * w6 + r2[j + 1] * w7 + r2[j + 2] * w8;
+        }
+        return;
+    }
+    for (; i < n; i++) acc[i] = tte_window_interior_s8(x + i * sw, W, wk, KH, KW, offset);
+}
+
+/* One output plane of a conv whose output channel sees nc input planes (H x W each, consecutive at x; 1 for a
+ * depthwise conv) through the nc * KH * KW taps at w (nc <= TTE_DW_FAST_TAPS / (KH * KW)):
+ * y[oh * WO + ow] = the requantized window sum (r: the channel's output stage; mask bit base + oh * WO + ow, mask
+ * may be NULL).  Rows of interior windows go through tte_dw_row_s8 in runs of up to TTE_DW_RUN outputs; windows
+ * that overlap the padding take tte_window_dot_s8. */
+#define TTE_DW_RUN 32
+static inline void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, int32_t W, const int8_t *w, int32_t KH,
+                                     int32_t KW, const tte_conv_geometry *geo, int32_t HO, int32_t WO, int32_t zx,
+                                     int32_t wz, const tte_rq *r, int8_t *y, uint8_t *mask, size_t base) {
+    const int32_t SH = geo->stride_h, SW = geo->stride_w, PT = geo->pad_top, PL = geo->pad_left, kk = KH * KW;
+    const size_t HW = (size_t)H * (size_t)W;
+    const tte_rq rq = *r; /* in registers: y may alias *r */
+    int32_t hlo, hhi, wlo, whi, offset = 0;
+    int16_t wk[TTE_DW_FAST_TAPS];
+    int32_t acc[TTE_DW_RUN], part[TTE_DW_RUN];
+    tte_interior_range(SH, PT, KH, H, HO, &hlo, &hhi);
+    tte_interior_range(SW, PL, KW, W, WO, &wlo, &whi);
+    if (!tte_dw_prepare(w, nc * kk, wz, zx, wk, &offset)) hlo = hhi = 0; /* every window tap-checked */
+    for (int32_t oh = 0; oh < HO; oh++) {
+        const int32_t top = oh * SH - PT;
+        const int interior = oh >= hlo && oh < hhi;
+        for (int32_t ow = 0; ow < WO;) {
+            if (interior && ow >= wlo && ow < whi) {
+                const int32_t n = whi - ow < TTE_DW_RUN ? whi - ow : TTE_DW_RUN;
+                const int8_t *xw = x + top * W + ow * SW - PL;
+                tte_dw_row_s8(xw, W, SW, wk, KH, KW, offset, n, acc);
+                for (int32_t c = 1; c < nc; c++) {
+                    tte_dw_row_s8(xw + (size_t)c * HW, W, SW, wk + c * kk, KH, KW, 0, n, part);
+                    for (int32_t i = 0; i < n; i++) acc[i] += part[i];
+                }
+                tte_rq_run(&rq, acc, n, y + oh * WO + ow, mask, base + (size_t)(oh * WO + ow));
+                ow += n;
+            } else {
+                const int32_t o = oh * WO + ow;
+                int32_t a = 0;
+                for (int32_t c = 0; c < nc; c++)
+                    a += tte_window_dot_s8(x + (size_t)c * HW, H, W, top, ow * SW - PL, w + c * kk, KH, KW, zx, wz);
+                y[o] = tte_rq_apply(&rq, a, mask, base + (size_t)o);
+                ow++;
+            }
+        }
+    }
 }
 
 /* Output positions o in [lo, hi) whose tap `t` (stride s, padding p) lands inside [0, size):

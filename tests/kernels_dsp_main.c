@@ -1,0 +1,197 @@
+/* The forward int8 kernels on seeded pseudo-random data, one line per case: a hash of the outputs (and
+ * masks), the multiply-accumulates, and on bare metal the SysTick ticks the kernel took.  Built for the host
+ * (the portable C99 loops) and for Cortex-M4 / M7 (the Arm DSP paths) by tests/test_kernels_dsp.py, which
+ * checks that every line's hash is the same; benchmarks/kernels_cortex_m.py reads the ticks. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tte_runtime.h"
+
+#ifdef TTE_BARE_METAL
+uint64_t tte_ticks(void);
+#define TICKS() tte_ticks()
+#else
+#define TICKS() 0u
+#endif
+
+static uint32_t rng_state;
+static int32_t rnd(int32_t lo, int32_t hi) { /* uniform in [lo, hi] */
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return lo + (int32_t)((rng_state >> 8) % (uint32_t)(hi - lo + 1));
+}
+static void fill(int8_t *p, size_t n, int32_t lo, int32_t hi) {
+    for (size_t i = 0; i < n; i++) p[i] = (int8_t)rnd(lo, hi);
+}
+
+#define MAXX 40000
+#define MAXW 20000
+static int8_t x[MAXX], w[MAXW], w2[MAXW], y[MAXX], scratch[MAXX];
+static uint8_t mask[MAXX / 8 + 1];
+static int32_t zw[512], zw2[512], bias[512], bias2[512];
+static float mult[512], mult2[512];
+
+static uint32_t hash(uint32_t h, const void *data, size_t n) { /* FNV-1a */
+    const uint8_t *p = (const uint8_t *)data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+/* 0: random multipliers; 1: powers of two (many exact ties for round half to even); 2: also huge, infinite and
+ * NaN ones (the saturating ends) */
+static int edge_multipliers;
+
+static float multiplier(void) {
+    if (edge_multipliers) {
+        const int32_t k = rnd(0, 9);
+        if (edge_multipliers == 2 && k == 0) return 1e30f;
+        if (edge_multipliers == 2 && k == 1) return -1e30f * 1e30f; /* -inf */
+        if (edge_multipliers == 2 && k == 2) { volatile float zero = 0.0f; return zero / zero; } /* NaN */
+        return 1.0f / (float)(1 << rnd(0, 10));
+    }
+    return (float)rnd(1, 1000) * 1e-5f;
+}
+
+static void params(int32_t o, int32_t *b, float *m, int32_t *z, int32_t zlo, int32_t zhi) {
+    for (int32_t i = 0; i < o; i++) {
+        b[i] = rnd(-3000, 3000);
+        m[i] = multiplier();
+        z[i] = rnd(zlo, zhi);
+    }
+}
+
+static void report(const char *name, int status, size_t ny, uint64_t macs, uint64_t ticks) {
+    uint32_t h = hash(2166136261u, y, ny);
+    h = hash(h, mask, (ny + 7) / 8);
+    printf("case %s status %d hash %08lx macs %lu ticks %lu\n", name, status, (unsigned long)h, (unsigned long)macs,
+           (unsigned long)ticks);
+}
+
+static int32_t out_size(int32_t in, int32_t k, int32_t s, int32_t p0, int32_t p1) { return (in + p0 + p1 - k) / s + 1; }
+
+/* conv (regular, grouped or pointwise); split: trained input channels (< C: the rest frozen) */
+static void conv(const char *name, int32_t C, int32_t H, int32_t W, int32_t O, int32_t groups, int32_t K, int32_t s,
+                 int32_t p, int32_t split, int zps) {
+    const int32_t CG = C / groups, HO = out_size(H, K, s, p, p), WO = out_size(W, K, s, p, p);
+    tte_conv_geometry geo = {s, s, p, p, p, p, groups};
+    tte_quant_params q = {rnd(-128, 127), rnd(-20, 20), -128, 127, NULL, NULL};
+    tte_dims xd = {1, C, H, W}, wd = {O, CG, K, K}, yd = {1, O, HO, WO};
+    const size_t kk = (size_t)(K * K), nw = (size_t)O * (size_t)CG * kk;
+    fill(x, (size_t)(C * H * W), -128, 127);
+    fill(w, nw, -127, 127);
+    params(O, bias, mult, zw, -128, 127);
+    /* the split layout: rows of `split` trained channels, then rows of the frozen rest */
+    tte_split_weights sw = {w, split < CG ? w + (size_t)O * (size_t)split * kk : NULL, split < CG ? split : CG};
+    memset(y, 0, sizeof y);
+    const uint64_t t0 = TICKS();
+    const int st = tte_conv_s8(&geo, &q, &xd, x, &wd, &sw, zps ? zw : NULL, bias, mult, &yd, y, mask);
+    const uint64_t t1 = TICKS();
+    report(name, st, (size_t)(O * HO * WO), (uint64_t)O * (uint64_t)(HO * WO) * (uint64_t)CG * kk, t1 - t0);
+}
+
+static void dw(const char *name, int32_t C, int32_t H, int32_t W, int32_t K, int32_t s, int32_t pt, int32_t pb,
+               int zps, int32_t zlo, int32_t zhi) {
+    const int32_t HO = out_size(H, K, s, pt, pb), WO = out_size(W, K, s, pt, pb);
+    tte_conv_geometry geo = {s, s, pt, pt, pb, pb, C};
+    tte_quant_params q = {rnd(-128, 127), rnd(-20, 20), -100, 120, NULL, NULL};
+    tte_dims xd = {1, C, H, W}, wd = {C, 1, K, K}, yd = {1, C, HO, WO};
+    fill(x, (size_t)(C * H * W), -128, 127);
+    fill(w, (size_t)(C * K * K), -127, 127);
+    params(C, bias, mult, zw, zlo, zhi);
+    tte_split_weights sw = {w, NULL, C};
+    memset(y, 0, sizeof y);
+    const uint64_t t0 = TICKS();
+    const int st = tte_conv_dw_s8(&geo, &q, &xd, x, &wd, &sw, zps ? zw : NULL, bias, mult, &yd, y, mask, scratch);
+    const uint64_t t1 = TICKS();
+    report(name, st, (size_t)(C * HO * WO), (uint64_t)C * (uint64_t)(HO * WO * K * K), t1 - t0);
+}
+
+static void pw_dw(const char *name, int32_t C, int32_t H, int32_t W, int32_t M, int32_t K, int32_t s, int32_t p,
+                  int zps) {
+    const int32_t HO = out_size(H, K, s, p, p), WO = out_size(W, K, s, p, p);
+    tte_conv_geometry geo = {s, s, p, p, p, p, M};
+    tte_quant_params q1 = {rnd(-128, 127), rnd(-128, 127), -128, 127, NULL, NULL};
+    tte_quant_params q2 = {q1.output_zero_point, rnd(-20, 20), -128, 127, NULL, NULL};
+    tte_dims xd = {1, C, H, W}, w2d = {M, 1, K, K}, yd = {1, M, HO, WO};
+    fill(x, (size_t)(C * H * W), -128, 127);
+    fill(w, (size_t)(M * C), -127, 127);
+    fill(w2, (size_t)(M * K * K), -127, 127);
+    params(M, bias, mult, zw, -128, 127);
+    params(M, bias2, mult2, zw2, -128, 127);
+    memset(y, 0, sizeof y);
+    memset(mask, 0, sizeof mask);
+    const uint64_t t0 = TICKS();
+    const int st = tte_conv_pw_dw_s8(&q1, w, zps ? zw : NULL, bias, mult, &geo, &q2, &w2d, w2, zps ? zw2 : NULL, bias2,
+                                     mult2, &xd, x, &yd, y, scratch);
+    const uint64_t t1 = TICKS();
+    report(name, st, (size_t)(M * HO * WO), (uint64_t)M * (uint64_t)(H * W * C + HO * WO * K * K), t1 - t0);
+}
+
+static void gemm(const char *name, int32_t n, int32_t k, int32_t m, int zps) {
+    tte_quant_params q = {rnd(-128, 127), rnd(-20, 20), -128, 127, NULL, NULL};
+    fill(x, (size_t)(n * k), -128, 127);
+    fill(w, (size_t)(m * k), -127, 127);
+    params(m, bias, mult, zw, -128, 127);
+    memset(y, 0, sizeof y);
+    const uint64_t t0 = TICKS();
+    const int st = tte_gemm_s8(&q, n, k, m, x, w, zps ? zw : NULL, bias, mult, y, mask);
+    const uint64_t t1 = TICKS();
+    report(name, st, (size_t)(n * m), (uint64_t)(n * k * m), t1 - t0);
+}
+
+int main(void) {
+#if defined(__ARM_FEATURE_DSP)
+    printf("dsp 1\n");
+#else
+    printf("dsp 0\n");
+#endif
+    rng_state = 12345u;
+    /* pointwise: every tail (C % 4, odd O, odd H * W) and split weights */
+    conv("pw-16x8-8x8", 16, 8, 8, 8, 1, 1, 1, 0, 16, 0);
+    conv("pw-7x5-5x3", 7, 5, 3, 5, 1, 1, 1, 0, 7, 0);
+    conv("pw-17x3-3x3-split5", 17, 3, 3, 3, 1, 1, 1, 0, 5, 0);
+    conv("pw-24x16-4x4-split8", 24, 4, 4, 16, 1, 1, 1, 0, 8, 0);
+    conv("pw-3x1-1x1", 3, 1, 1, 1, 1, 1, 1, 0, 3, 0);
+    conv("pw-zps-16x8-6x6", 16, 6, 6, 8, 1, 1, 1, 0, 16, 1);
+    /* the stem and other regular convs */
+    conv("stem-3x8-3x3s2", 3, 17, 17, 8, 1, 3, 2, 1, 3, 1);
+    conv("conv-8x8-3x3s1-split3", 8, 7, 7, 8, 1, 3, 1, 1, 3, 0);
+    conv("grouped-8x8-3x3", 8, 6, 6, 8, 2, 3, 1, 1, 4, 1);
+    /* depthwise: kernels 3, 5, 7 and 9 (> TTE_DW_FAST_TAPS: tap-checked), strides 1 and 2, asymmetric pads,
+     * weight zero points outside int8 */
+    dw("dw-3x3s1p1", 8, 9, 9, 3, 1, 1, 1, 1, -128, 127);
+    dw("dw-3x3s2p1", 8, 10, 10, 3, 2, 1, 1, 0, 0, 0);
+    dw("dw-3x3s2p01", 5, 9, 9, 3, 2, 0, 1, 1, -128, 127);
+    dw("dw-5x5s1p2", 4, 11, 11, 5, 1, 2, 2, 1, -128, 127);
+    dw("dw-5x5s2p2", 4, 12, 12, 5, 2, 2, 2, 0, 0, 0);
+    dw("dw-7x7s1p3", 3, 12, 12, 7, 1, 3, 3, 1, -128, 127);
+    dw("dw-9x9s1p4", 2, 11, 11, 9, 1, 4, 4, 1, -128, 127);
+    dw("dw-3x3-zp-wide", 3, 8, 8, 3, 1, 1, 1, 1, 150, 300);
+    dw("dw-3x3-no-interior", 3, 2, 2, 3, 1, 1, 1, 1, -128, 127);
+    /* fused pointwise + depthwise */
+    pw_dw("pwdw-8x16-8x8-3x3s1", 8, 8, 8, 16, 3, 1, 1, 0);
+    pw_dw("pwdw-5x6-7x5-3x3s2", 5, 7, 5, 6, 3, 2, 1, 1);
+    pw_dw("pwdw-16x24-9x9-5x5s1", 16, 9, 9, 24, 5, 1, 2, 1);
+    pw_dw("pwdw-3x4-3x3-7x7s2", 3, 3, 3, 4, 7, 2, 3, 1);
+    /* gemm */
+    gemm("gemm-1x160x10", 1, 160, 10, 0);
+    gemm("gemm-2x33x5", 2, 33, 5, 1);
+    gemm("gemm-3x3x4", 3, 3, 4, 1);
+    /* exact ties, saturation, NaN */
+    for (edge_multipliers = 1; edge_multipliers <= 2; edge_multipliers++) {
+        conv(edge_multipliers == 1 ? "ties-pw" : "edges-pw", 16, 6, 6, 8, 1, 1, 1, 0, 16, 0);
+        conv(edge_multipliers == 1 ? "ties-stem" : "edges-stem", 3, 9, 9, 8, 1, 3, 2, 1, 3, 1);
+        dw(edge_multipliers == 1 ? "ties-dw" : "edges-dw", 8, 9, 9, 3, 1, 1, 1, 1, -128, 127);
+        pw_dw(edge_multipliers == 1 ? "ties-pwdw" : "edges-pwdw", 8, 8, 8, 16, 3, 1, 1, 1);
+        gemm(edge_multipliers == 1 ? "ties-gemm" : "edges-gemm", 2, 40, 12, 1);
+    }
+    edge_multipliers = 0;
+    /* larger, for the per-MAC figures of benchmarks/kernels_cortex_m.py */
+    conv("bench-pw-32x16-16x16", 32, 16, 16, 16, 1, 1, 1, 0, 32, 0);
+    conv("bench-stem-3x16-32x32s2", 3, 32, 32, 16, 1, 3, 2, 1, 3, 0);
+    dw("bench-dw-3x3s1-32x16x16", 32, 16, 16, 3, 1, 1, 1, 0, 0, 0);
+    dw("bench-dw-3x3s2-32x16x16", 32, 16, 16, 3, 2, 1, 1, 0, 0, 0);
+    pw_dw("bench-pwdw-16x48-16x16-3x3s1", 16, 16, 16, 48, 3, 1, 1, 0);
+    gemm("bench-gemm-1x160x100", 1, 160, 100, 0);
+    return 0;
+}
