@@ -67,8 +67,9 @@ def main() -> None:
             if not args.json:
                 full = compile_model(model, "full", pathlib.Path(tmp) / f"{name}-full")
                 if full.returncode != 0:
-                    table.add_row(name, "full", "-", "-", "does not fit: " + full.stderr.split(";")[0][-60:], "", "",
-                                  "", "")
+                    needs = re.search(r"needs ([\d.,]+ KB) of SRAM", full.stderr)
+                    table.add_row(name, "full", "-", "-", f"does not fit: needs {needs.group(1) if needs else '?'}",
+                                  "", "", "", "")
             out = pathlib.Path(tmp) / name
             c = compile_model(model, SHARED / "schemes" / f"{name}.{label}.json", out)
             if c.returncode != 0:
