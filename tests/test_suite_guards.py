@@ -64,3 +64,17 @@ def test_readme_test_command_prints_per_file_progress(tmp_path):
     lines = p.stdout.splitlines()
     assert any(re.fullmatch(r"test_one\.py \.\. +\[ 50%\]", line) for line in lines), p.stdout
     assert any(re.fullmatch(r"test_two\.py \.\. +\[100%\]", line) for line in lines), p.stdout
+
+
+def test_every_mutant_still_applies():
+    """tools/mutate.py's mutants name code by its text: after a refactor each must still match exactly once (the
+    script stops on one that does not; this catches it in the suite, before anyone runs the mutation score)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tte_tools_mutate", ROOT / "tools" / "mutate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    stale = [f"{m.name}: {m.path} holds its original text {(ROOT / m.path).read_text().count(m.old)} times"
+             for m in module.MUTANTS if (ROOT / m.path).read_text().count(m.old) != 1]
+    assert not stale, "\n".join(stale)

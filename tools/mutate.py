@@ -64,21 +64,25 @@ C = "runtime_c/src/"
 MUTANTS = [
     # ---- C runtime ------------------------------------------------------------------------------------
     m("c-round-half-away", "rounding", C + "tte_internal.h",
-      "    float shifted = v + 12582912.0f;\n    int32_t r = (int32_t)(shifted - 12582912.0f) + zero_point;\n"
-      "    if (mask) {",
-      "    int32_t r = (int32_t)(v + (v >= 0.0f ? 0.5f : -0.5f)) + zero_point;\n    if (mask) {",
+      "    float shifted = v + 12582912.0f; /* IEEE float32: the compiler may not fold this away */\n"
+      "    return (int32_t)(shifted - 12582912.0f);",
+      "    return (int32_t)(v + (v >= 0.0f ? 0.5f : -0.5f));",
       RUNTIME, "requantization rounds ties away from zero instead of to even"),
     m("c-mask-lower-bound", "mask bound", C + "tte_internal.h",
-      "if (r >= qmin && r <= qmax) mask", "if (r > qmin && r <= qmax) mask",
+      "    int32_t r = tte_round_s32(v) + zero_point;\n    if (mask) {\n"
+      "        const uint8_t bit = (uint8_t)(1u << (index & 7u));\n        if (r >= qmin && r <= qmax) mask",
+      "    int32_t r = tte_round_s32(v) + zero_point;\n    if (mask) {\n"
+      "        const uint8_t bit = (uint8_t)(1u << (index & 7u));\n        if (r > qmin && r <= qmax) mask",
       RUNTIME, "the straight-through mask drops values that land exactly on qmin"),
     m("c-weight-zero-point-sign", "zero point", C + "tte_internal.h",
       "((int32_t)wr[j] - wz)", "((int32_t)wr[j] + wz)",
       RUNTIME, "conv windows add the weight zero point instead of subtracting it"),
-    m("c-gemm-zero-point-sign", "zero point", C + "tte_gemm_s8.c",
-      "((int32_t)weights[(size_t)o * k + i] - wz)", "((int32_t)weights[(size_t)o * k + i] + wz)",
+    m("c-gemm-zero-point-sign", "zero point", C + "tte_internal.h",
+      "for (; i < n; i++) acc += ((int32_t)x[i] - zx) * ((int32_t)w[i] - wz);",
+      "for (; i < n; i++) acc += ((int32_t)x[i] - zx) * ((int32_t)w[i] + wz);",
       RUNTIME, "gemm adds the weight zero point instead of subtracting it"),
     m("c-acc-saturation", "int32 edge", C + "tte_internal.h",
-      "    if (s > INT32_MAX) s = INT32_MAX;\n", "",
+      "    if (bias > 0 && acc > INT32_MAX - bias) return INT32_MAX;\n", "",
       RUNTIME, "acc + bias wraps around instead of saturating at INT32_MAX"),
     m("c-avgpool-grad-counts-padding", "padding", C + "tte_avgpool_grad_f32.c",
       "count += ih >= 0 && ih < H && iw >= 0 && iw < W;", "count += ih >= 0 && iw >= 0;",
@@ -107,8 +111,8 @@ MUTANTS = [
       "tte_bias_grad_row(dz_dims, dz, o), factors[o]", "tte_bias_grad_row(dz_dims, dz, o), factors[0]",
       RUNTIME, "every bias channel takes the first channel's QAS factor"),
     m("c-concat-offset", "slice offset", C + "tte_concat_channels_s8.c",
-      "const size_t base = ((size_t)n * out_channels + channel_offset) * plane;",
-      "const size_t base = ((size_t)n * out_channels) * plane;",
+      "const size_t base = ((size_t)n * (size_t)out_channels + (size_t)channel_offset) * (size_t)plane;",
+      "const size_t base = ((size_t)n * (size_t)out_channels) * (size_t)plane;",
       RUNTIME, "concat writes every operand at channel 0"),
     # ---- Python reference (ground truth) --------------------------------------------------------------
     m("py-mask-lower-bound", "mask bound", "tte/reference/semantics.py",
@@ -116,10 +120,8 @@ MUTANTS = [
       "return np.clip(r, qmin, qmax).astype(np.int8), (r > qmin) & (r <= qmax)",
       REFERENCE, "the reference's straight-through mask drops values exactly on qmin"),
     m("py-round-half-up", "rounding", "tte/reference/semantics.py",
-      "    r = np.rint(np.clip(np.asarray(v, dtype=np.float32), -256.0, 256.0))\n"
-      "    return np.clip(r.astype(np.int32)",
-      "    r = np.floor(np.clip(np.asarray(v, dtype=np.float32), -256.0, 256.0) + 0.5)\n"
-      "    return np.clip(r.astype(np.int32)",
+      "    r = np.rint(_clamped(v))\n    return np.clip(r.astype(np.int32)",
+      "    r = np.floor(_clamped(v) + np.float32(0.5))\n    return np.clip(r.astype(np.int32)",
       REFERENCE, "the reference rounds ties up instead of to even"),
     m("py-pad-swap", "padding", "tte/reference/numerics.py",
       "    top, left, bottom, right = pads\n    if not any(pads):\n        return x\n",
