@@ -19,6 +19,18 @@ EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 PUBLISHED = {"mbv2-w0.35": "99kb", "mcunet-5fps": "99kb", "proxyless-w0.3": "98kb"}
 
 
+def assert_same_step(program: tte.Program, native, step: int, ref: float, c: float) -> None:
+    """After one training step of both: the same loss (float32 sums, 1e-5) and the same state (integers exactly,
+    float optimizer state to 1e-5)."""
+    assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (step, ref, c)
+    state = native.state()
+    for name, value in program.state.items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(state[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+        else:
+            assert np.array_equal(state[name], value), (step, name)
+
+
 def train_both(program: tte.Program, tmp_path, steps: int = 20):
     """Train the reference and the C build on the same fixed inputs; compare after every step."""
     native = build_program(program, str(tmp_path / "c"))
@@ -28,13 +40,7 @@ def train_both(program: tte.Program, tmp_path, steps: int = 20):
     for s, x in enumerate(inputs(shape, steps, seed=5)):
         ref, c = program.train_step(x, s % classes), native.train_step(x, s % classes)
         losses.append((ref, c))
-        state = native.state()
-        for name, value in program.state.items():
-            if value.dtype.kind == "f":
-                np.testing.assert_allclose(state[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
-            else:
-                assert np.array_equal(state[name], value), (s, name)
-        assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (s, ref, c)
+        assert_same_step(program, native, s, ref, c)
     x = next(inputs(shape, 1, seed=9))
     assert np.array_equal(native.infer(x), program.infer(x))
     return losses

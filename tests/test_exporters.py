@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from conftest import SHARED
 from onnx import TensorProto, helper
 from ortref import session
+from test_c_training import assert_same_step
 
 import tte
 from tte.cli import main
@@ -166,13 +167,7 @@ def train_both(program, tmp_path, x: np.ndarray, classes: int, steps: int = 6) -
     losses = []
     for s in range(steps):  # one sample, one label: the loss must fall
         ref, c = program.train_step(x, 1), native.train_step(x, 1)
-        assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (s, ref, c)
-        state = native.state()
-        for name, value in program.state.items():
-            if value.dtype.kind == "f":
-                np.testing.assert_allclose(state[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
-            else:
-                assert np.array_equal(state[name], value), (s, name)
+        assert_same_step(program, native, s, ref, c)
         losses.append(ref)
     assert np.array_equal(native.infer(x), program.infer(x))
     assert program.infer(x).shape == (1, classes)

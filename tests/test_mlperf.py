@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import SHARED
+from test_c_training import assert_same_step
 from tflite_builder import differences, logits_model, micro_output, tte_tensors
 
 import tte
@@ -137,45 +138,19 @@ def test_compile_make_run_trains_as_the_reference(name, tmp_path, figures):
             f"{steps[0][3]} -> {steps[-1][3]}, bit for bit the Python reference's ({program.plan.scheme.name})")
 
 
+@pytest.mark.parametrize("arith", ["tflite", "tflite-micro"])
 @pytest.mark.parametrize("name", MODELS)
-def test_native_training_state_equals_the_reference(name, tmp_path):
-    """The trained int8 weights and int32 biases after each step: the C build's equal Python's."""
-    path = model(name)
-    program = plan(path, sram=SRAM, scheme="auto").program
-    native = build_program(program, str(tmp_path / "c"))
+def test_native_training_state_equals_the_reference(name, arith, tmp_path):
+    """The trained int8 weights and int32 biases and the loss after each of three steps: the C build's equal
+    Python's, in both TFLite arithmetics (tflite-micro: fully connected layers requantized with MBQM by
+    tte_gemm_s8)."""
+    program = plan(model(name), sram=SRAM, scheme="auto", arithmetic=arith).program
     g = program.forward
-    shape, q = g[g.inputs[0]].shape, g[g.nodes[0].output].quant
-    for s, xq in enumerate(demo_inputs(3, int(np.prod(shape)))):
-        x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape)
-        ref, c = program.train_step(x, s % CLASSES[name]), native.train_step(x, s % CLASSES[name])
-        assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (s, ref, c)
-        state = native.state()
-        for key, value in program.state.items():
-            if value.dtype.kind == "f":
-                np.testing.assert_allclose(state[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
-            else:
-                assert np.array_equal(state[key], value), (s, key)
-    assert np.array_equal(native.infer(x), program.infer(x))
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_native_training_tflite_micro_equals_the_reference(name, tmp_path):
-    """arithmetic="tflite-micro" (fully connected layers requantized with MBQM by tte_gemm_s8): after each of
-    three training steps the C build's trained weights, biases and loss equal the Python reference's."""
-    path = model(name)
-    program = plan(path, sram=SRAM, scheme="auto", arithmetic="tflite-micro").program
-    g = program.forward
-    assert arithmetic(g) == "tflite-micro" and any(n.op == "gemm" for n in g.nodes)
+    assert arithmetic(g) == arith and any(n.op == "gemm" for n in g.nodes)
     native = build_program(program, str(tmp_path / "c"))
     shape, q = g[g.inputs[0]].shape, g[g.nodes[0].output].quant
     for s, xq in enumerate(demo_inputs(3, int(np.prod(shape)))):
         x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape)
-        ref, c = program.train_step(x, s % CLASSES[name]), native.train_step(x, s % CLASSES[name])
-        assert abs(ref - c) <= 1e-5 * max(abs(ref), 1e-6), (s, ref, c)
-        state = native.state()
-        for key, value in program.state.items():
-            if value.dtype.kind == "f":
-                np.testing.assert_allclose(state[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
-            else:
-                assert np.array_equal(state[key], value), (s, key)
+        assert_same_step(program, native, s, program.train_step(x, s % CLASSES[name]),
+                         native.train_step(x, s % CLASSES[name]))
     assert np.array_equal(native.infer(x), program.infer(x))
