@@ -54,10 +54,29 @@ class FloatModel(torch.nn.Module):
         s, z = float(q.scale), int(q.zero_point)
         return torch.clamp(y, s * (node.attrs["qmin"] - z), s * (node.attrs["qmax"] - z))
 
+    @property
+    def cut(self) -> int:
+        """Index of the first node that reads a trained parameter: the nodes before it are the frozen prefix."""
+        trained = {name for name, key in self.keys.items() if self.params[key].requires_grad}
+        return next((i for i, n in enumerate(self.g.nodes) if trained & set(n.inputs[1:])), len(self.g.nodes))
+
+    def prefix(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The frozen prefix's outputs that the rest reads (the values to cache per input)."""
+        k = self.cut
+        env = self._run({self.g.inputs[0]: x}, self.g.nodes[:k])
+        needed = {i for n in self.g.nodes[k:] for i in n.inputs} | set(self.g.outputs)
+        return {name: v for name, v in env.items() if name in needed}
+
+    def tail(self, cached: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The logits from :meth:`prefix`'s outputs: ``tail(prefix(x))`` is ``forward(x)``."""
+        return self._run(dict(cached), self.g.nodes[self.cut:])[self.g.outputs[0]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run({self.g.inputs[0]: x}, self.g.nodes)[self.g.outputs[0]]
+
+    def _run(self, env: dict[str, torch.Tensor], nodes) -> dict[str, torch.Tensor]:
         g = self.g
-        env = {g.inputs[0]: x}
-        for node in g.nodes:
+        for node in nodes:
             a = [env.get(i) for i in node.inputs]
             op = node.op
             if op in ("quantize", "dequantize"):
@@ -92,4 +111,4 @@ class FloatModel(torch.nn.Module):
             if "qmin" in node.attrs:
                 y = self._clamp(node, y)
             env[node.output] = y
-        return env[g.outputs[0]]
+        return env

@@ -74,6 +74,34 @@ def test_update_options(options, tmp_path):
     train_both(tte.compile(EXAMPLE, scheme="last-4", classes=4, lr=0.05, **options), tmp_path, steps=12)
 
 
+def test_learning_rate_schedule_in_c_and_reference(tmp_path):
+    """A schedule set between steps (tte_set_learning_rate / Program.set_learning_rate) trains the same integers;
+    the rate changes the steps (a constant rate trains others); bad rates are refused by both, rate kept."""
+    program = tte.compile(EXAMPLE, scheme="last-4", classes=4, lr=0.05, rounding="nearest")
+    constant = tte.compile(EXAMPLE, scheme="last-4", classes=4, lr=0.05, rounding="nearest")
+    native = build_program(program, str(tmp_path / "c"))
+    assert native.learning_rate == program.learning_rate == np.float32(0.05)
+    shape = program.forward[program.forward.inputs[0]].shape
+    for s, x in enumerate(inputs(shape, 10, seed=5)):
+        lr = 0.05 * (s + 1) / 3 if s < 3 else 0.05 * 0.5 * (1 + np.cos(np.pi * (s - 3) / 7))
+        program.set_learning_rate(lr + 1e-4)
+        native.set_learning_rate(lr + 1e-4)
+        assert native.learning_rate == program.learning_rate == np.float32(lr + 1e-4)
+        ref, c = program.train_step(x, s % 4), native.train_step(x, s % 4)
+        constant.train_step(x, s % 4)
+        assert_same_step(program, native, s, ref, c)
+    assert any(not np.array_equal(constant.state[k], v) for k, v in program.state.items())
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 1e39):
+        with pytest.raises(tte.TteError, match="positive and finite"):
+            program.set_learning_rate(bad)
+        with pytest.raises(tte.TteError, match="positive and finite"):
+            native.set_learning_rate(bad)
+    assert native.learning_rate == program.learning_rate
+    program.set_learning_rate(0.0125)
+    emit_program(program, tmp_path / "later")  # C emitted later starts from the program's rate
+    assert "#define TTE_LEARNING_RATE 0x1.99999ap-7f" in (tmp_path / "later" / "tte_model.h").read_text()
+
+
 def test_training_sources_are_deterministic(tmp_path):
     a = emit_program(tte.compile(EXAMPLE, scheme="full", classes=4), tmp_path / "a")
     b = emit_program(tte.compile(EXAMPLE, scheme="full", classes=4), tmp_path / "b")

@@ -123,6 +123,29 @@ class Program:
             out[p.name] = self._unpermute(p.name, full)
         return out
 
+    @property
+    def learning_rate(self) -> float:
+        """The SGD learning rate the next step uses (``lr`` of :func:`tte.compile`, or :meth:`set_learning_rate`'s)."""
+        return float(np.float32(self.options.lr))  # float32, as every update uses it
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Use learning rate ``lr`` (float32) from the next step on: a schedule (warm-up, decay) calls it between
+        steps.  The emitted C has the same, ``tte_set_learning_rate``, with the same arithmetic: the same steps
+        give the same integers.  C emitted later starts from this rate."""
+        from dataclasses import replace
+
+        if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.floating, np.integer)):
+            raise TteError(f"learning rate must be a number, got {type(lr).__name__}")
+        with np.errstate(over="ignore"):
+            value = float(np.float32(lr))
+        if not (value > 0 and np.isfinite(value)):
+            raise TteError(f"learning rate must be positive and finite (as a float32), got {lr}")
+        self.options = replace(self.options, lr=value)
+        for g in (self.train, self.autodiff):
+            for node in g.nodes:
+                if "lr" in node.attrs:
+                    node.attrs["lr"] = value
+
     def train_step(self, x: np.ndarray, label) -> float:
         """One SGD step on (x, label); returns the loss before the step."""
         env = self._run(self.train, x, label)

@@ -9,6 +9,12 @@ API (``tte_train_step_s8``, ``tte_infer_s8``, ``tte_predict``) takes an int8 inp
 dtype, shape, bytes, its array) and ``tte_state_save`` / ``tte_state_load`` persist them with the runtime's
 power-safe two-slot blobs (``tte_state_*``; the model's fingerprint is :func:`tte.codegen.state.fingerprint`).
 The arena offsets and the scratch are the pipeline's plan (``Program.memory``, ``Program.inference``).
+
+The training step and inference are each emitted as two static functions, their frozen prefix (the calls before the
+first that reads what trains, :mod:`tte.passes.prefix`) and the rest; the host's cached entry points
+(``tte_prefix_s8`` / ``tte_train_step_cached``, ``tte_infer_prefix_s8`` / ``tte_predict_cached``) copy the frontier
+between the arena and a caller's buffer around the same two functions, so a step from a cached frontier runs the very
+statements of a whole one.  A bare-metal build leaves the cached entry points out (``TTE_CACHED_PREFIX``).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import pathlib
 import numpy as np
 
 from ..errors import TteError
-from ..ir.facts import LABEL, LOSS
+from ..ir.facts import LABEL, LOSS, value_bytes
 from ..ops.cgen import CTYPES, LINE, Emitter, Shared, c_comment, c_float, format_call
 from ..passes.memory import graph_scratch
+from ..passes.prefix import FrozenPrefix, frozen_prefix
 from ..version import __version__
 from . import state as st
 from .c_emitter import copy_runtime, emit_node, header
@@ -31,11 +38,64 @@ PROGRAM_RUNTIME = ("tte_crc32.c", "tte_state_blob_bytes.c", "tte_state_find.c", 
                    "tte_state_write.c")
 
 
-def _function(e: Emitter) -> None:
+def _function(e: Emitter, cut: int) -> int:
+    """Emit every node of ``e.g`` into ``e.body`` (the statements they defer at its end); return the index of the
+    first line of ``nodes[cut:]`` in it: the lines before are the frozen prefix's, the rest the tail's."""
     e.deferred, e.prologue = [], []
-    for node in e.g.nodes:
+    split = None
+    for i, node in enumerate(e.g.nodes):
+        if i == cut:
+            split = len(e.body)
         emit_node(e, node)
+        if i < cut and e.deferred:
+            raise AssertionError(f"node '{node.name}' of the frozen prefix deferred a statement to the end of the step")
+    split = len(e.body) if split is None else split
     e.body += e.deferred
+    return split
+
+
+def cached_prefixes(program) -> tuple[FrozenPrefix, FrozenPrefix]:
+    """The frozen prefixes of the training step (before its first node that reads a trained parameter, optimizer
+    state or the label) and of inference (before its first node that reads a trained parameter): what the emitted
+    tte_prefix_s8 and tte_infer_prefix_s8 run (:func:`tte.passes.prefix.frozen_prefix`)."""
+    return frozen_prefix(program.train), frozen_prefix(program.inference[0], program.params)
+
+
+def frontier_layout(g, root: dict[str, str], prefix: FrozenPrefix) -> list[tuple[str, int]]:
+    """The frontier buffer of ``prefix`` as (value, bytes), concatenated in the order of
+    :attr:`FrozenPrefix.frontier`, one segment per arena buffer (``root``: value -> buffer): a value whose buffer is
+    already listed (a view) adds nothing, the larger of the two is kept.  Bytes are the value's in memory (a bool
+    saturation mask is bit-packed); dtypes do not matter, the copy is bytewise."""
+    by_root: dict[str, tuple[str, int]] = {}
+    for v in prefix.frontier:
+        if v not in root:
+            raise TteError(f"the frontier value '{v}' does not live in the arena")
+        size = value_bytes(g, v)
+        if root[v] not in by_root or size > by_root[root[v]][1]:
+            by_root[root[v]] = (v, size)
+    return list(by_root.values())
+
+
+def frontier_segments(e: Emitter, prefix: FrozenPrefix) -> list[tuple[str, int, str]]:
+    """:func:`frontier_layout` as (view, bytes, a note on the tensor) for the emitted copies."""
+    segments = []
+    for v, size in frontier_layout(e.g, e.root, prefix):
+        val = e.g[v]
+        segments.append((e.ptr(v), size, f"{v}: {val.dtype} [{', '.join(map(str, val.shape))}], {size:,} B"))
+    return segments
+
+
+def _frontier_copies(segments: list[tuple[str, int, str]], into_arena: bool) -> list[str]:
+    """memcpy statements between the arena views of ``segments`` and the frontier buffer, at running offsets."""
+    lines, offset = [], 0
+    for view, size, note in segments:
+        at = f"frontier + {offset}" if offset else "frontier"
+        if not into_arena:
+            lines += c_comment(note, 4)
+        lines += format_call("", f"memcpy({view}, {at}, {size})" if into_arena else f"memcpy({at}, {view}, {size})",
+                             ";")
+        offset += size
+    return lines
 
 
 def c_string(text: str, indent: int) -> list[str]:
@@ -92,6 +152,20 @@ def _tensor_table(program, layout: list[st.StateTensor], shared: Shared) -> str:
     return "\n".join(lines)
 
 
+def _prefix_note(g, prefix: FrozenPrefix, what: str, sources: str) -> str:
+    """The comment over a frozen prefix's static function."""
+    if prefix.work == 0:
+        return (f"The frozen prefix of {what}: nothing to run (its first node that reads {sources} is node "
+                f"{prefix.cut} of {len(g.nodes)}, right after the input).")
+    return (f"The frozen prefix of {what}: its first {prefix.cut} of {len(g.nodes)} nodes, those before the first "
+            f"that reads {sources} (tte.passes.prefix): the same for an image at every epoch.")
+
+
+def _static_function(name: str, body: list[str], note: str) -> str:
+    """``static int name(void)`` running ``body``, after the comment ``note``; 0 on success, -1 if a call fails."""
+    return "\n".join([*c_comment(note), f"static int {name}(void) {{", *body, "    return 0;", "}"])
+
+
 def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
     """Write tte_model.h / tte_model.c (+ the runtime) for a compiled :class:`tte.Program`."""
     # the pipeline's plans: the training step's (the memory report's) and the inference function's
@@ -111,8 +185,10 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
         shared.state[t.name] = shared.array(t.name, value, CTYPES[t.dtype], const=False)
     et = Emitter(train, memory.arena, memory.root, shared, view_prefix="step_")
     ef = Emitter(fwd, fwd_arena, fwd_root, shared, view_prefix="infer_")
-    _function(et)
-    _function(ef)
+    train_prefix, infer_prefix = cached_prefixes(program)
+    train_split = _function(et, train_prefix.cut)
+    infer_split = _function(ef, infer_prefix.cut)
+    train_frontier, infer_frontier = frontier_segments(et, train_prefix), frontier_segments(ef, infer_prefix)
     if LABEL not in train.inputs or train.outputs[0] != LOSS:
         raise TteError("not a training graph")
     x = train.inputs[0]
@@ -136,6 +212,8 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
 #define TTE_ARENA_BYTES {arena}
 #define TTE_SCRATCH_BYTES {shared.scratch}
 #define TTE_STATE_COUNT {len(layout)}
+#define TTE_FRONTIER_BYTES {sum(size for _, size, _ in train_frontier)}
+#define TTE_INFER_FRONTIER_BYTES {sum(size for _, size, _ in infer_frontier)}
 /* 64 bits of SHA-256 over the compiled program's structure and parameters (tte.codegen.state.fingerprint): a
  * state blob carries it, and tte_state_load refuses one of another model */
 #define TTE_FINGERPRINT UINT64_C(0x{fp:016x})
@@ -162,8 +240,36 @@ int tte_infer_f32(const float *input, float *logits);
 /* The top-1 class of an int8 input, in [0, TTE_CLASSES) (the lowest on a tie); -1 on an error. */
 int32_t tte_predict(const int8_t *input);
 
+/* Host training from a cache of the frozen prefix (tte.trainer.fit): with a sparse-update scheme, the first calls
+ * of a step read nothing but the input (the frozen prefix: those before the first one that reads a trained
+ * parameter, optimizer state or the label), so an image's results are the same at every epoch.
+ * tte_prefix_s8 runs them on an int8 input and copies out the tensors the rest of the step reads of them, the
+ * frontier: TTE_FRONTIER_BYTES, the tensors one after the other in the order of tte_prefix_s8's copies in
+ * tte_model.c (the frontier buffer must not lie in the arena).
+ * tte_train_step_cached copies a frontier back into the arena and runs the rest of the step: the same statements as
+ * tte_train_step_s8 runs after its prefix, so the same loss, update and step count, bit for bit.
+ * tte_infer_prefix_s8 / tte_predict_cached do the same for tte_predict, whose own arena plan gives it its own
+ * frontier (TTE_INFER_FRONTIER_BYTES).  A bare-metal build (TTE_BARE_METAL) leaves them out unless it defines
+ * TTE_CACHED_PREFIX. */
+#if !defined(TTE_BARE_METAL) && !defined(TTE_CACHED_PREFIX)
+#define TTE_CACHED_PREFIX
+#endif
+#ifdef TTE_CACHED_PREFIX
+int tte_prefix_s8(const int8_t *input, int8_t *frontier);
+int tte_train_step_cached(const int8_t *frontier, int32_t label, float *loss);
+int tte_infer_prefix_s8(const int8_t *input, int8_t *frontier);
+int32_t tte_predict_cached(const int8_t *frontier);
+#endif
+
 /* Steps trained: counted by tte_train_step_s8, saved and loaded with the state. */
 uint64_t tte_steps(void);
+
+/* The SGD learning rate of the next steps: TTE_LEARNING_RATE (the compiled --lr) until tte_set_learning_rate
+ * changes it, e.g. for a schedule (warm-up, cosine decay) between steps; returns -1 (and keeps the rate) unless
+ * lr is positive and finite.  Every trained parameter uses it; it is not part of the saved state. */
+#define TTE_LEARNING_RATE {c_float(program.options.lr)}
+int tte_set_learning_rate(float lr);
+float tte_learning_rate_now(void);
 
 /* The trained tensors (trained parameters, then optimizer state), in the state blob's order: for each, its ONNX
  * initializer name, kind, dtype, shape and bytes as the device holds them, and its array (.data).  The device keeps
@@ -192,7 +298,19 @@ tte_state_status tte_state_load(const tte_state_storage *storage);
     logits = format_call("", f"memcpy(logits, {fwd_logits}, sizeof(float) * TTE_CLASSES)", ";")
     take_input = [f"    if (input != {et.input_ptr})", f"        memmove({et.input_ptr}, input, TTE_INPUT_SIZE);"]
     move_input = format_call("", f"memmove({ef.input_ptr}, input, TTE_INPUT_SIZE)", ";")
-    c = head + """#include <string.h>
+    # each step as its frozen prefix and the rest: the cached entry points run the same two functions
+    train_functions = "\n\n".join([
+        _static_function("tte_train_prefix", et.body[:train_split],
+                         _prefix_note(train, train_prefix, "the training step",
+                                      "a trained parameter, optimizer state or the label")),
+        _static_function("tte_train_tail", et.body[train_split:],
+                         "The rest of the training step: forward from there, the loss, backward and updates.")])
+    infer_functions = "\n\n".join([
+        _static_function("tte_infer_prefix", ef.body[:infer_split],
+                         _prefix_note(fwd, infer_prefix, "inference", "a trained parameter")),
+        _static_function("tte_infer_tail", ef.body[infer_split:], "The rest of inference.")])
+    c = head + """#include <float.h>
+#include <string.h>
 
 #include "tte_model.h"
 #include "tte_runtime.h"
@@ -211,6 +329,16 @@ static uint64_t tte_step_count;
 
 uint64_t tte_steps(void) { return tte_step_count; }
 
+static float tte_learning_rate = TTE_LEARNING_RATE;
+
+int tte_set_learning_rate(float lr) {
+    if (!(lr > 0.0f && lr <= FLT_MAX)) return -1; /* also refuses NaN and infinity */
+    tte_learning_rate = lr;
+    return 0;
+}
+
+float tte_learning_rate_now(void) { return tte_learning_rate; }
+
 void *tte_tensor_data(int32_t index) { return index >= 0 && index < TTE_STATE_COUNT ? tte_tensors[index].data : 0; }
 
 tte_state_status tte_state_save(const tte_state_storage *storage) {
@@ -227,11 +355,13 @@ tte_state_status tte_state_load(const tte_state_storage *storage) {
 """ + et.view_definitions("tte_train_step_s8") + f"""
 int8_t *tte_input_buffer(void) {{ return {et.input_ptr}; }}
 
-int tte_train_step_s8(const int8_t *input, int32_t label, float *loss) {{
+""" + train_functions + """
+
+int tte_train_step_s8(const int8_t *input, int32_t label, float *loss) {
     if (input == NULL || loss == NULL || label < 0 || label >= TTE_CLASSES) return -1;
 """ + "\n".join(take_input) + f"""
     *{label} = label;
-""" + "\n".join(et.body) + f"""
+    if (tte_train_prefix() != 0 || tte_train_tail() != 0) return -1;
     *loss = *{loss};
     (void){unused};
     tte_step_count++;
@@ -244,13 +374,20 @@ int tte_train_step(const float *input, int32_t label, float *loss) {{
     return tte_train_step_s8({et.input_ptr}, label, loss);
 }}
 
-""" + ef.view_definitions("tte_infer_run") + """
-static int tte_infer_run(void) {
-""" + "\n".join(ef.body) + """
-    return 0;
-}
+""" + ef.view_definitions("tte_infer_run") + "\n" + infer_functions + f"""
 
-int tte_infer_s8(const int8_t *input, float *logits) {
+static int tte_infer_run(void) {{ return tte_infer_prefix() != 0 ? -1 : tte_infer_tail(); }}
+
+/* The top-1 class of the logits inference left in the arena (the lowest on a tie). */
+static int32_t tte_top1(void) {{
+    const float *scores = {fwd_logits};
+    int32_t best = 0;
+    for (int32_t c = 1; c < TTE_CLASSES; c++)
+        if (scores[c] > scores[best]) best = c;
+    return best;
+}}
+
+int tte_infer_s8(const int8_t *input, float *logits) {{
     if (input == NULL || logits == NULL) return -1;
 """ + "\n".join(move_input) + """
     if (tte_infer_run() != 0) return -1;
@@ -268,14 +405,48 @@ int tte_infer_f32(const float *input, float *logits) {
 
 int32_t tte_predict(const int8_t *input) {
     if (input == NULL) return -1;
-""" + "\n".join(move_input) + f"""
+""" + "\n".join(move_input) + """
     if (tte_infer_run() != 0) return -1;
-    const float *scores = {fwd_logits};
-    int32_t best = 0;
-    for (int32_t c = 1; c < TTE_CLASSES; c++)
-        if (scores[c] > scores[best]) best = c;
-    return best;
+    return tte_top1();
+}
+
+#ifdef TTE_CACHED_PREFIX
+/* The cached frozen prefix (tte_model.h).  tte_prefix_s8 writes the training step's frontier in the order of its
+ * copies, each tensor named; tte_train_step_cached reads it back in the same order. */
+int tte_prefix_s8(const int8_t *input, int8_t *frontier) {
+    if (input == NULL || frontier == NULL) return -1;
+""" + "\n".join(take_input) + """
+    if (tte_train_prefix() != 0) return -1;
+""" + "\n".join(_frontier_copies(train_frontier, into_arena=False)) + """
+    return 0;
+}
+
+int tte_train_step_cached(const int8_t *frontier, int32_t label, float *loss) {
+    if (frontier == NULL || loss == NULL || label < 0 || label >= TTE_CLASSES) return -1;
+""" + "\n".join(_frontier_copies(train_frontier, into_arena=True)) + f"""
+    *{label} = label;
+    if (tte_train_tail() != 0) return -1;
+    *loss = *{loss};
+    tte_step_count++;
+    return 0;
 }}
+
+/* The same for tte_predict, over inference's own plan and frontier. */
+int tte_infer_prefix_s8(const int8_t *input, int8_t *frontier) {{
+    if (input == NULL || frontier == NULL) return -1;
+""" + "\n".join(move_input) + """
+    if (tte_infer_prefix() != 0) return -1;
+""" + "\n".join(_frontier_copies(infer_frontier, into_arena=False)) + """
+    return 0;
+}
+
+int32_t tte_predict_cached(const int8_t *frontier) {
+    if (frontier == NULL) return -1;
+""" + "\n".join(_frontier_copies(infer_frontier, into_arena=True)) + """
+    if (tte_infer_tail() != 0) return -1;
+    return tte_top1();
+}
+#endif
 """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

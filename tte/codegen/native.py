@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import TteError
 from ..ir import Graph
 from . import state as st
+from .c_train import cached_prefixes, frontier_layout
 
 CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Werror"]
 SANITIZE = ["-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
@@ -80,7 +81,13 @@ def build_native(g: Graph, directory: str | None = None) -> NativeInference:
 
 class NativeProgram:
     """A compiled training program running as C: ``train_step``, ``infer``, ``predict``, its state, and its state
-    blob (``state_blob`` / ``load_state``, through the C's own ``tte_state_save`` / ``tte_state_load``)."""
+    blob (``state_blob`` / ``load_state``, through the C's own ``tte_state_save`` / ``tte_state_load``).
+
+    The cached frozen prefix (``tte_prefix_s8`` ..., see tte_model.h): ``prefix(q)`` runs the training step's calls
+    that read nothing but the input and returns the tensors the rest of the step reads (``frontier_bytes`` int8
+    bytes), ``train_step_cached(frontier, label)`` runs the rest: the same loss and state, bit for bit, as
+    ``train_step_s8(q, label)``.  ``infer_prefix`` / ``predict_cached`` do the same for ``predict``
+    (``infer_frontier_bytes``).  :func:`tte.trainer.fit` uses them to run each image's prefix once."""
 
     def __init__(self, program, directory: pathlib.Path, library: pathlib.Path):
         self.program = program
@@ -94,15 +101,40 @@ class NativeProgram:
         lib.tte_predict.argtypes = [ctypes.c_void_p]
         lib.tte_predict.restype = ctypes.c_int32
         lib.tte_steps.restype = ctypes.c_uint64
+        lib.tte_set_learning_rate.argtypes = [ctypes.c_float]
+        lib.tte_learning_rate_now.restype = ctypes.c_float
         lib.tte_tensor_data.argtypes = [ctypes.c_int32]
         lib.tte_tensor_data.restype = ctypes.c_void_p
         lib.tte_state_save.argtypes = lib.tte_state_load.argtypes = [ctypes.POINTER(st.CStateStorage)]
+        lib.tte_prefix_s8.argtypes = lib.tte_infer_prefix_s8.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.tte_train_step_cached.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
+        lib.tte_predict_cached.argtypes = [ctypes.c_void_p]
+        lib.tte_predict_cached.restype = ctypes.c_int32
         fwd = program.forward
         self.initial = {k: v.copy() for k, v in program.state.items()}
         self.layout = st.state_layout(program)
         self.fingerprint = program.fingerprint if hasattr(program, "fingerprint") else st.fingerprint(program)
         self.in_shape = fwd[fwd.inputs[0]].shape
         self.out_shape = fwd[fwd.outputs[0]].shape
+        # the frozen prefixes the C was emitted with, and the bytes of their frontiers (TTE_FRONTIER_BYTES, ...)
+        self.prefixes = cached_prefixes(program)
+        self._frontier = (
+            sum(size for _, size in frontier_layout(program.train, program.memory.root, self.prefixes[0])),
+            sum(size for _, size in frontier_layout(program.inference[0], program.inference[1], self.prefixes[1])))
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next step (the C's tte_learning_rate_now())."""
+        return float(self.lib.tte_learning_rate_now())
+
+    def set_learning_rate(self, lr: float) -> None:
+        """The C's tte_set_learning_rate: the rate of the next steps (as :meth:`tte.Program.set_learning_rate`)."""
+        if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.floating, np.integer)):
+            raise TteError(f"learning rate must be a number, got {type(lr).__name__}")
+        with np.errstate(over="ignore"):
+            value = float(np.float32(lr))
+        if self.lib.tte_set_learning_rate(value) != 0:
+            raise TteError(f"learning rate must be positive and finite (as a float32), got {lr}")
 
     def train_step(self, x: np.ndarray, label: int) -> float:
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(self.in_shape)
@@ -135,6 +167,58 @@ class NativeProgram:
         top = self.lib.tte_predict(q.ctypes.data)
         if top < 0:
             raise TteError("tte_predict failed")
+        return int(top)
+
+    @property
+    def frontier_bytes(self) -> int:
+        """Bytes of the training step's frontier (``prefix``'s result, TTE_FRONTIER_BYTES).  When the frozen prefix
+        computes nothing (``prefixes[0].work`` 0: the first layer trains) the frontier is the int8 input itself and
+        the cached step costs what ``train_step_s8`` does; :func:`tte.trainer.fit` then does not cache."""
+        return self._frontier[0]
+
+    @property
+    def infer_frontier_bytes(self) -> int:
+        """Bytes of inference's frontier (``infer_prefix``'s result, TTE_INFER_FRONTIER_BYTES)."""
+        return self._frontier[1]
+
+    def _frontier_bytes(self, frontier: np.ndarray, size: int, what: str) -> np.ndarray:
+        frontier = np.ascontiguousarray(frontier).view(np.int8).reshape(-1)
+        if frontier.size != size:
+            raise TteError(f"{what} takes a frontier of {size} bytes, got {frontier.size}")
+        return frontier
+
+    def prefix(self, q: np.ndarray) -> np.ndarray:
+        """The training step's frontier for an int8 input: its frozen prefix's tensors that the rest of the step
+        reads, as int8 bytes (tte_prefix_s8).  With no prefix to run (``frontier_bytes`` 0) it is the input."""
+        q = np.ascontiguousarray(q, dtype=np.int8).reshape(self.in_shape)
+        out = np.empty(self._frontier[0], np.int8)
+        if self.lib.tte_prefix_s8(q.ctypes.data, out.ctypes.data) != 0:
+            raise TteError("tte_prefix_s8 failed")
+        return out
+
+    def train_step_cached(self, frontier: np.ndarray, label: int) -> float:
+        """One step from a frontier of :meth:`prefix` (tte_train_step_cached): the loss and update of
+        ``train_step_s8`` on its input, bit for bit."""
+        frontier = self._frontier_bytes(frontier, self._frontier[0], "train_step_cached")
+        loss = np.zeros(1, np.float32)
+        if self.lib.tte_train_step_cached(frontier.ctypes.data, int(label), loss.ctypes.data) != 0:
+            raise TteError("tte_train_step_cached failed")
+        return float(loss[0])
+
+    def infer_prefix(self, q: np.ndarray) -> np.ndarray:
+        """Inference's frontier for an int8 input, as int8 bytes (tte_infer_prefix_s8)."""
+        q = np.ascontiguousarray(q, dtype=np.int8).reshape(self.in_shape)
+        out = np.empty(self._frontier[1], np.int8)
+        if self.lib.tte_infer_prefix_s8(q.ctypes.data, out.ctypes.data) != 0:
+            raise TteError("tte_infer_prefix_s8 failed")
+        return out
+
+    def predict_cached(self, frontier: np.ndarray) -> int:
+        """The top-1 class from a frontier of :meth:`infer_prefix` (tte_predict_cached): ``predict``'s."""
+        frontier = self._frontier_bytes(frontier, self._frontier[1], "predict_cached")
+        top = self.lib.tte_predict_cached(frontier.ctypes.data)
+        if top < 0:
+            raise TteError("tte_predict_cached failed")
         return int(top)
 
     @property

@@ -477,11 +477,16 @@ def saved(e: Emitter, x: str) -> str:
     return f"&(const tte_saved_s8){{{e.ptr(x)}, {int(q.zero_point)}, {c_float(q.scale)}}}"
 
 
+# the emitted program's learning rate: a variable (tte_set_learning_rate), not a literal, so that a schedule can
+# change it between steps; every update reads it
+LEARNING_RATE = "tte_learning_rate"
+
+
 def sgd_params(e: Emitter, node: Node, aux: str | None) -> str:
     a = node.attrs
     step = f"(uint32_t)*{e.ptr(aux)}" if a["rounding"] == "stochastic" else "0"
     residual = e.ptr(aux) if a["rounding"] == "accumulate" else "NULL"
-    return (f"&(const tte_sgd_params){{{c_float(a['lr'])}, {ROUNDING[a['rounding']]}, {a.get('seed', 0)}u, "
+    return (f"&(const tte_sgd_params){{{LEARNING_RATE}, {ROUNDING[a['rounding']]}, {a.get('seed', 0)}u, "
             f"{a.get('stream', 0)}u, {step}, {a['qmin']}, {a['qmax']}, {residual}}}")
 
 
