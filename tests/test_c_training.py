@@ -102,6 +102,18 @@ def test_learning_rate_schedule_in_c_and_reference(tmp_path):
     assert "#define TTE_LEARNING_RATE 0x1.99999ap-7f" in (tmp_path / "later" / "tte_model.h").read_text()
 
 
+def test_two_builds_in_one_directory_are_two_programs(tmp_path):
+    """The loader keeps one library per path: a second build into the same directory must still run its own code
+    and its own state (it once silently ran the first one's)."""
+    a = tte.compile(EXAMPLE, scheme="full", classes=4, lr=0.05)
+    b = tte.compile(EXAMPLE, scheme="full", classes=4, lr=0.2)
+    na, nb = build_program(a, str(tmp_path)), build_program(b, str(tmp_path))
+    x = next(inputs(a.forward[a.forward.inputs[0]].shape, 1, seed=3))
+    for program, native in ((a, na), (b, nb)):
+        assert_same_step(program, native, 0, program.train_step(x, 1), native.train_step(x, 1))
+    assert na.steps == nb.steps == 1
+
+
 def test_training_sources_are_deterministic(tmp_path):
     a = emit_program(tte.compile(EXAMPLE, scheme="full", classes=4), tmp_path / "a")
     b = emit_program(tte.compile(EXAMPLE, scheme="full", classes=4), tmp_path / "b")

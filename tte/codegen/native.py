@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
+import os
 import pathlib
 import subprocess
 import tempfile
@@ -33,6 +35,16 @@ def compile_c(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None 
     if proc.returncode != 0:
         raise TteError(f"the C compiler failed:\n{proc.stderr.strip()}")
     return out
+
+
+_built = itertools.count()
+
+
+def library_path(directory: pathlib.Path) -> pathlib.Path:
+    """A new file name for a shared library built in ``directory``: the dynamic loader keeps one copy of a library
+    per path and process, so a second build loaded from the same path would silently run the first one's code
+    (and share its trained state)."""
+    return directory / f"libtte_model-{os.getpid()}-{next(_built)}.so"
 
 
 def compile_shared(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
@@ -75,7 +87,7 @@ def build_native(g: Graph, directory: str | None = None) -> NativeInference:
 
     d = pathlib.Path(directory or tempfile.mkdtemp(prefix="tte_native_"))
     emit_inference(g, d)
-    lib = compile_shared(d, d / "libtte_model.so")
+    lib = compile_shared(d, library_path(d))
     return NativeInference(g, d, lib)
 
 
@@ -262,5 +274,5 @@ def build_program(program, directory: str | None = None, extra_flags: list[str] 
 
     d = pathlib.Path(directory or tempfile.mkdtemp(prefix="tte_native_"))
     emit_program(program, d)
-    lib = compile_shared(d, d / "libtte_model.so", extra_flags)
+    lib = compile_shared(d, library_path(d), extra_flags)
     return NativeProgram(program, d, lib)
