@@ -16,7 +16,7 @@ import warnings
 
 from .autodiff.backward import ROUNDINGS, TrainOptions, build_training_graph
 from .autodiff.channels import select_channels
-from .autodiff.head import replace_head
+from .autodiff.head import feature_rms, replace_head
 from .autodiff.scheme import SchemeWarning, SparseScheme, made_for_another_model, resolve
 from .errors import TteError
 from .frontend import load
@@ -65,7 +65,7 @@ def check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize) 
 
 def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
             qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None,
-            optimize: bool = True, arithmetic: str | None = None) -> Program:
+            optimize: bool = True, arithmetic: str | None = None, calibration=None) -> Program:
     """Compile a model for training.
 
     ``model``: an ONNX path or a :class:`Graph` from :func:`tte.load`.  ``scheme``: ``"full"``
@@ -75,6 +75,8 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     ``rounding`` and ``seed`` set the update (:class:`tte.autodiff.backward.TrainOptions`).
     ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`).  ``arithmetic``:
     ``"tflite"``, ``"tflite-micro"`` or ``"onnxruntime"`` when ``model`` is a path (see :func:`tte.load`).
+    ``calibration``: a few float32 inputs (N x the input shape) on which the new head is calibrated
+    (:func:`tte.autodiff.head.feature_rms`; needs ``classes``).
     """
     if not isinstance(model, (Graph, str, os.PathLike)):
         raise TteError(f"model must be a file path or a Graph from tte.load, got {type(model).__name__} {model!r}")
@@ -84,7 +86,10 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     g, source = load_stage(model, input_shape, arithmetic)                         # load
     g = _dump("load", g)
     if classes is not None:
-        g = _dump("head", replace_head(g, classes, seed=seed))                     # new head
+        rms = None if calibration is None else feature_rms(g, calibration)
+        g = _dump("head", replace_head(g, classes, seed=seed, feature_rms=rms))   # new head
+    elif calibration is not None:
+        raise TteError("calibration samples calibrate a new head: give classes=N as well")
     scheme = SparseScheme.parse(scheme)
     if warning := made_for_another_model(scheme, g):
         warnings.warn(warning, SchemeWarning, stacklevel=_caller_level())

@@ -165,7 +165,7 @@ def train(model, x, y=None, *, classes: int | None = None, scheme="auto", sram="
           epochs: int = 1, lr: float = 0.005, momentum: float = 0.0, rounding: str = "stochastic", qas: bool = True,
           seed: int = 0, test_fraction: float | None = None, split: int | None = None, limit: int | None = None,
           value_range: str = "auto", engine: str = "native", on_step=None, on_epoch=None,
-          on_prepare=None) -> Training:
+          on_prepare=None, calibrate: int = 0) -> Training:
     """Train ``model`` (an ONNX / TFLite path or a :class:`tte.Graph`) on samples and test it after each epoch.
 
     Samples: ``x`` images with labels ``y`` (as an ``.npz`` holds them, see :mod:`tte.data`), or ``x`` an image
@@ -175,7 +175,9 @@ def train(model, x, y=None, *, classes: int | None = None, scheme="auto", sram="
 
     The program is the one `tte compile MODEL --sram S --flash F --scheme X --classes N --lr ...` builds (the same
     plan and ``--scheme auto``); ``classes`` defaults to the samples' number of classes (a new head); ``seed`` sets
-    the new head, stochastic rounding and the shuffle of the samples.  ``engine``: ``"native"`` (the emitted C,
+    the new head, stochastic rounding and the shuffle of the samples.  ``calibrate=N`` calibrates the new head on
+    the first N training samples (:func:`tte.autodiff.head.feature_rms`; for models whose features are small, whose
+    uncalibrated head starts with the same logit for every class).  ``engine``: ``"native"`` (the emitted C,
     compiled for this machine) or ``"reference"`` (numpy).  Returns a :class:`Training`; ``.save(path)`` writes
     the trained ONNX model."""
     if engine not in ("native", "reference"):
@@ -211,8 +213,13 @@ def train(model, x, y=None, *, classes: int | None = None, scheme="auto", sram="
         raise TteError(f"the samples have {samples.classes} classes; --classes must be at least that, got {classes}")
     sram_bytes = parse_size(sram, "--sram") if isinstance(sram, str) else int(sram)
     flash_bytes = parse_size(flash, "--flash") if isinstance(flash, str) else int(flash)
+    if isinstance(calibrate, (bool, np.bool_)) or not isinstance(calibrate, (int, np.integer)) or calibrate < 0:
+        raise TteError(f"calibrate must be a number of samples >= 0, got {calibrate!r}")
+    calibration = None
+    if calibrate:
+        calibration = samples.format.dequantize(samples.inputs[:min(int(calibrate), samples.train)])
     p = make_plan(g, sram_bytes, flash_bytes, scheme=scheme, classes=int(classes), lr=lr, momentum=momentum,
-                  rounding=rounding, qas=qas, seed=seed)
+                  rounding=rounding, qas=qas, seed=seed, calibration=calibration)
     problem = p.problem()
     if problem:
         raise TteError(problem)
