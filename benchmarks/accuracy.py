@@ -26,8 +26,10 @@ Prints one table and merges its rows into benchmarks/results/accuracy.json (rows
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
+import os
 import pathlib
 import shutil
 import sys
@@ -270,15 +272,18 @@ def main() -> None:
 
 
 def save(rows: list[dict]) -> None:
-    """Merge ``rows`` into the results file (atomically; rows of other configurations kept)."""
-    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    key = lambda r: (r["model"], r["scheme"], r["training"], str(r["rounding"]))  # noqa: E731
-    merged = {key(r): r for r in old}
-    merged.update({key(r): r for r in rows})
+    """Merge ``rows`` into the results file (atomically, under a lock: runs of other models may share it; rows of
+    other configurations kept)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmpfile = RESULTS.with_suffix(".json.tmp")
-    tmpfile.write_text(json.dumps(sorted(merged.values(), key=key), indent=1) + "\n")
-    tmpfile.replace(RESULTS)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+        key = lambda r: (r["model"], r["scheme"], r["training"], str(r["rounding"]))  # noqa: E731
+        merged = {key(r): r for r in old}
+        merged.update({key(r): r for r in rows})
+        tmpfile = RESULTS.with_suffix(f".json.{os.getpid()}.tmp")
+        tmpfile.write_text(json.dumps(sorted(merged.values(), key=key), indent=1) + "\n")
+        tmpfile.replace(RESULTS)
 
 
 if __name__ == "__main__":
