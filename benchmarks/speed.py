@@ -70,8 +70,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--json", action="store_true", help="one JSON row per model instead of the table")
     args = ap.parse_args()
-    flags = " ".join(f for f in (*tte.codegen.native.CFLAGS, *tte.codegen.native.HOST_SPEED) if f.startswith("-O") or
-                     f.startswith("-f") and f != "-ffp-contract=off")
+    flags = " ".join(f for f in (*tte.codegen.native.CFLAGS, *tte.codegen.native.HOST_SPEED)
+                     if f.startswith(("-O", "-m")) or f.startswith("-f") and f != "-ffp-contract=off")
     torch.set_num_threads(1)
     table = Table(title="One training step, batch 1, 128x128, 10-class head (median ms; this CPU, one thread)")
     for col in ("model", "scheme", f"tte C (host {flags})", "tte numpy reference", "PyTorch fp32", "tte compile",

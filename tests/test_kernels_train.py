@@ -159,6 +159,13 @@ CONV = {
     "pointwise-s2": (1, 4, 5, 6, 2, (1, 1), (2, 2), (0, 0, 0, 0), 1),
     "depthwise-s2": (2, 5, 7, 6, 5, (3, 3), (2, 2), (1, 1, 0, 0), 5),
     "depthwise-same": (1, 4, 6, 5, 4, (3, 3), (1, 1), (1, 0, 1, 2), 4),
+    # the float kernels' tiles (runtime_c/src/tte_conv_grad_input_f32.c, tte_grad_core.h): full tiles, then a last
+    # tile that overlaps the one before, on positions, input and output channels; depthwise rows wider than a
+    # block of lanes; a kernel too large for the depthwise path
+    "pointwise-tiles": (2, 19, 5, 7, 21, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    "pointwise-grouped": (1, 18, 4, 5, 20, (1, 1), (1, 1), (0, 0, 0, 0), 2),
+    "depthwise-wide": (2, 3, 9, 19, 3, (5, 5), (1, 2), (2, 2, 2, 3), 3),
+    "depthwise-k13": (1, 3, 14, 13, 3, (13, 13), (1, 1), (6, 6, 6, 6), 3),
 }
 
 
@@ -276,7 +283,7 @@ def test_conv_weight_update(case, split, mode):
 
 # ---- bias and gemm -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (3, 6)])
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (3, 6), (2, 11, 3, 4), (3, 13)])
 def test_bias_grad(shape):
     """Sum over samples then positions, for conv (NCHW) and gemm ([n, m]) gradients."""
     gy = _rng("bg", shape).normal(size=shape).astype(F32)
@@ -290,30 +297,32 @@ def test_bias_update_saturates_and_uses_factors(mode):
     """int32 bias SGD with per-channel (QAS) factors; channel 0 saturates at INT32_MAX, channel 1 at
     INT32_MIN, channel 2 at INT32_MAX from a small step."""
     rng = _rng("bu", mode)
-    shape = (2, 6, 3, 3)
+    shape = (2, 11, 3, 3)  # 11 channels: a block of 8, then one at a time
     gy = rng.normal(size=shape).astype(F32)
     gy[:, 0], gy[:, 1], gy[:, 2] = -50, 50, -1e-2
-    bias = rng.integers(-10**6, 10**6, 6).astype(np.int32)
+    bias = rng.integers(-10**6, 10**6, 11).astype(np.int32)
     bias[:3] = [I32.max - 3, I32.min + 3, I32.max - 1]
-    factors = rng.uniform(1e3, 1e5, 6).astype(F32)
+    factors = rng.uniform(1e3, 1e5, 11).astype(F32)
     factors[2] = 1e4
-    sgd, c_res, attrs, aux = _sgd(mode, 0.01, I32.min, I32.max, (6,), rng)
-    g, node = _node("bias_update", axis=0, channels=6, **attrs)
+    sgd, c_res, attrs, aux = _sgd(mode, 0.01, I32.min, I32.max, (11,), rng)
+    g, node = _node("bias_update", axis=0, channels=11, **attrs)
     want, r_res = _ref_update(gk.bias_update, g, node, gy, bias, factors, aux)
     c_b = bias.copy()
     assert lib().tte_bias_update_s32(ref(dims(shape)), ptr(gy), ptr(factors), ref(sgd), ptr(c_b)) == TTE_OK
     same(c_b, want)
     _check_residual(c_res, r_res)
     assert c_b[0] == I32.max and c_b[1] == I32.min and c_b[2] == I32.max
-    unit = _ref_update(gk.bias_update, g, node, gy, bias, np.ones(6, F32), aux)[0]
+    unit = _ref_update(gk.bias_update, g, node, gy, bias, np.ones(11, F32), aux)[0]
     assert not np.array_equal(unit[3:], want[3:])  # the factors matter
 
 
+@pytest.mark.parametrize("k", [10, 37])
 @pytest.mark.parametrize("zero_zp", [True, False], ids=["zp0", "zp"])
-def test_gemm_grad_input(zero_zp):
-    """dx[b, k] = sum over m (ascending) of dz[b, m] * W[m, k], with per-row zero points."""
-    rng = _rng("ggi", zero_zp)
-    n, k, m = 3, 10, 4
+def test_gemm_grad_input(zero_zp, k):
+    """dx[b, k] = sum over m (ascending) of dz[b, m] * W[m, k], with per-row zero points (k: fewer columns than a
+    block of the C kernel, or two blocks and an overlapping last one)."""
+    rng = _rng("ggi", zero_zp, k)
+    n, m = 3, 4
     quant, scales, zps = _weight_quant(rng, m, zero_zp)
     w = rng.integers(-128, 128, (m, k), dtype=np.int8)
     gy = rng.normal(size=(n, m)).astype(F32)
@@ -324,18 +333,18 @@ def test_gemm_grad_input(zero_zp):
     same(dx, gk.gemm_grad_input(g, node, gy, w))
 
 
-def _gemm_setup(channels: int, key):
+def _gemm_setup(channels: int, key, k: int = 9):
     rng = _rng("gemm", channels, *key)
-    n, k, m = 5, 9, 4
+    n, m = 5, 4
     x = rng.integers(-128, 128, (n, k), dtype=np.int8)
     gy = rng.normal(size=(n, m)).astype(F32)
     return rng, n, k, m, x, gy, QuantParams.per_tensor(0.03, -7), SavedS8(ptr(x), -7, 0.03)
 
 
-@pytest.mark.parametrize("channels", [9, 4])
-def test_gemm_grad_weight(channels):
+@pytest.mark.parametrize("k, channels", [(9, 9), (9, 4), (40, 40), (40, 35)])
+def test_gemm_grad_weight(k, channels):
     """dW[m, k] for the leading `channels` inputs, saved input with a nonzero zero point."""
-    rng, n, k, m, x, gy, xq, saved = _gemm_setup(channels, ())
+    rng, n, k, m, x, gy, xq, saved = _gemm_setup(channels, (), k)
     grad = np.full((m, channels), np.nan, F32)
     assert lib().tte_gemm_grad_weight_f32(n, k, m, channels, ref(saved), ptr(gy), ptr(grad)) == TTE_OK
     g, node = _node("gemm_grad_weight", xq, channels=channels)
@@ -343,10 +352,10 @@ def test_gemm_grad_weight(channels):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("channels", [9, 4])
-def test_gemm_weight_update(channels, mode):
+@pytest.mark.parametrize("k, channels", [(9, 9), (9, 4), (40, 40), (40, 35)])
+def test_gemm_weight_update(k, channels, mode):
     """The fused gemm gradient + SGD on the leading `channels` columns; the others stay as they were."""
-    rng, n, k, m, x, gy, xq, saved = _gemm_setup(channels, (mode,))
+    rng, n, k, m, x, gy, xq, saved = _gemm_setup(channels, (mode,), k)
     w = rng.integers(-128, 128, (m, k), dtype=np.int8)
     factors = rng.uniform(20, 200, m).astype(F32)
     sgd, c_res, attrs, aux = _sgd(mode, 0.05, -127, 127, (m, channels), rng, seed=123, stream=4, step=4000000000)

@@ -7,6 +7,177 @@ int32_t tte_conv_grad_input_f32_get_buffer_size(const tte_dims *in_dims) {
     return (int32_t)sizeof(float) * in_dims->h * in_dims->w;
 }
 
+/* The pointwise tile: TTE_PW_TILE_C channels x TTE_PW_TILE_P positions whose accumulators stay in registers while
+ * the output channels o run (a host's vector registers hold 8 x 16, a Cortex-M's 32 single-precision registers
+ * 4 x 4). */
+#if defined(__arm__)
+#define TTE_PW_TILE_C 4
+#define TTE_PW_TILE_P 4
+#else
+#define TTE_PW_TILE_C 8
+#define TTE_PW_TILE_P 16
+#endif
+
+/* dx[c0 + j, p0 + i] for a tile of channels j and positions i: each the sum over o = o0 .. o1-1 (ascending) of
+ * dz[o, p0 + i] * W[o, c0 + j].  The innermost loop runs across positions i, independent elements next to each
+ * other in dz and dx, so the compiler gives each its own vector lane while every element still adds its terms one
+ * at a time in the reference's order (no reassociation); each weight is converted once per tile and broadcast.
+ * w: W[o0, c0], rows ldw apart; dz: dz[o0, p0] and dx: dx[c0, p0], planes P apart. */
+static void grad_input_pw_tile(int32_t o0, int32_t o1, const int8_t *w, int32_t ldw, const tte_weights_s8 *ws,
+                               const float *dz, int32_t P, float *dx) {
+    float acc[TTE_PW_TILE_C][TTE_PW_TILE_P];
+    for (int32_t j = 0; j < TTE_PW_TILE_C; j++)
+        for (int32_t i = 0; i < TTE_PW_TILE_P; i++) acc[j][i] = 0.0f;
+    for (int32_t o = o0; o < o1; o++) {
+        const int8_t *wo = w + (size_t)(o - o0) * (size_t)ldw;
+        const float *dzo = dz + (size_t)(o - o0) * (size_t)P;
+        const int32_t wz = ws->zero_points ? ws->zero_points[o] : 0;
+        const float scale = ws->scales[o];
+        for (int32_t j = 0; j < TTE_PW_TILE_C; j++) {
+            const float wr = (float)((int32_t)wo[j] - wz) * scale;
+            for (int32_t i = 0; i < TTE_PW_TILE_P; i++) acc[j][i] += dzo[i] * wr;
+        }
+    }
+    for (int32_t j = 0; j < TTE_PW_TILE_C; j++)
+        for (int32_t i = 0; i < TTE_PW_TILE_P; i++) dx[(size_t)j * (size_t)P + (size_t)i] = acc[j][i];
+}
+
+/* The same for a part of a tile, nc channels x np positions (a weight part of fewer than TTE_PW_TILE_C columns, a
+ * plane of fewer than TTE_PW_TILE_P positions). */
+static void grad_input_pw_edge(int32_t o0, int32_t o1, const int8_t *w, int32_t ldw, const tte_weights_s8 *ws,
+                               const float *dz, int32_t P, int32_t nc, int32_t np, float *dx) {
+    float acc[TTE_PW_TILE_C][TTE_PW_TILE_P];
+    for (int32_t j = 0; j < nc; j++)
+        for (int32_t i = 0; i < np; i++) acc[j][i] = 0.0f;
+    for (int32_t o = o0; o < o1; o++) {
+        const int8_t *wo = w + (size_t)(o - o0) * (size_t)ldw;
+        const float *dzo = dz + (size_t)(o - o0) * (size_t)P;
+        const int32_t wz = ws->zero_points ? ws->zero_points[o] : 0;
+        for (int32_t j = 0; j < nc; j++) {
+            const float wr = (float)((int32_t)wo[j] - wz) * ws->scales[o];
+            for (int32_t i = 0; i < np; i++) acc[j][i] += dzo[i] * wr;
+        }
+    }
+    for (int32_t j = 0; j < nc; j++)
+        for (int32_t i = 0; i < np; i++) dx[(size_t)j * (size_t)P + (size_t)i] = acc[j][i];
+}
+
+/* 1x1, stride 1, no padding: dx[n, c, p] = sum over the group's o (ascending) of dz[n, o, p] * W[o, c], computed
+ * straight into dx (only a depthwise conv runs in place), tile by tile.  The weight's trained columns and its
+ * frozen ones are each contiguous within a row, so tiles stay within one part; at the end of a part (or of the
+ * positions) the last full tile overlaps the one before and computes some elements again, the same values. */
+static void grad_input_pointwise(const tte_dims *w_dims, const tte_weights_s8 *w, int32_t groups, const float *dz,
+                                 const tte_dims *in_dims, float *dx) {
+    const int32_t C = in_dims->c, P = in_dims->h * in_dims->w;
+    const int32_t O = w_dims->n, CG = w_dims->c, OG = O / groups;
+    const tte_split_weights *sw = &w->data;
+    for (int32_t n = 0; n < in_dims->n; n++) {
+        for (int32_t g = 0; g < groups; g++) {
+            const int32_t o0 = g * OG, o1 = o0 + OG;
+            const float *dzg = dz + ((size_t)n * (size_t)O + (size_t)o0) * (size_t)P;
+            for (int32_t part = 0; part < 2; part++) {
+                /* columns [lo, hi) of the group; W[o0, lo] at base, rows ldw apart */
+                const int32_t lo = part ? sw->channels : 0, hi = part ? CG : sw->channels, ldw = hi - lo;
+                if (ldw <= 0) continue;
+                const int8_t *base = (part ? sw->frozen : sw->trained) + (size_t)o0 * (size_t)ldw;
+                for (int32_t c = lo; c < hi; c += TTE_PW_TILE_C) {
+                    const int32_t cl = hi - c >= TTE_PW_TILE_C || ldw < TTE_PW_TILE_C ? c : hi - TTE_PW_TILE_C;
+                    const int32_t nc = hi - cl < TTE_PW_TILE_C ? hi - cl : TTE_PW_TILE_C;
+                    float *dxc = dx + ((size_t)n * (size_t)C + (size_t)(g * CG + cl)) * (size_t)P;
+                    for (int32_t p = 0; p < P; p += TTE_PW_TILE_P) {
+                        if (P >= TTE_PW_TILE_P && nc == TTE_PW_TILE_C) {
+                            const int32_t q = P - p >= TTE_PW_TILE_P ? p : P - TTE_PW_TILE_P;
+                            grad_input_pw_tile(o0, o1, base + (cl - lo), ldw, w, dzg + q, P, dxc + q);
+                        } else {
+                            const int32_t np = P - p < TTE_PW_TILE_P ? P - p : TTE_PW_TILE_P;
+                            grad_input_pw_edge(o0, o1, base + (cl - lo), ldw, w, dzg + p, P, nc, np, dxc + p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise, kernels up to TTE_DW_MAX_TAPS x TTE_DW_MAX_TAPS: dx[c, h, w] = sum over taps i, j (ascending) of
+ * dz[c, ho, wo] * W[c, i, j] where ho * sh - pad_top + i = h and wo * sw - pad_left + j = w, computed for
+ * TTE_DW_ROWS rows h x TTE_DW_LANES neighbouring columns w at a time, one element per lane (rows side by side keep
+ * several additions in flight).  For each tap row i, the dz values a row's lanes read for all taps j are gathered
+ * into a window; where tap (i, j) does not reach an element, its lane reads a zero, and adding 0 * W (W finite)
+ * changes no sum: a sum that starts at +0 is never -0, and +-0 added to anything else leaves it as it is.  So
+ * every element still adds the terms of the taps that reach it in the reference's order. */
+#define TTE_DW_MAX_TAPS 7
+#if defined(__arm__)
+#define TTE_DW_ROWS 2
+#define TTE_DW_LANES 4
+#else
+#define TTE_DW_ROWS 4
+#define TTE_DW_LANES 8
+#endif
+#define TTE_DW_WINDOW (TTE_DW_LANES + TTE_DW_MAX_TAPS - 1)
+
+/* t / s when s divides t, else -1 (t >= 0; the common stride 1 without a division). */
+static inline int32_t exact_quotient(int32_t t, int32_t s) {
+    if (s == 1) return t;
+    return t % s ? -1 : t / s;
+}
+
+static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w_dims, const tte_weights_s8 *w,
+                                 const tte_dims *dz_dims, const float *dz, const tte_dims *in_dims, float *dx,
+                                 float *scratch) {
+    const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w, KH = w_dims->h, KW = w_dims->w;
+    const int32_t HO = dz_dims->h, WO = dz_dims->w, sh = geo->stride_h, sw = geo->stride_w;
+    static const float zeros[TTE_DW_WINDOW];
+    for (int32_t n = 0; n < in_dims->n; n++) {
+        for (int32_t c = 0; c < C; c++) {
+            const float *dzc = dz + ((size_t)n * (size_t)C + (size_t)c) * (size_t)HO * (size_t)WO;
+            const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, KH * KW);
+            const int32_t wz = w->zero_points ? w->zero_points[c] : 0;
+            float wr[TTE_DW_MAX_TAPS * TTE_DW_MAX_TAPS];
+            for (int32_t t = 0; t < KH * KW; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];
+            for (int32_t w0 = 0; w0 < W; w0 += TTE_DW_LANES) {
+                /* lane l, tap j reads dz column u = w0 + l + pad_left - j, at win[l + KW - 1 - j]: columns u from
+                 * base on, where u = wo * sw for the dz columns wo in [wo0, wo1); the others stay zero */
+                const int32_t base = w0 + geo->pad_left - (KW - 1), top = base + TTE_DW_LANES + KW - 2;
+                int32_t wo0 = base <= 0 ? 0 : (base + sw - 1) / sw, wo1 = top < 0 ? 0 : top / sw + 1;
+                if (wo1 > WO) wo1 = WO;
+                const int32_t lanes = W - w0 < TTE_DW_LANES ? W - w0 : TTE_DW_LANES;
+                float win[TTE_DW_ROWS][TTE_DW_WINDOW];
+                for (int32_t r = 0; r < TTE_DW_ROWS; r++)
+                    for (int32_t q = 0; q < TTE_DW_WINDOW; q++) win[r][q] = 0.0f;
+                for (int32_t h0 = 0; h0 < H; h0 += TTE_DW_ROWS) {
+                    float acc[TTE_DW_ROWS][TTE_DW_LANES];
+                    for (int32_t r = 0; r < TTE_DW_ROWS; r++)
+                        for (int32_t l = 0; l < TTE_DW_LANES; l++) acc[r][l] = 0.0f;
+                    for (int32_t i = 0; i < KH; i++) {
+                        const float *in[TTE_DW_ROWS]; /* row r's window for tap row i: zeros where i misses h */
+                        for (int32_t r = 0; r < TTE_DW_ROWS; r++) {
+                            const int32_t t = h0 + r + geo->pad_top - i;
+                            const int32_t ho = h0 + r < H && t >= 0 ? exact_quotient(t, sh) : -1;
+                            in[r] = zeros + KW - 1;
+                            if (ho < 0 || ho >= HO) continue;
+                            for (int32_t wo = wo0; wo < wo1; wo++) win[r][wo * sw - base] = dzc[ho * WO + wo];
+                            in[r] = win[r] + KW - 1;
+                        }
+                        for (int32_t j = 0; j < KW; j++) {
+                            const float wij = wr[i * KW + j];
+                            for (int32_t r = 0; r < TTE_DW_ROWS; r++)
+                                for (int32_t l = 0; l < TTE_DW_LANES; l++) acc[r][l] += in[r][l - j] * wij;
+                        }
+                    }
+                    for (int32_t r = 0; r < TTE_DW_ROWS && h0 + r < H; r++) {
+                        float out[TTE_DW_LANES]; /* (acc itself stays in registers) */
+                        for (int32_t l = 0; l < TTE_DW_LANES; l++) out[l] = acc[r][l];
+                        for (int32_t l = 0; l < lanes; l++) scratch[(h0 + r) * W + w0 + l] = out[l];
+                    }
+                }
+            }
+            memcpy(dx + ((size_t)n * (size_t)C + (size_t)c) * (size_t)H * (size_t)W, scratch,
+                   sizeof(float) * (size_t)H * (size_t)W);
+        }
+    }
+}
+
 /* dx[n, c, h, w] = sum of dz[n, o, ho, wo] * W[o, c, i, j] over the output channels o of c's group
  * (ascending), then taps i, j (ascending), where ho * stride_h - pad_top + i = h (same for w).  Each
  * input plane is accumulated in that order into `scratch` (scattering every (o, i, j) term, which adds
@@ -20,6 +191,15 @@ tte_status tte_conv_grad_input_f32(const tte_conv_geometry *geo, const tte_dims 
     const int32_t sh = geo->stride_h, sw = geo->stride_w;
     if (C != CG * geo->groups || dz_dims->c != O) return TTE_ERROR_ARGUMENT;
     const int32_t depthwise = CG == 1 && geo->groups == O;
+    if (KH == 1 && KW == 1 && sh == 1 && sw == 1 && geo->pad_top == 0 && geo->pad_left == 0 && HO == H && WO == W &&
+        !depthwise) {
+        grad_input_pointwise(w_dims, w, geo->groups, dz, in_dims, dx);
+        return TTE_OK;
+    }
+    if (depthwise && KH <= TTE_DW_MAX_TAPS && KW <= TTE_DW_MAX_TAPS) {
+        grad_input_depthwise(geo, w_dims, w, dz_dims, dz, in_dims, dx, scratch);
+        return TTE_OK;
+    }
     for (int32_t n = 0; n < in_dims->n; n++) {
         for (int32_t c = 0; c < C; c++) {
             const int32_t g = c / CG, cl = c % CG;

@@ -18,11 +18,15 @@ from .c_train import cached_prefixes, frontier_layout
 
 CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Werror"]
 SANITIZE = ["-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-# Programs built for this machine (NativeProgram, NativeInference) add these to CFLAGS: measured on the three
-# paper models, -funroll-loops makes a training step 4-7 % faster with the same losses and state bits;
-# -O3 and -march=native (AVX-512 here) were slower (benchmarks/speed.py).  -ffp-contract=off stays, and
-# nothing like -ffast-math: float32 results must stay those of the reference.
-HOST_SPEED = ["-funroll-loops"]
+# Programs built for this machine (NativeProgram, NativeInference) add these to CFLAGS: -funroll-loops, and the
+# host's vector units (-march=native) with generic tuning.  The float backward kernels keep each output element in
+# its own vector lane (runtime_c/src/tte_conv_grad_input_f32.c, tte_grad_core.h), so wider vectors stay exact and
+# go faster: on the three paper models (benchmarks/speed.py; an AMD EPYC with AVX-512) a cached step 15 % and a
+# whole step 3-6 %, with the same losses and state bits.  -march=native's own tuning (znver3 there) made the int8
+# forward kernels 35 % slower, hence -mtune=generic; -O3 was 1.5-2x slower (its loop transformations undo the
+# kernels' tiles).  -ffp-contract=off stays (no fused multiply-add), and nothing like -ffast-math: float32 results
+# must stay those of the reference.
+HOST_SPEED = ["-funroll-loops", "-march=native", "-mtune=generic"]
 
 
 def compile_c(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
