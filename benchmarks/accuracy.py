@@ -212,7 +212,11 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=None, help="test images (default all 2000)")
     ap.add_argument("--quick", action="store_true", help="1000 / 500 images, 1 epoch, 1 seed, no lr search")
     ap.add_argument("--no-save", action="store_true", help="do not merge the rows into the results file")
+    ap.add_argument("--markdown", action="store_true", help="print the results file as the README's table and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return
     if args.quick:
         args.train, args.test, args.epochs, args.seeds, args.lrs = 1000, 500, 1, 1, args.lrs[:1]
     torch.manual_seed(0)
@@ -269,6 +273,23 @@ def main() -> None:
     console.print(table)
     if not args.no_save and not args.quick:
         console.print(f"rows merged into {RESULTS.relative_to(ROOT)}")
+
+
+def markdown(rows: list[dict]) -> str:
+    """The results as the README's table: per model and scheme, fp32 first, then int8 + QAS, then int8."""
+    order = {"fp32": 0, "int8+qas": 1, "int8": 2}
+    rows = sorted(rows, key=lambda r: (MODELS.index(r["model"]), r["scheme"], order[r["training"]],
+                                       str(r["rounding"])))
+    out = ["| model | scheme | training | update rounding | test accuracy (mean +- std of 3 seeds) | vs fp32 | lr |",
+           "|---|---|---|---|---|---|---|"]
+    fp32 = {(r["model"], r["scheme"]): r["accuracy_mean"] for r in rows if r["training"] == "fp32"}
+    for r in rows:
+        ref = fp32.get((r["model"], r["scheme"]))
+        delta = "" if ref is None or r["training"] == "fp32" else f"{100 * (r['accuracy_mean'] - ref):+.2f}"
+        label = {"fp32": "PyTorch fp32", "int8+qas": "tte int8 + QAS", "int8": "tte int8, no QAS"}[r["training"]]
+        out.append(f"| {r['model']} | {r['scheme']} | {label} | {r['rounding'] or '-'} | "
+                   f"{100 * r['accuracy_mean']:.2f} +- {100 * r['accuracy_std']:.2f} % | {delta} | {r['lr']:g} |")
+    return "\n".join(out)
 
 
 def save(rows: list[dict]) -> None:
