@@ -88,6 +88,8 @@ def schedule(step: int, total: int, lr: float, warmup: int) -> float:
 
 # -- the schemes ---------------------------------------------------------------------------------------------------
 def scheme_spec(model: str, name: str):
+    if name.endswith(".json"):  # a scheme file of one's own (e.g. `tte search -o`)
+        return name
     if name == "classifier":
         return {"bias_update_last": 0, "weight_update": {}, "label": "classifier"}
     if name in ("bias-only", "full") or name.startswith("last-"):
@@ -201,8 +203,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--schemes", nargs="+", default=None,
-                    help="scheme rows: 99kb (the model's ~99 KB scheme), 49kb, classifier, bias-only, last-equal "
-                         "(last-K at the 99 KB scheme's memory), full (fp32 only); default: all")
+                    help="scheme rows: 99kb (the model's ~99 KB scheme), another published one (49kb, 138kb, ...), "
+                         "classifier, bias-only, last-equal (last-K at the 99 KB scheme's memory), full (fp32 only), "
+                         "or a scheme JSON file (its stem labels the row); default: 99kb 49kb classifier bias-only "
+                         "last-equal full")
     ap.add_argument("--trainings", nargs="+", default=list(TRAININGS), choices=TRAININGS)
     ap.add_argument("--roundings", nargs="+", default=["stochastic", "nearest"])
     ap.add_argument("--seeds", type=int, default=3)
@@ -231,7 +235,7 @@ def main() -> None:
         for name in names:
             stem = SCHEME_99[model] if name == "99kb" else name
             spec = last_k_equal(path, model, SCHEME_99[model]) if name == "last-equal" else scheme_spec(model, stem)
-            label = spec if name == "last-equal" else stem
+            label = spec if name == "last-equal" else pathlib.Path(stem).stem if stem.endswith(".json") else stem
             configs = [(t, r) for t in args.trainings for r in (args.roundings if t == "int8+qas" else ["stochastic"])
                        if name != "full" or t == "fp32"]
             cache: dict = {}
