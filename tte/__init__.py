@@ -8,7 +8,9 @@ from .frontend import load
 from .ir import Graph
 from .plan import compile  # tte.pipeline.compile with budgets: scheme="auto", sram=, flash=
 from .program import Program
+from .search import search  # contribution trials + evolutionary search of a sparse-update scheme: `tte search`
 from .trainer import train  # compile, train in C on samples, test: `tte train`
 from .version import __version__
 
-__all__ = ["Graph", "Program", "SparseScheme", "TrainOptions", "TteError", "__version__", "compile", "load", "train"]
+__all__ = ["Graph", "Program", "SparseScheme", "TrainOptions", "TteError", "__version__", "compile", "load", "search",
+           "train"]

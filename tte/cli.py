@@ -504,6 +504,88 @@ def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr
         click.echo(f"wrote {plot_path}")
 
 
+# -- tte search: contribution analysis and evolutionary search of a scheme ------------------------------------------
+def _at_least(low: int, what: str):
+    return lambda ctx, param, v: None if v is None else check_int(v, what, low)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--data", "source", required=True, type=click.Path(),
+              help="An image folder (one subfolder per class), an .npz (x: images, y: labels) or a sample file of "
+                   "`tte data pack`; only its training split is used (the test split is never looked at).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The scheme JSON to write (the published format; atomically).  An existing file is replaced only "
+                   "with --force, and only if it is a scheme.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing scheme file.")
+@size_option("--sram", "256k", "SRAM budget, including the 9 KB kept for stack, heap and C library")
+@size_option("--flash", "1m", "Flash budget")
+@click.option("--classes", type=int, default=None, metavar="N", callback=_at_least(1, "--classes"),
+              help="Classes of the new head [default: the number of classes in the data].")
+@click.option("--workers", type=int, default=1, show_default=True, metavar="N", callback=_at_least(1, "--workers"),
+              help="Run trials in N processes on this machine.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run trials as Ray tasks (pip install 'tte[ray]'): a cluster's address, 'auto' (the running "
+                   "cluster, else a new local instance) or 'local' (a new local instance of --workers CPUs).")
+@click.option("--max-trials", type=int, default=100, show_default=True, metavar="K",
+              callback=_at_least(1, "--max-trials"),
+              help="Run at most K trials: the baseline, the bias curve, each layer at its largest ratio from the last "
+                   "layer back, then the smaller ratios of the layers that helped.")
+@click.option("--trial-samples", type=int, default=400, show_default=True, metavar="N",
+              callback=_at_least(1, "--trial-samples"),
+              help="Training samples of each trial's fine-tune.")
+@click.option("--eval-samples", type=int, default=400, show_default=True, metavar="N",
+              callback=_at_least(1, "--eval-samples"),
+              help="Held-out training samples each trial is scored on.")
+@click.option("--epochs", type=int, default=3, show_default=True, callback=_at_least(1, "--epochs"),
+              help="Epochs of each trial's fine-tune.")
+@click.option("--lr", type=float, default=0.005, show_default=True,
+              help="Peak SGD learning rate of the trials (a 5 % warm-up, then cosine decay).")
+@click.option("--population", type=int, default=50, show_default=True, callback=_at_least(2, "--population"),
+              help="Population of the evolutionary search.")
+@click.option("--generations", type=int, default=20, show_default=True, callback=_at_least(0, "--generations"),
+              help="Generations of the evolutionary search.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
+              help="The trial cache to resume from and add to (JSON lines) [default: OUTPUT.trials.jsonl].")
+@_sample_options
+def search(model, source, output, force, sram, flash, classes, workers, ray_address, max_trials, trial_samples,
+           eval_samples, epochs, lr, population, generations, cache_path, test_fraction, split, limit, value_range,
+           seed) -> None:
+    """Search a sparse-update scheme for MODEL that fits --sram / --flash, from short fine-tunes on --data.
+
+    Measures the held-out accuracy that training the biases of the last k layers, and each layer's weights at
+    channel ratios 1/8, 1/4, 1/2 and 1, add to training the classifier alone (trials in C, as `tte train` trains),
+    then runs an evolutionary search for the scheme with the largest summed contribution whose SRAM and flash, by
+    the planner (the figures `tte plan` prints), fit.  Trials are cached: a rerun runs only the ones it lacks.
+    The same seed gives the same scheme with 1 worker, N workers or Ray.  Python: tte.search(MODEL, DATA, ...).
+    """
+    from .search import is_scheme_file
+    from .search import search as run_search
+
+    if not os.path.exists(source):
+        raise TteError(f"--data '{source}' does not exist: give an image folder, an .npz or a sample file")
+    _check_new_file(output, force, is_scheme_file, "scheme file")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise TteError(f"cannot write '{output}': its directory does not exist")
+    cache_path = cache_path or f"{output}.trials.jsonl"
+    with _progress(transient=True) as bar:
+        tasks = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task({"prepare": "preparing", "trials": "trials", "search": "search"}[stage],
+                                            total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = run_search(model, source, sram=sram, flash=flash, classes=classes, workers=workers,
+                            ray=ray_address, max_trials=max_trials, train_samples=trial_samples,
+                            eval_samples=eval_samples, epochs=epochs, lr=lr, seed=seed, population=population,
+                            generations=generations, cache=cache_path, test_fraction=test_fraction, split=split,
+                            limit=limit, value_range=value_range, progress=progress)
+    result.save(output)
+    result.print()
+    click.echo(f"wrote {output} (trials: {cache_path})")
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

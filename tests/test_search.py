@@ -1,0 +1,188 @@
+"""`tte search` / tte.search: contribution trials and the evolutionary search of a sparse-update scheme.
+
+The example model on 600 digits, small trials: the CLI writes a scheme that `tte plan` accepts within the budget (its
+figure is the search's); 1 worker, 2 worker processes and a local Ray instance give the same scheme and trial table;
+a rerun takes every trial from the cache; bad input is one line; the search itself finds the optimum of a small
+problem whose answer is known; a trial's faster build trains the integers of build_program."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import sys
+import tempfile
+from itertools import product
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT, SHARED
+
+import tte
+from tte.cli import main
+from tte.codegen import build_program
+from tte.search import RATIOS, Space, evolve, screened, search
+from tte.trainer import fit
+from tte.trials import TrialCache, TrialSpec, build_trial_program
+
+EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
+DIGITS = SHARED / "data" / "mnist10k.npz"
+# small trials: 150 steps on digits, 100 held out, in 40 KB: biases of the last 3 layers at most; 13 trials: the
+# baseline, 3 bias points, layers 9, 8 and 7 whole, then 1/8, 1/4 and 1/2 of the two that helped most (9 and 7)
+SMALL = dict(sram="40k", limit=600, train_samples=150, eval_samples=100, epochs=1, lr=0.05, max_trials=13,
+             population=20, generations=8)
+CLI_SMALL = ["--sram", "40k", "--limit", "600", "--trial-samples", "150", "--eval-samples", "100", "--epochs", "1",
+             "--lr", "0.05", "--max-trials", "13", "--population", "20", "--generations", "8"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def digits() -> str:
+    if not DIGITS.exists():
+        pytest.skip(f"{DIGITS} not found (set TTE_SHARED to the shared/ folder)")
+    return str(DIGITS)
+
+
+def one_line_error(r, *needles: str) -> str:
+    assert r.exit_code == 1, (r.exit_code, r.output)
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in r.output, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    return search(EXAMPLE, digits(), **SMALL)
+
+
+def test_cli_writes_a_scheme_that_tte_plan_accepts_and_a_rerun_resumes(tmp_path):
+    out = tmp_path / "scheme.json"
+    r = run("search", EXAMPLE, "--data", digits(), "-o", out, *CLI_SMALL)
+    assert r.exit_code == 0, r.output
+    scheme = json.loads(out.read_text())
+    assert scheme["model"] == "tiny_cnn" and isinstance(scheme["bias_update_last"], int)
+    assert all(k.isdigit() and 0 < v <= 1 for k, v in scheme["weight_update"].items())
+    needed = re.search(r"= ([\d.]+) KB of 40.0 KB", r.stdout)
+    assert needed and "13 trials run, 0 from the cache" in r.stdout, r.stdout
+    p = run("plan", EXAMPLE, "--scheme", out, "--sram", "40k", "--classes", "10", "--json")
+    assert p.exit_code == 0, p.output
+    plan = json.loads(p.stdout)
+    assert plan["fits"] and f"{plan['sram_needed_bytes'] / 1024:.1f}" == needed.group(1)
+
+    cache = tmp_path / "scheme.json.trials.jsonl"
+    assert len(cache.read_text().splitlines()) == 1 + 13  # the header, then one line per trial
+    r = run("search", EXAMPLE, "--data", digits(), "-o", out, *CLI_SMALL)
+    one_line_error(r, "exists; pass --force")
+    r = run("search", EXAMPLE, "--data", digits(), "-o", out, "--force", *CLI_SMALL)
+    assert r.exit_code == 0 and "0 trials run, 13 from the cache" in r.stdout, r.output
+    assert json.loads(out.read_text()) == scheme
+    assert len(cache.read_text().splitlines()) == 14
+
+
+def test_two_workers_and_ray_give_the_scheme_and_trials_of_one_worker(one_worker):
+    two = search(EXAMPLE, digits(), workers=2, **SMALL)
+    assert two.scheme == one_worker.scheme and two.table() == one_worker.table()
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        on_ray = search(EXAMPLE, digits(), ray="local", **SMALL)
+    finally:
+        ray.shutdown()
+    assert on_ray.scheme == one_worker.scheme and on_ray.table() == one_worker.table()
+
+
+def test_a_seed_gives_one_scheme_and_another_seed_may_give_another(one_worker):
+    assert len(one_worker.trials) == 13 and one_worker.trials_run == 13
+    assert [(t.spec.kind, t.spec.k, t.spec.layer, t.spec.ratio) for t in one_worker.trials] == [
+        ("baseline", 0, -1, 0), *(("bias", k, -1, 0) for k in (1, 2, 3)), *(("weight", 0, 7, r) for r in RATIOS),
+        ("weight", 0, 8, 1), *(("weight", 0, 9, r) for r in RATIOS)]
+    assert one_worker.baseline.contribution == 0 and one_worker.sram_needed <= 40 * 1024
+    again = search(EXAMPLE, digits(), **SMALL)
+    assert again.scheme == one_worker.scheme and again.table() == one_worker.table()
+    other = search(EXAMPLE, digits(), **{**SMALL, "seed": 1})
+    assert other.table() != one_worker.table()  # another shuffle, head and rounding: other trials
+    assert other.sram_needed <= 40 * 1024 and other.scheme["label"].endswith("seed 1)")
+
+
+def test_bad_input_is_one_line(tmp_path, monkeypatch):
+    out = tmp_path / "s.json"
+    one_line_error(run("search", EXAMPLE, "--data", digits(), "-o", out, "--sram", "16k", "--limit", "50"),
+                   "no scheme fits: even training only the classifier")
+    one_line_error(run("search", EXAMPLE, "--data", digits(), "-o", out, "--workers", "0"),
+                   "--workers must be at least 1")
+    one_line_error(run("search", EXAMPLE, "--data", tmp_path / "none.npz", "-o", out), "none.npz' does not exist")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    one_line_error(run("search", EXAMPLE, "--data", digits(), "-o", tmp_path / "notes.json", "--force"),
+                   "refusing to overwrite")
+    (tmp_path / "foreign.jsonl").write_text("my own notes\n")
+    one_line_error(run("search", EXAMPLE, "--data", digits(), "-o", out, "--cache", tmp_path / "foreign.jsonl",
+                       "--limit", "50"), "is not a trial cache of tte search")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as when it is not installed
+    one_line_error(run("search", EXAMPLE, "--data", digits(), "-o", out, "--ray", "local"),
+                   "--ray needs Ray", "pip install 'tte[ray]'")
+    assert not out.exists()
+
+
+def test_the_cache_skips_a_damaged_last_line(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    cache = TrialCache(path)
+    cache.put("a", TrialSpec("baseline"), {"correct": 3, "tested": 4, "loss": 0.5, "seconds": 1.0})
+    with open(path, "a") as fh:
+        fh.write('{"key": "b", "trial": {"kind": "bias", "k"')  # interrupted in the middle of a line
+    assert TrialCache(path).records == {"a": {"correct": 3, "tested": 4, "loss": 0.5, "seconds": 1.0}}
+
+
+def test_the_second_round_measures_the_slices_of_the_layers_that_helped_best_first():
+    fitting = {9: [0.125, 0.25, 0.5, 1.0], 8: [0.125, 1.0], 7: [0.5], 6: [0.25, 0.5]}
+    assert screened(fitting, {9: 0.02, 8: 0.05, 7: 0.01, 6: 0.0}) == [
+        TrialSpec("weight", 0, 8, 0.125), *(TrialSpec("weight", 0, 9, r) for r in (0.125, 0.25, 0.5))]
+
+
+class AdditivePlanner:
+    """A planner stand-in: memory adds up (bias layers and weight channels), so the optimum is known by brute force."""
+
+    def __init__(self, budget: float):
+        self.budget, self.figures = budget, {}
+
+    def __call__(self, key):
+        if key not in self.figures:
+            k, weights = key
+            need = 2 * k + sum(10 * r * (1 + layer % 3) for layer, r in weights)
+            self.figures[key] = (need, need, 0, need <= self.budget)
+        return self.figures[key]
+
+    def fits(self, key) -> bool:
+        return self(key)[3]
+
+    def prefetch(self, keys) -> None:
+        for key in keys:
+            self(key)
+
+
+def test_the_evolutionary_search_finds_the_optimum_of_a_small_problem():
+    rng = np.random.default_rng(3)
+    layers, ratios = [4, 5, 6, 7], [0.25, 0.5, 1.0]
+    gain = {(layer, r): float(rng.uniform(-0.01, 0.04) * (1 + r)) for layer in layers for r in ratios}
+    space = Space(8, 8, layers, [ratios] * 4, [0, 2, 4, 8], [0.0, 0.01, 0.015, 0.02], gain)
+    planner = AdditivePlanner(budget=40)
+    best = evolve(space, planner, np.random.default_rng(0), population=30, generations=15)
+    keys = {space.key(g) for g in product(range(9), *[range(4)] * 4)}
+    optimum = max(space.score(k) for k in keys if planner.fits(k))
+    assert planner.fits(best) and space.score(best) == pytest.approx(optimum)
+
+
+def test_a_trial_build_trains_the_integers_of_build_program(one_worker):
+    from tte.data import ModelInput, load_samples
+
+    g = tte.load(EXAMPLE)
+    samples = load_samples(digits(), ModelInput(g, EXAMPLE.read_bytes()), limit=60, split=40)
+    program = tte.compile(g, scheme={"bias_update_last": 4, "weight_update": {"8": 0.5}}, classes=10, lr=0.05)
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        ours, theirs = build_trial_program(program, pathlib.Path(a)), build_program(program, b)
+        assert [e.line() for e in fit(ours, samples, 2)] == [e.line() for e in fit(theirs, samples, 2)]
+        assert all(np.array_equal(v, theirs.state()[k]) for k, v in ours.state().items())

@@ -1,0 +1,563 @@
+"""`tte search` / ``tte.search``: contribution analysis and evolutionary search of a sparse-update scheme.
+
+The method of "On-Device Training Under 256KB Memory" (Lin et al., NeurIPS 2022, Sec. 3.2 and its appendix), on the
+user's own data and with tte's own memory planner as the constraint:
+
+1. **Contribution analysis.**  Short fine-tunes of the same initial program (the same new head and stochastic
+   rounding, both from ``seed``), each in C exactly as `tte train` trains (:func:`tte.trainer.fit`, frozen prefix
+   cached) for ``epochs`` epochs with a warm-up + cosine learning-rate schedule peaking at ``lr``, on the first
+   ``train_samples`` samples of the user's *training* split, scored on the next ``eval_samples`` of it (the user's
+   test split is never looked at): the *baseline* (the classifier alone), the biases of the last k layers for
+   ``bias_steps`` values of k, and the weights of one layer at a channel ratio (its bias frozen).  A trial's
+   contribution is its accuracy minus the baseline's.
+2. **Candidates.**  Only what can be part of a scheme that fits is measured: k up to the largest k whose bias-only
+   scheme fits (by bisection), and layer i at ratio r when "biases of the last n - i layers plus layer i's weights at
+   r" fits (a weight-trained layer's bias trains too, as in the published schemes).  First round: the baseline, the
+   bias curve, then every layer at its largest ratio that fits, from the last layer back.  Second round: the smaller
+   ratios of the layers that contributed, the best layer first.  ``max_trials`` caps both rounds together (a layer
+   whose whole weight does not help is not measured in slices, and the early layers are the first to go).
+3. **Evolutionary search** over (k, a ratio or nothing per candidate layer): maximize the bias curve at k
+   (interpolated between the measured k) plus the measured weight contributions, subject to the planner's figures
+   (:mod:`tte.plan`: the peak SRAM + the runtime reserve within ``sram``, flash within ``flash``: what `tte plan`
+   prints and checks), each scheme planned once (cached by its key; a generation's children in one batch, on the
+   workers).  Population, parents (25 %), mutation (50 %, each gene resampled with probability 0.1) and uniform
+   crossover (the rest), as in the once-for-all evolution search the paper builds on; a seeded numpy ``Generator``;
+   ties go to fewer bias layers, then fewer channels; the best is then improved one gene at a time while that pays.
+
+Trials (:mod:`tte.trials`) run in this process (``workers=1``), in ``workers`` spawned processes, or as Ray tasks
+(``ray=ADDRESS``; ``"local"`` starts a local instance, ``"auto"`` joins the running cluster or starts one); they are
+gathered by trial, so 1 worker, N workers and Ray give the same scheme for a seed.  The trial cache keys each trial
+by the model file, the prepared samples, the trial, the training options and tte's version: a rerun (after an
+interruption, or with another budget, population or number of generations) runs only the trials it does not hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import pipeline
+from .autodiff.scheme import SparseScheme, channel_count, weighted_layers
+from .data import ModelInput, Samples, images_from_arrays, is_sample_file, prepare_one, read_images, split_indices
+from .data import value_range as data_range
+from .errors import TteError
+from .ir.facts import is_depthwise
+from .plan import BudgetError, budgets
+from .plan import plan as make_plan
+from .trials import _WORKER, BUILD_FLAGS, WARMUP, Trial, TrialCache, TrialContext, TrialSpec, Workers, ray_module
+from .units import MAX_CLASSES, SEED_LIMIT, check_int, check_number, kb
+from .version import __version__
+
+RATIOS = (0.125, 0.25, 0.5, 1.0)
+
+
+# -- memory: the planner's own figures, once per scheme -------------------------------------------------------------
+Key = tuple  # (k, ((layer, ratio), ...)) with layers ascending
+
+
+class Planner:
+    """The planner's figures (peak SRAM, SRAM needed = peak + reserve, flash, fits) of each scheme key, computed once
+    (:func:`tte.trials.plan_figures`: those of `tte plan MODEL --sram S --flash F --classes N --scheme FILE`);
+    ``prefetch`` plans a batch of keys on the workers."""
+
+    def __init__(self, g, sram: int, flash: int, classes: int, workers: Workers | None = None):
+        self.g, self.sram, self.flash, self.classes, self.workers = g, sram, flash, classes, workers
+        self.figures: dict[Key, tuple[int, int, int, bool]] = {}
+
+    def plan(self, key: Key):
+        k, weights = key
+        return make_plan(self.g, self.sram, self.flash, scheme=SparseScheme("search", k, dict(weights)),
+                         classes=self.classes)
+
+    def prefetch(self, keys) -> None:
+        todo = [k for k in dict.fromkeys(keys) if k not in self.figures]
+        if self.workers is not None and self.workers.parallel and len(todo) > 1:
+            self.figures.update(zip(todo, self.workers.map("plan", [(k, self.sram, self.flash) for k in todo])))
+        for k in todo:
+            self(k)
+
+    def __call__(self, key: Key) -> tuple[int, int, int, bool]:
+        if key not in self.figures:
+            p = self.plan(key)
+            self.figures[key] = (p.memory.peak_sram, p.sram_needed, p.memory.flash, p.fits)
+        return self.figures[key]
+
+    def fits(self, key: Key) -> bool:
+        return self(key)[3]
+
+
+def _largest(fits, hi: int) -> int:
+    lo = 0  # fits(0) holds
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def candidates(g, planner: Planner, ratios, bias_steps: int) -> tuple[list[TrialSpec], dict[int, list[float]], int]:
+    """What can be part of a scheme that fits (the module docstring, 2.): the baseline and bias trials, each layer's
+    ratios (from the last layer back; ratios that train the same channels as a smaller one left out) and the largest
+    k whose bias-only scheme fits."""
+    layers, _ = weighted_layers(g)
+    n = len(layers)
+    kmax = _largest(lambda k: planner.fits((k, ())), n)
+    grid = sorted({max(1, round(kmax * j / bias_steps)) for j in range(1, bias_steps + 1)}) if kmax else []
+    distinct: dict[int, list[float]] = {}  # per layer, the ratios that train different channels
+    for i in range(n - 1, n - kmax - 1, -1):
+        node, seen = layers[i], set()
+        grouped = node.op == "conv" and node.attrs["groups"] > 1 and not is_depthwise(g, node)
+        for r in sorted(ratios):
+            channels = max(1, round(r * channel_count(g, node)))
+            if channels not in seen and (r == 1 or not grouped):
+                seen.add(channels)
+                distinct.setdefault(i, []).append(r)
+    planner.prefetch([(n - i, ((i, r),)) for i, rs in distinct.items() for r in rs])
+    fitting: dict[int, list[float]] = {}
+    for i, rs in distinct.items():
+        for r in rs:
+            if not planner.fits((n - i, ((i, r),))):
+                break  # more channels need more memory
+            fitting.setdefault(i, []).append(r)
+    return [TrialSpec("baseline")] + [TrialSpec("bias", k) for k in grid], fitting, kmax
+
+
+def screened(fitting: dict[int, list[float]], first: dict[int, float]) -> list[TrialSpec]:
+    """The second round: the smaller ratios of the layers whose largest ratio contributed (``first``: layer ->
+    contribution), the best layer first (then the later one)."""
+    order = sorted((layer for layer, gain in first.items() if gain > 0), key=lambda layer: (-first[layer], -layer))
+    return [TrialSpec("weight", 0, layer, r) for layer in order for r in fitting[layer][:-1]]
+
+
+# -- the evolutionary search ----------------------------------------------------------------------------------------
+@dataclass
+class Space:
+    """Genes: k in [0, kmax], then per candidate layer an index into (no update, its measured ratios...)."""
+
+    n: int
+    kmax: int
+    layers: list[int]
+    choices: list[list[float]]
+    bias_k: list[int]  # the bias curve: k (0 first) and contribution
+    bias_gain: list[float]
+    gain: dict[tuple[int, float], float]
+
+    def key(self, genes: tuple) -> Key:
+        return self.make(genes[0], {self.layers[j]: self.choices[j][c - 1] for j, c in enumerate(genes[1:]) if c})
+
+    def make(self, k: int, weights: dict[int, float]) -> Key:
+        k = max([k] + [self.n - layer for layer in weights])  # a weight-trained layer's bias trains too
+        return k, tuple(sorted(weights.items()))
+
+    def moves(self, key: Key) -> list[Key]:
+        """The keys one gene away: k + 1, and each layer's weights at another measured ratio or not at all."""
+        k, weights = key
+        out = [(k + 1, weights)] if k < self.kmax else []
+        for layer, choices in zip(self.layers, self.choices):
+            for r in [0.0, *choices]:
+                if r != dict(weights).get(layer, 0.0):
+                    w = {**dict(weights), layer: r}
+                    out.append(self.make(k, {i: x for i, x in w.items() if x}))
+        return out
+
+    def score(self, key: Key) -> float:
+        k, weights = key
+        return float(np.interp(k, self.bias_k, self.bias_gain)) + sum(self.gain[w] for w in weights)
+
+    def vector(self, key: Key) -> np.ndarray:
+        v = np.zeros(1 + len(self.layers))
+        v[0] = key[0]
+        for layer, ratio in key[1]:
+            v[1 + self.layers.index(layer)] = ratio
+        return v
+
+
+class Feasibility:
+    """Whether a key fits: by the planner, or by memory's monotonicity from the keys planned so far (a scheme that
+    trains no more than one that fits -- every bias layer and channel ratio at most its -- is taken to fit, one that
+    trains at least as much as one that does not fit is taken not to).  The chosen scheme is planned in the end."""
+
+    def __init__(self, space: Space, planner: Planner):
+        self.space, self.planner = space, planner
+        self.rows = {True: np.zeros((0, 1 + len(space.layers))), False: np.zeros((0, 1 + len(space.layers)))}
+
+    def known(self, key: Key) -> bool | None:
+        if key in self.planner.figures:
+            return self.planner.fits(key)
+        v = self.space.vector(key)
+        if np.any(np.all(self.rows[False] <= v, axis=1)):
+            return False
+        if np.any(np.all(v <= self.rows[True], axis=1)):
+            return True
+        return None
+
+    def learn(self, keys) -> None:
+        """Plan the keys that are not known yet (one batch, on the workers) and remember them, in order."""
+        todo = [k for k in dict.fromkeys(keys) if self.known(k) is None]
+        self.planner.prefetch(todo)
+        for k in todo:
+            fits = self.planner.fits(k)
+            self.rows[fits] = np.vstack([self.rows[fits], self.space.vector(k)])
+
+    def __call__(self, key: Key) -> bool:
+        if (fits := self.known(key)) is None:
+            self.learn([key])
+            fits = self.planner.fits(key)
+        return fits
+
+
+def evolve(space: Space, planner: Planner, rng: np.random.Generator, population: int, generations: int,
+           progress=None, parent_ratio: float = 0.25, mutation_ratio: float = 0.5, mutate_prob: float = 0.1,
+           attempts: int = 50, rounds: int = 20, batch: int = 8) -> Key:
+    """The best key that fits: the highest score, then the fewest bias layers, then the fewest channels; improved
+    one gene at a time (at most ``rounds`` times) while that raises the score and fits.
+
+    Each generation's children are drawn, then planned in one batch (the workers plan in parallel); a child that
+    does not fit is drawn again (at most ``attempts`` times), one that ranks below every parent is never selected
+    and is not planned.  The batches do not depend on the number of workers, so neither does the result."""
+    sizes = [len(c) + 1 for c in space.choices]
+    fits = Feasibility(space, planner)
+    seen: set[Key] = set()  # the keys that fit (planned, or by monotonicity)
+
+    def rank(key: Key):
+        return -space.score(key), key[0], sum(r for _, r in key[1]), key
+
+    def draw(makers: list, floor=None) -> list[tuple[Key, tuple]]:
+        """One child of each maker (a function drawing genes): those that fit, in the makers' order."""
+        out: dict[int, tuple[Key, tuple]] = {}
+        pending = list(range(len(makers)))
+        for _ in range(attempts):
+            if not pending:
+                break
+            genes = {i: makers[i]() for i in pending}
+            keys = {i: space.key(genes[i]) for i in pending}
+            skip = {i for i in pending if keys[i] not in seen and floor is not None and rank(keys[i]) > floor}
+            fits.learn([keys[i] for i in pending if i not in skip and keys[i] not in seen])
+            for i in pending:
+                if i not in skip and (keys[i] in seen or fits(keys[i])):
+                    seen.add(keys[i])
+                    out[i] = keys[i], genes[i]
+            pending = [i for i in pending if i not in out and i not in skip]
+        return [out[i] for i in sorted(out)]
+
+    def random_genes() -> tuple:
+        density = rng.uniform(0, 0.3)
+        return (int(rng.integers(0, space.kmax + 1)),
+                *(int(rng.integers(1, s)) if rng.random() < density else 0 for s in sizes))
+
+    def mutate(genes: tuple) -> tuple:
+        k = int(rng.integers(0, space.kmax + 1)) if rng.random() < mutate_prob else genes[0]
+        return (k, *(int(rng.integers(0, s)) if rng.random() < mutate_prob else g for g, s in zip(genes[1:], sizes)))
+
+    def cross(a: tuple, b: tuple) -> tuple:
+        return tuple(x if rng.random() < 0.5 else y for x, y in zip(a, b))
+
+    # the first population: the measured bias-only points, then random genes
+    genomes = dict(draw([lambda k=k: (min(k, space.kmax), *[0] * len(sizes)) for k in space.bias_k]))
+    for _ in range(attempts):
+        if len(genomes) >= population:
+            break
+        for key, genes in draw([random_genes] * (population - len(genomes))):
+            genomes.setdefault(key, genes)
+    for gen in range(generations):
+        parents = sorted(genomes, key=rank)[:max(2, int(population * parent_ratio))]
+        pool = [genomes[p] for p in parents]
+        mutations = int(population * mutation_ratio) if len(pool) > 1 else population
+
+        def child(i: int, pool=pool, mutations=mutations):
+            if i < mutations:
+                return lambda: mutate(pool[int(rng.integers(len(pool)))])
+            return lambda: cross(*(pool[int(j)] for j in rng.choice(len(pool), 2, replace=False)))
+
+        genomes = {p: genomes[p] for p in parents}  # a child ranked below every parent is never selected
+        for key, genes in draw([child(i) for i in range(population - len(parents))], rank(parents[-1])):
+            genomes.setdefault(key, genes)
+        if progress is not None:
+            progress("search", gen + 1, generations)
+    best = next(key for key in sorted(seen, key=rank) if planner.fits(key))  # (0, ()) fits: checked first
+    for _ in range(rounds):  # then one gene at a time while that gains and fits (a small k step, most often)
+        better = sorted((m for m in space.moves(best) if space.score(m) > space.score(best)), key=rank)
+        found = None
+        for at in range(0, len(better), batch):
+            fits.learn(better[at:at + batch])
+            if (found := next((m for m in better[at:at + batch] if fits(m) and planner.fits(m)), None)) is not None:
+                break
+        if found is None:
+            break
+        best = found
+    return best
+
+
+# -- tte.search --------------------------------------------------------------------------------------------------------
+@dataclass
+class SearchResult:
+    """What :func:`search` found: ``scheme`` (the published format, for `tte plan --scheme`, `tte compile`,
+    `tte train`), the trial table (``trials``, in trial order, with contributions), the chosen scheme's summed
+    contribution (the search's objective, a fraction: its parts' gains, each measured alone, added up; they overlap,
+    so it is a score, not an accuracy forecast) and the planner's figures."""
+
+    scheme: dict
+    key: Key
+    trials: list[Trial]
+    contribution: float
+    peak_sram: int
+    sram_needed: int
+    flash: int
+    sram_budget: int
+    flash_budget: int
+    seed: int
+    plans: int
+    seconds: float
+    layers: list[str] = field(repr=False, default_factory=list)  # "name (kind, C channels)" by layer index
+
+    @property
+    def reserve(self) -> int:
+        return self.sram_needed - self.peak_sram
+
+    @property
+    def baseline(self) -> Trial:
+        return self.trials[0]
+
+    @property
+    def trials_run(self) -> int:
+        return sum(not t.cached for t in self.trials)
+
+    def table(self) -> list[dict]:
+        """The trial table as plain rows (the same for 1 worker, N workers and Ray; seconds and cache aside)."""
+        return [{**t.spec.to_dict(), "correct": t.correct, "tested": t.tested, "loss": t.loss,
+                 "contribution": t.contribution} for t in self.trials]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the scheme as JSON, atomically (a temporary file, fsync, rename)."""
+        path = pathlib.Path(os.fspath(path))
+        tmp = path.with_name(f".{path.name}.tte-tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(self.scheme, indent=1) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise TteError(f"cannot write '{path}': {e.strerror or e}") from None
+
+    def print(self, console=None) -> None:
+        from rich.table import Table
+
+        from .report import terminal_console
+
+        console = console or terminal_console()
+        gains = {(t.spec.layer, t.spec.ratio): t.contribution for t in self.trials if t.spec.kind == "weight"}
+        k, weights = self.key
+        bias = self.contribution - sum(gains[w] for w in weights)
+        t = Table(title=f"{self.scheme['model']}: sparse-update scheme for {kb(self.sram_budget)} of SRAM, "
+                        f"{kb(self.flash_budget)} of flash (seed {self.seed})", title_justify="left",
+                  header_style="bold")
+        for col, just in [("trains", "left"), ("layer", "left"), ("contribution", "right")]:
+            t.add_column(col, justify=just)
+        t.add_row("classifier, weight and bias", "always", f"baseline {100 * self.baseline.accuracy:.1f}%")
+        t.add_row(f"biases of the last {k} layers", f"{self.layers[-k].split()[0]} .. {self.layers[-1].split()[0]}"
+                  if k else "", f"{100 * bias:+.1f} points")
+        for layer, ratio in weights:
+            t.add_row(f"layer {layer} weights x {ratio:g}", self.layers[layer], f"{100 * gains[(layer, ratio)]:+.1f}"
+                      " points")
+        console.print(t)
+        console.print(f"summed contribution {100 * self.contribution:+.1f} points (each part's gain over the "
+                      f"classifier alone, measured alone; the search's objective, not an accuracy forecast), from "
+                      f"{len(self.trials)} trials scored on {self.baseline.tested} held-out training samples",
+                      markup=False, highlight=False)
+        console.print(f"SRAM {kb(self.peak_sram)} + {kb(self.reserve)} for stack, heap and C library = "
+                      f"{kb(self.sram_needed)} of {kb(self.sram_budget)}; flash {kb(self.flash)} of "
+                      f"{kb(self.flash_budget)} (tte plan's figures)", markup=False, highlight=False)
+        console.print(f"{self.trials_run} trials run, {len(self.trials) - self.trials_run} from the cache, "
+                      f"{self.plans} schemes planned, {self.seconds / 60:.1f} min", markup=False, highlight=False)
+
+
+def is_scheme_file(path: str | os.PathLike) -> bool:
+    """A JSON object with ``bias_update_last``: a scheme file, which `tte search --force` may replace."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(d, dict) and "bias_update_last" in d
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _sizes(n: int, train: int, held_out: int) -> tuple[int, int]:
+    """``train`` + ``held_out`` samples out of a training split of ``n`` (scaled down together when it is smaller)."""
+    if n < 2:
+        raise TteError(f"the search needs at least 2 training samples (one to train a trial, one to score it); the "
+                       f"training split has {n}")
+    if train + held_out > n:
+        held_out = min(n - 1, max(1, round(n * held_out / (train + held_out))))
+        train = n - held_out
+    return train, held_out
+
+
+def trial_samples(x, y, model: ModelInput, train: int, held_out: int, progress=None, value_range: str = "auto",
+                  **split) -> Samples:
+    """The trials' samples: the first ``train`` samples of the training split that `tte train` would use (the same
+    shuffle and split) to train on, the next ``held_out`` to test on.  Only those are prepared."""
+    if isinstance(x, Samples) or (not isinstance(x, np.ndarray) and y is None and is_sample_file(x)):
+        if any(v is not None for k, v in split.items() if k != "seed"):
+            raise TteError(f"'{x}' is a packed sample file: its split is fixed (drop --test-fraction, --split and "
+                           f"--limit, or give the images)")
+        s = x if isinstance(x, Samples) else Samples.read(x)
+        s.check(model.format, what="the samples")
+        train, held_out = _sizes(s.train, train, held_out)
+        m = train + held_out
+        return Samples(s.format, s.inputs[:m], s.labels[:m], train, s.classes, s.value_range, s.class_names)
+    images = images_from_arrays(x, y) if y is not None else read_images(x, model.format.hwc[2])
+    order, _ = split_indices(len(images), **split)
+    train, held_out = _sizes(len(order), train, held_out)
+    order = order[:train + held_out]
+    lo_hi = data_range(model.format, value_range)
+    inputs = np.empty((len(order), model.format.sample_bytes), np.int8)
+    for j, i in enumerate(order):
+        inputs[j] = prepare_one(images.get(int(i)), model, lo_hi)
+        if progress is not None:
+            progress("prepare", j + 1, len(order))
+    return Samples(model.format, inputs, images.labels[order].astype(np.int32), train, images.classes, lo_hi,
+                   images.class_names)
+
+
+def _layer_names(g) -> list[str]:
+    layers, _ = weighted_layers(g)
+    out = []
+    for node in layers:
+        w = g[node.inputs[1]].shape
+        kind = "gemm" if node.op != "conv" else "depthwise" if is_depthwise(g, node) else \
+            "pointwise" if all(d == 1 for d in w[2:]) else "x".join(map(str, w[2:]))
+        out.append(f"{node.name} ({kind}, {channel_count(g, node)} channels)")
+    return out
+
+
+def _model_label(g, source: str | None) -> str:
+    if not source:
+        return g.name
+    name = os.path.basename(source)
+    for suffix in (".onnx", ".tflite", ".int8"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = None, workers: int = 1,
+           ray: str | None = None, max_trials: int | None = 100, train_samples: int = 400, eval_samples: int = 400,
+           epochs: int = 3, lr: float = 0.005, seed: int = 0, ratios=RATIOS, bias_steps: int = 8,
+           population: int = 50, generations: int = 20, cache: str | os.PathLike | None = None,
+           test_fraction: float | None = None, split: int | None = None, limit: int | None = None,
+           value_range: str = "auto", input_shape=None, arithmetic: str | None = None,
+           progress=None) -> SearchResult:
+    """Search a sparse-update scheme for ``model`` (a path, or a :class:`tte.Graph` with ``workers=1``) that fits
+    ``sram`` / ``flash``, from trials on samples ``x`` (as :func:`tte.train` takes them: images with labels ``y``,
+    an image folder, an ``.npz`` or a sample file; split with ``seed`` / ``test_fraction`` / ``split`` / ``limit``;
+    only the training split is used).  See the module docstring for the method and the options.
+
+    ``workers`` processes, or Ray tasks at ``ray`` (an address, ``"local"`` or ``"auto"``); ``cache`` a JSON-lines
+    file of trials to resume from and add to; ``progress(stage, done, total)`` with stage "prepare", "trials" or
+    "search".  Returns a :class:`SearchResult`; ``.save(path)`` writes the scheme."""
+    start = time.monotonic()
+    workers = check_int(workers, "workers", 1, 1024)
+    if ray is not None:
+        if not isinstance(ray, str) or not ray.strip():
+            raise TteError(f"ray must be a Ray address, 'local' or 'auto', got {ray!r}")
+        ray_module()
+    if max_trials is not None:
+        max_trials = check_int(max_trials, "max_trials", 1)
+    train_samples, eval_samples = check_int(train_samples, "train_samples", 1), check_int(eval_samples,
+                                                                                            "eval_samples", 1)
+    epochs, bias_steps = check_int(epochs, "epochs", 1), check_int(bias_steps, "bias_steps", 1)
+    population, generations = check_int(population, "population", 2), check_int(generations, "generations", 0)
+    seed, lr = check_int(seed, "seed", 0, SEED_LIMIT - 1), check_number(lr, "lr")
+    ratios = sorted({check_number(r, "ratios") for r in ratios})
+    if not ratios or not all(0 < r <= 1 for r in ratios):
+        raise TteError(f"ratios must be channel ratios in (0, 1], got {ratios}")
+    sram_bytes, flash_bytes = budgets(sram, flash)
+    g, source = pipeline.load_stage(model, input_shape, arithmetic)
+    model_bytes = pathlib.Path(source).read_bytes() if source and os.path.isfile(source) else b""
+    if not model_bytes and (workers > 1 or ray is not None):
+        raise TteError("search with workers or Ray needs the model as a file path, not a Graph")
+    samples = trial_samples(x, y, ModelInput(g, model_bytes or None), train_samples, eval_samples, progress,
+                            value_range, test_fraction=test_fraction, split=split, limit=limit, seed=seed)
+    classes = samples.classes if classes is None else check_int(classes, "classes", 1, MAX_CLASSES)
+    if classes < samples.classes:
+        raise TteError(f"the samples have {samples.classes} classes; classes must be at least that, got {classes}")
+
+    planner = Planner(g, sram_bytes, flash_bytes, classes)
+    base = planner.plan((0, ()))
+    if not base.fits:
+        m = base.memory
+        raise BudgetError(f"no scheme fits: even training only the classifier needs {kb(m.peak_sram)} of SRAM (and "
+                          f"{kb(base.reserve)} kept for stack, heap and C library) and {kb(m.flash)} of flash (budgets "
+                          f"{kb(sram_bytes)} / {kb(flash_bytes)}); largest: {base.largest_contributors()}")
+    graph_id = _digest(model_bytes or g.dump().encode(), {"input_shape": input_shape, "arithmetic": arithmetic})
+    ctx = TrialContext(model_bytes, os.path.basename(source or "model.onnx"), input_shape, arithmetic, classes, lr,
+                       seed, epochs, samples, graph_id)
+    _WORKER.setdefault(graph_id, g)  # trials in this process use it
+    data_id = _digest(samples.format.describe(), list(samples.value_range), samples.train, samples.inputs.tobytes(),
+                      samples.labels.astype("<i4").tobytes())
+    options = {"classes": classes, "lr": lr, "seed": seed, "epochs": epochs, "build": BUILD_FLAGS,
+               "schedule": f"warm-up {WARMUP}, cosine"}
+    store, results, ran = TrialCache(cache), {}, set()
+    with Workers(ctx, workers, ray) as pool:
+        planner.workers = pool
+        first, fitting, kmax = candidates(g, planner, ratios, bias_steps)
+        first = (first + [TrialSpec("weight", 0, i, r[-1]) for i, r in fitting.items()])[:max_trials]
+        second = sum(len(r) - 1 for r in fitting.values())  # at most, until the first round says which layers
+
+        def run(specs: list[TrialSpec]) -> None:
+            keys = {s: _digest(graph_id, data_id, s.to_dict(), options, __version__) for s in specs}
+            total = min(max_trials or 2**31, len(first) + second)
+
+            def done(job: tuple, result: dict) -> None:
+                spec = job[0]
+                if keys[spec] not in store.records:
+                    store.put(keys[spec], spec, result)
+                    ran.add(spec)
+                results[spec] = Trial(spec, **store.records[keys[spec]], cached=spec not in ran)
+                if progress is not None:
+                    progress("trials", len(results), total)
+
+            for s in specs:
+                if keys[s] in store.records:
+                    done((s,), store.records[keys[s]])
+            pool.run("trial", [(s,) for s in specs if s not in results], done)
+
+        run(first)  # the baseline, the bias curve and each layer at its largest ratio that fits
+        base_accuracy = results[first[0]].accuracy
+        gain = {t.spec.layer: t.accuracy - base_accuracy for t in results.values() if t.spec.kind == "weight"}
+        second = len(more := screened(fitting, gain)[:max(0, (max_trials or 2**31) - len(first))])
+        run(more)
+        trials = [results[s] for s in sorted(results)]
+        for t in trials:
+            t.contribution = t.accuracy - base_accuracy
+
+        bias = [t for t in trials if t.spec.kind == "bias"]
+        weight = [t for t in trials if t.spec.kind == "weight"]
+        layers = sorted({t.spec.layer for t in weight})
+        space = Space(len(weighted_layers(g)[0]), kmax, layers,
+                      [[t.spec.ratio for t in weight if t.spec.layer == i] for i in layers],
+                      [0] + [t.spec.k for t in bias], [0.0] + [t.contribution for t in bias],
+                      {(t.spec.layer, t.spec.ratio): t.contribution for t in weight})
+        best = evolve(space, planner, np.random.default_rng(seed), population, generations, progress)
+    peak, needed, flash_used, _ = planner(best)
+    k, weights = best
+    label = f"{sram_bytes // 1024}kb" if sram_bytes % 1024 == 0 else f"{sram_bytes}b"
+    scheme = {"model": _model_label(g, source), "label": f"{label} (tte search, seed {seed})", "bias_update_last": k,
+              "weight_update": {str(i): (1 if r == 1 else r) for i, r in weights},
+              "classifier": "weight and bias always updated"}
+    return SearchResult(scheme, best, trials, space.score(best), peak, needed, flash_used, sram_bytes, flash_bytes,
+                        seed, len(planner.figures), time.monotonic() - start, _layer_names(g))
