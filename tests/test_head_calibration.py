@@ -80,3 +80,17 @@ def test_train_calibrates_on_its_first_samples():
     a = tte.train(EXAMPLE, x, y, scheme="full", calibrate=4, engine="reference", test_fraction=0.25)
     b = tte.train(EXAMPLE, x, y, scheme="full", engine="reference", test_fraction=0.25)
     assert "calibrated" in a.program.forward.metadata["head"] and "calibrated" not in b.program.forward.metadata["head"]
+
+
+def test_tte_train_calibrate_option(tmp_path):
+    from click.testing import CliRunner
+
+    from tte.cli import main
+
+    x = np.random.default_rng(0).integers(0, 255, (12, 28, 28)).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(12) % 4)
+    args = ["train", str(EXAMPLE), "--data", str(tmp_path / "d.npz"), "--scheme", "full", "--test-fraction", "0.25"]
+    ok = CliRunner().invoke(main, args + ["--calibrate", "4", "-o", str(tmp_path / "a.onnx")])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(main, args + ["--calibrate", "-1", "-o", str(tmp_path / "b.onnx")])
+    assert bad.exit_code != 0 and "--calibrate" in bad.output and "Traceback" not in bad.output

@@ -439,12 +439,16 @@ def pack(source, model, output, force, test_fraction, split, limit, value_range,
 @click.option("--flash", default="1m", show_default=True, metavar="SIZE", help="Flash budget.")
 @click.option("--epochs", type=click.IntRange(1, 1_000_000), default=1, show_default=True, help="Epochs.")
 @click.option("--lr", type=float, default=0.005, show_default=True, help="SGD learning rate.")
+@click.option("--calibrate", type=click.IntRange(0, None), default=0, show_default=True, metavar="N",
+              help="Calibrate the new head on the first N training samples (initial logits that spread whatever the "
+                   "scale of the model's features; for models with small features, such as the MLPerf Tiny ones). "
+                   "0: the head of `tte compile`.")
 @_sample_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the training curve (loss per step, test accuracy per epoch) as a picture (needs the 'plot' "
                    "extra: matplotlib).")
-def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr, test_fraction, split, limit,
-          value_range, seed, plot_path) -> None:
+def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr, calibrate, test_fraction, split,
+          limit, value_range, seed, plot_path) -> None:
     """Train MODEL on --data on this machine with the emitted C (the integers a device trains: the program of
     `tte compile` with the same options), testing on held-out samples after each epoch, and write the trained
     model as ONNX.  Python: tte.train(MODEL, DATA, ...) does the same."""
@@ -492,7 +496,7 @@ def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr
 
     result = run_training(model, source, classes=classes, scheme=scheme, sram=sram, flash=flash, epochs=epochs,
                           lr=lr, seed=seed, test_fraction=test_fraction, split=split, limit=limit,
-                          value_range=value_range, on_step=on_step, on_prepare=on_prepare,
+                          value_range=value_range, calibrate=calibrate, on_step=on_step, on_prepare=on_prepare,
                           on_epoch=lambda e: click.echo(e.line()))
     s, p = result.samples, result.program
     result.save(output)
