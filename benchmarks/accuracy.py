@@ -3,7 +3,8 @@
 Transfer learning as in the paper (Lin et al. 2022, Table 1): each ImageNet-pretrained int8 model of
 ../shared/models gets a new 10-class head and learns the handwritten digits of ../shared/data/mnist10k.npz (all
 8000 training images, prepared as `tte data pack` prepares them: bilinear resize, gray to RGB, [-1, 1]; tested on
-the 2000 held out) with a sparse-update scheme, batch 1, SGD with a cosine schedule after a linear warm-up.
+the 2000 held out) with a sparse-update scheme, batch 1, SGD with a cosine schedule after a linear warm-up over the
+first 5% of an epoch.
 
 Rows, on the same graph, the same new head (its seed) and the same trained slices:
 
@@ -259,7 +260,7 @@ def main() -> None:
                        "rounding": rounding if training != "fp32" else None,
                        "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
                        "seeds": args.seeds, "accuracies": accs, "lr": lr, "lr_scores": scores,
-                       "schedule": "linear warm-up (5%) + cosine", "epochs": args.epochs,
+                       "schedule": "linear warm-up (5% of an epoch) + cosine", "epochs": args.epochs,
                        "train_images": len(order), "test_images": len(test),
                        "loss_last_epoch": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1)}
                 rows.append(row)

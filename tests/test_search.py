@@ -186,3 +186,17 @@ def test_a_trial_build_trains_the_integers_of_build_program(one_worker):
         ours, theirs = build_trial_program(program, pathlib.Path(a)), build_program(program, b)
         assert [e.line() for e in fit(ours, samples, 2)] == [e.line() for e in fit(theirs, samples, 2)]
         assert all(np.array_equal(v, theirs.state()[k]) for k, v in ours.state().items())
+
+
+def test_graphs_with_the_same_structure_and_other_weights_are_other_models():
+    """An in-memory Graph's trials are keyed by its contents: the dump prints no weights."""
+    from tte.search import _graph_contents
+
+    g = tte.load(EXAMPLE)
+    h = g.copy()
+    w = next(v for v in h.constants() if v.dtype == "int8" and v.data.size > 1)
+    w.data = w.data.copy()
+    w.data.flat[0] = np.int8(-w.data.flat[0] if w.data.flat[0] else 1)
+    assert g.dump() == h.dump() and _graph_contents(g) != _graph_contents(h)
+    with pytest.raises(tte.TteError, match="needs the model as a file path"):
+        tte.search(g, np.zeros((8, 28, 28), np.uint8), np.arange(8) % 2, workers=2)

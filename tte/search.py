@@ -47,6 +47,7 @@ from .autodiff.scheme import SparseScheme, channel_count, weighted_layers
 from .data import ModelInput, Samples, images_from_arrays, is_sample_file, prepare_one, read_images, split_indices
 from .data import value_range as data_range
 from .errors import TteError
+from .ir import Graph
 from .ir.facts import is_depthwise
 from .plan import BudgetError, budgets
 from .plan import plan as make_plan
@@ -407,6 +408,16 @@ def _sizes(n: int, train: int, held_out: int) -> tuple[int, int]:
     return train, held_out
 
 
+def _graph_contents(g) -> bytes:
+    """What identifies an in-memory Graph's trials: its structure and every constant's bytes (the dump prints no
+    weights) and the metadata that changes its arithmetic or layout."""
+    parts = [g.dump().encode()]
+    for v in g.constants():
+        parts += [v.name.encode(), str(v.dtype).encode(), np.ascontiguousarray(v.data).tobytes()]
+    parts.append(json.dumps({k: str(v) for k, v in sorted(g.metadata.items()) if k != "source"}).encode())
+    return b"\0".join(parts)
+
+
 def trial_samples(x, y, model: ModelInput, train: int, held_out: int, progress=None, value_range: str = "auto",
                   **split) -> Samples:
     """The trials' samples: the first ``train`` samples of the training split that `tte train` would use (the same
@@ -487,9 +498,14 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
         raise TteError(f"ratios must be channel ratios in (0, 1], got {ratios}")
     sram_bytes, flash_bytes = budgets(sram, flash)
     g, source = pipeline.load_stage(model, input_shape, arithmetic)
-    model_bytes = pathlib.Path(source).read_bytes() if source and os.path.isfile(source) else b""
-    if not model_bytes and (workers > 1 or ray is not None):
-        raise TteError("search with workers or Ray needs the model as a file path, not a Graph")
+    if isinstance(model, Graph):
+        # workers would reload the file with this call's own options, not the Graph's (its arithmetic, its input
+        # shape): a Graph's trials run here, keyed by its own contents
+        if workers > 1 or ray is not None:
+            raise TteError("search with workers or Ray needs the model as a file path, not a Graph")
+        model_bytes = b""
+    else:
+        model_bytes = pathlib.Path(source).read_bytes() if source and os.path.isfile(source) else b""
     samples = trial_samples(x, y, ModelInput(g, model_bytes or None), train_samples, eval_samples, progress,
                             value_range, test_fraction=test_fraction, split=split, limit=limit, seed=seed)
     classes = samples.classes if classes is None else check_int(classes, "classes", 1, MAX_CLASSES)
@@ -503,10 +519,10 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
         raise BudgetError(f"no scheme fits: even training only the classifier needs {kb(m.peak_sram)} of SRAM (and "
                           f"{kb(base.reserve)} kept for stack, heap and C library) and {kb(m.flash)} of flash (budgets "
                           f"{kb(sram_bytes)} / {kb(flash_bytes)}); largest: {base.largest_contributors()}")
-    graph_id = _digest(model_bytes or g.dump().encode(), {"input_shape": input_shape, "arithmetic": arithmetic})
+    graph_id = _digest(model_bytes or _graph_contents(g), {"input_shape": input_shape, "arithmetic": arithmetic})
     ctx = TrialContext(model_bytes, os.path.basename(source or "model.onnx"), input_shape, arithmetic, classes, lr,
                        seed, epochs, samples, graph_id)
-    _WORKER.setdefault(graph_id, g)  # trials in this process use it
+    _WORKER[graph_id] = g  # trials in this process use it
     data_id = _digest(samples.format.describe(), list(samples.value_range), samples.train, samples.inputs.tobytes(),
                       samples.labels.astype("<i4").tobytes())
     options = {"classes": classes, "lr": lr, "seed": seed, "epochs": epochs, "build": BUILD_FLAGS,

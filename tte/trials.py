@@ -275,9 +275,10 @@ class Workers:
                     result = self.ray.get(finished[0])
                 except self.ray.exceptions.RayTaskError as e:
                     cause = e.as_instanceof_cause()
-                    if isinstance(cause, TteError):
-                        raise TteError(str(cause)) from None
-                    raise
+                    raise TteError(str(cause) if isinstance(cause, TteError)
+                                   else f"{kind} {job} failed on Ray: {_first_line(cause)}") from None
+                except self.ray.exceptions.RayError as e:  # a crashed worker, a lost object
+                    raise TteError(f"{kind} {job} failed on Ray: {_first_line(e)}") from None
                 done(job, result)
         elif self.pool is not None:
             from concurrent.futures import FIRST_COMPLETED, wait
@@ -286,7 +287,14 @@ class Workers:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for f in sorted(finished, key=lambda f: jobs.index(pending[f])):
-                    done(pending.pop(f), f.result())
+                    job = pending.pop(f)
+                    try:
+                        result = f.result()
+                    except TteError:
+                        raise
+                    except Exception as e:  # a worker that crashed (BrokenProcessPool) or raised
+                        raise TteError(f"{kind} {job} failed in a worker process: {_first_line(e)}") from None
+                    done(job, result)
         else:
             for job in jobs:
                 done(job, TASKS[kind](self.ctx, *job))
@@ -295,6 +303,11 @@ class Workers:
         results = {}
         self.run(kind, jobs, lambda job, result: results.__setitem__(job, result))
         return [results[job] for job in jobs]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 class TrialCache:
