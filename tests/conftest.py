@@ -46,6 +46,25 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI, where nothing may be skipped: {reason}"
 
 
+DIGITS = SHARED / "data" / "mnist10k.npz"
+
+
+def digits() -> str:
+    """The shared digit data set's path (the test is skipped where ../shared is missing)."""
+    if not DIGITS.exists():
+        pytest.skip(f"{DIGITS} not found (set TTE_SHARED to the shared/ folder)")
+    return str(DIGITS)
+
+
+def run_cli(*args):
+    """`tte ARGS...` in this process (click's runner): its exit code and output."""
+    from click.testing import CliRunner
+
+    from tte.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
 def shared_model(name: str) -> pathlib.Path:
     path = SHARED / "models" / f"{name}.int8.onnx"
     if not path.exists():

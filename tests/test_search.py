@@ -16,34 +16,22 @@ from itertools import product
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import ROOT, SHARED
+from conftest import ROOT, digits
+from conftest import run_cli as run
 
 import tte
-from tte.cli import main
 from tte.codegen import build_program
 from tte.search import RATIOS, Space, evolve, screened, search
 from tte.trainer import fit
 from tte.trials import TrialCache, TrialSpec, build_trial_program
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
-DIGITS = SHARED / "data" / "mnist10k.npz"
 # small trials: 150 steps on digits, 100 held out, in 40 KB: biases of the last 3 layers at most; 13 trials: the
 # baseline, 3 bias points, layers 9, 8 and 7 whole, then 1/8, 1/4 and 1/2 of the two that helped most (9 and 7)
 SMALL = dict(sram="40k", limit=600, train_samples=150, eval_samples=100, epochs=1, lr=0.05, max_trials=13,
              population=20, generations=8)
 CLI_SMALL = ["--sram", "40k", "--limit", "600", "--trial-samples", "150", "--eval-samples", "100", "--epochs", "1",
              "--lr", "0.05", "--max-trials", "13", "--population", "20", "--generations", "8"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def digits() -> str:
-    if not DIGITS.exists():
-        pytest.skip(f"{DIGITS} not found (set TTE_SHARED to the shared/ folder)")
-    return str(DIGITS)
 
 
 def one_line_error(r, *needles: str) -> str:

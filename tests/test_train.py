@@ -12,16 +12,15 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import ROOT, SHARED, shared_model
+from conftest import ROOT, SHARED, digits, shared_model
+from conftest import run_cli as run
 
 import tte
 from tte import data as td
-from tte.cli import main, program_of_directory
+from tte.cli import program_of_directory
 from tte.trainer import fit
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
-DIGITS = SHARED / "data" / "mnist10k.npz"
 QEMU = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 EPOCH = re.compile(r"^(epoch \d+ train loss .*\))(?: ticks/step \d+)?$", re.M)
 
@@ -36,16 +35,6 @@ session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
 print(" ".join(str(int(np.argmax(session.run(None, {name: x[None]})[0]))) for x in data["x"]))
 """
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def digits() -> str:
-    if not DIGITS.exists():
-        pytest.skip(f"{DIGITS} not found (set TTE_SHARED to the shared/ folder)")
-    return str(DIGITS)
 
 
 def epochs_of(text: str) -> list[str]:
