@@ -188,3 +188,16 @@ def test_graphs_with_the_same_structure_and_other_weights_are_other_models():
     assert g.dump() == h.dump() and _graph_contents(g) != _graph_contents(h)
     with pytest.raises(tte.TteError, match="needs the model as a file path"):
         tte.search(g, np.zeros((8, 28, 28), np.uint8), np.arange(8) % 2, workers=2)
+
+
+def test_trials_cached_by_other_sources_are_run_again(tmp_path, monkeypatch):
+    """The cache key holds a digest of tte's sources: a changed kernel or pass (same version) reruns its trials."""
+    from tte.search import sources_digest
+    from tte.trials import _WORKER
+
+    small = dict(SMALL, max_trials=2, population=4, generations=1, cache=tmp_path / "trials.jsonl")
+    assert re.fullmatch("[0-9a-f]{64}", sources_digest())
+    assert search(EXAMPLE, digits(), **small).trials_run == 2
+    assert search(EXAMPLE, digits(), **small).trials_run == 0
+    monkeypatch.setitem(_WORKER, "sources", "0" * 64)  # what another build of the same version would hash to
+    assert search(EXAMPLE, digits(), **small).trials_run == 2

@@ -27,8 +27,9 @@ user's own data and with tte's own memory planner as the constraint:
 Trials (:mod:`tte.trials`) run in this process (``workers=1``), in ``workers`` spawned processes, or as Ray tasks
 (``ray=ADDRESS``; ``"local"`` starts a local instance, ``"auto"`` joins the running cluster or starts one); they are
 gathered by trial, so 1 worker, N workers and Ray give the same scheme for a seed.  The trial cache keys each trial
-by the model file, the prepared samples, the trial, the training options and tte's version: a rerun (after an
-interruption, or with another budget, population or number of generations) runs only the trials it does not hold.
+by the model file, the prepared samples, the trial, the training options, tte's version and a digest of its sources
+(Python and C runtime): a rerun (after an interruption, or with another budget, population or number of
+generations) runs only the trials it does not hold.
 """
 
 from __future__ import annotations
@@ -389,6 +390,22 @@ def is_scheme_file(path: str | os.PathLike) -> bool:
     return isinstance(d, dict) and "bias_update_last" in d
 
 
+def sources_digest() -> str:
+    """A SHA-256 of tte's own sources, the Python and the C runtime: trials cached by an older tte (a kernel or pass
+    changed without a version bump) are not taken for this one's."""
+    if "sources" not in _WORKER:
+        from .ops.cgen import RUNTIME_DIR
+
+        h = hashlib.sha256()
+        package = pathlib.Path(__file__).resolve().parent
+        for root in (package, RUNTIME_DIR):
+            for f in sorted(root.rglob("*")):
+                if f.is_file() and f.suffix in (".py", ".c", ".h"):
+                    h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        _WORKER["sources"] = h.hexdigest()
+    return _WORKER["sources"]
+
+
 def _digest(*parts) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -535,7 +552,7 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
         second = sum(len(r) - 1 for r in fitting.values())  # at most, until the first round says which layers
 
         def run(specs: list[TrialSpec]) -> None:
-            keys = {s: _digest(graph_id, data_id, s.to_dict(), options, __version__) for s in specs}
+            keys = {s: _digest(graph_id, data_id, s.to_dict(), options, __version__, sources_digest()) for s in specs}
             total = min(max_trials or 2**31, len(first) + second)
 
             def done(job: tuple, result: dict) -> None:

@@ -9,7 +9,8 @@ steps) and tests it.  Results are gathered by job, so what a search makes of the
 finished first.
 
 The cache is a JSON-lines file: a header line, then one trial per line, appended and synced as each finishes, keyed
-by a SHA-256 of the model file, the prepared samples, the trial, the training options and tte's version.
+by a SHA-256 of the model file, the prepared samples, the trial, the training options, tte's version and a digest
+of its sources.
 """
 
 from __future__ import annotations
