@@ -14,7 +14,9 @@ Rows, on the same graph, the same new head (its seed) and the same trained slice
 
 The learning rate is chosen the same way for every row: each candidate of ``--lrs`` trains one epoch on 2000 of
 the training images (seed 0) and is scored on 1000 others of them (never the test images); the best then trains
-every seed on all 8000.
+every seed on all 8000.  Should a seed diverge (its last epoch's training loss no better than chance, ln 10, or not
+finite), every seed trains again at the next smaller rate of the grid that learned in the rate search; the row
+records the rates that diverged and their accuracies (``diverged``).
 
 Affordable because the frozen prefix runs once per image: its output (the tensors the trained tail reads) is
 cached, bit for bit what the full step computes (tests/test_cached_prefix.py), so epochs run only the tail.
@@ -50,6 +52,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 MODELS = ("mbv2-w0.35", "mcunet-5fps", "proxyless-w0.3")
+CLASSES = 10  # the digits: the new head's classes
 SCHEME_99 = {"mbv2-w0.35": "99kb", "mcunet-5fps": "99kb", "proxyless-w0.3": "98kb"}
 TRAININGS = ("fp32", "int8", "int8+qas")
 
@@ -99,7 +102,7 @@ def scheme_spec(model: str, name: str):
 
 
 def peak(model_path: pathlib.Path, spec) -> int:
-    return tte.plan(str(model_path), "16m", "16m", scheme=spec, classes=10).memory.peak_sram
+    return tte.plan(str(model_path), "16m", "16m", scheme=spec, classes=CLASSES).memory.peak_sram
 
 
 def last_k_equal(model_path: pathlib.Path, model: str, reference: str) -> str:
@@ -188,7 +191,7 @@ class Fp32Run:
 def run(model_path, spec, training, rounding, lr, seed, data, cache, order, test, epochs, tmp) -> dict:
     """Train one configuration on the images ``order`` (indices, visited in that order each epoch) and test it on
     the images ``test``; returns the accuracy and the mean loss of the last epoch."""
-    program = tte.compile(str(model_path), scheme=spec, classes=10, lr=lr, qas=training != "int8",
+    program = tte.compile(str(model_path), scheme=spec, classes=CLASSES, lr=lr, qas=training != "int8",
                           rounding=rounding, seed=seed)
     r = Fp32Run(program, data, cache) if training == "fp32" else Int8Run(program, data, cache, tmp)
     total = epochs * len(order)
@@ -212,7 +215,7 @@ def main() -> None:
     ap.add_argument("--roundings", nargs="+", default=["stochastic", "nearest"])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--lrs", nargs="+", type=float, default=[0.001, 0.003, 0.01, 0.03])
+    ap.add_argument("--lrs", nargs="+", type=float, default=[0.003, 0.01, 0.03])
     ap.add_argument("--train", type=int, default=None, help="training images (default all 8000)")
     ap.add_argument("--test", type=int, default=None, help="test images (default all 2000)")
     ap.add_argument("--quick", action="store_true", help="1000 / 500 images, 1 epoch, 1 seed, no lr search")
@@ -231,7 +234,7 @@ def main() -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tte_accuracy_"))
     for model in args.models:
         path = SHARED / "models" / f"{model}.int8.onnx"
-        data = Digits(tte.compile(str(path), scheme="full", classes=10))
+        data = Digits(tte.compile(str(path), scheme="full", classes=CLASSES))
         names = args.schemes or ["99kb", "49kb", "classifier", "bias-only", "last-equal", "full"]
         for name in names:
             stem = SCHEME_99[model] if name == "99kb" else name
@@ -250,16 +253,26 @@ def main() -> None:
                         scores[cand] = run(path, spec, training, rounding, cand, 0, data, cache, order[:n_fit],
                                            order[-n_val:], 1, tmp)["accuracy"]
                     lr = max(args.lrs, key=lambda c: (scores[c], -c))
-                accs, losses = [], []
-                for seed in range(args.seeds):
-                    order, test = data.split(seed, args.train, args.test)
-                    out = run(path, spec, training, rounding, lr, seed, data, cache, order, test, args.epochs, tmp)
-                    accs.append(out["accuracy"])
-                    losses.append(out["loss"])
+                diverged: dict[str, list[float]] = {}
+                while True:
+                    accs, losses = [], []
+                    for seed in range(args.seeds):
+                        order, test = data.split(seed, args.train, args.test)
+                        out = run(path, spec, training, rounding, lr, seed, data, cache, order, test, args.epochs,
+                                  tmp)
+                        accs.append(out["accuracy"])
+                        losses.append(out["loss"])
+                    # a seed whose last epoch's training loss is no better than chance (or not finite) diverged: back
+                    # off to the next smaller rate of the grid that learned in the rate search, for every seed
+                    smaller = [c for c in args.lrs if c < lr and scores.get(c, 1.0) > 2 / CLASSES]
+                    if not smaller or all(np.isfinite(x) and x < np.log(CLASSES) for x in losses):
+                        break
+                    diverged[str(lr)] = accs
+                    lr = max(smaller)
                 row = {"model": model, "scheme": label, "training": training,
                        "rounding": rounding if training != "fp32" else None,
                        "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
-                       "seeds": args.seeds, "accuracies": accs, "lr": lr, "lr_scores": scores,
+                       "seeds": args.seeds, "accuracies": accs, "lr": lr, "lr_scores": scores, "diverged": diverged,
                        "schedule": "linear warm-up (5% of an epoch) + cosine", "epochs": args.epochs,
                        "train_images": len(order), "test_images": len(test),
                        "loss_last_epoch": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1)}
