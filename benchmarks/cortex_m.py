@@ -13,6 +13,17 @@ memory 141 / 135 / 173 KB, and 373 / 443 / 546 ms per image on a 216 MHz Cortex-
 
 --json prints one JSON row per model and core instead of the table: {model, scheme, core, flash_bytes, ram_bytes,
 stack_peak, step_instructions, inference_instructions, paper_kb, paper_mcycles, profile: {op kind: share}}.
+
+    python benchmarks/cortex_m.py --issue15 [--json] [--models ...] [--schemes 49kb,largest] [--cores m7]
+        [--variants tte,no-patching,no-block-backward]
+
+builds instead the images of issue 15's point-1 plans: each model's 49kb scheme and its largest published scheme,
+compiled with --sram = the issue's target + the 9 KB runtime reserve (106 / 101 / 130 KB + 9 KB for the 49kb
+schemes, 180 KB + 9 KB for the largest), so that the linker's RAM is exactly that budget, and runs them under QEMU;
+beside each, the same plan with a memory transformation left out (no patching of the frozen prefix, no fused block
+backward), linked with RAM = its own need (rounded up to a KB), to report the instructions per step each
+transformation costs or saves.  Rows: {model, scheme, variant, core, sram_budget, planned_peak, reserve, ram_bytes,
+stack_peak, step_instructions, inference_instructions, seconds}.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tte.device import INSTRUCTIONS_PER_TICK, run_demo
+from tte.errors import TteError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -49,12 +61,105 @@ def profile(directory: pathlib.Path, target: str) -> list[tuple[str, float]]:
     return sorted(((k, v / total) for k, v in ticks.items()), key=lambda kv: -kv[1])
 
 
+# issue 15, point 1: the 49kb schemes' targets (0.75x the paper's figure, to a KB) and the largest schemes' 180 KB
+TARGETS_KB = {"mbv2-w0.35": (106, "138kb"), "proxyless-w0.3": (101, "148kb"), "mcunet-5fps": (130, "148kb")}
+LARGEST_KB = 180
+VARIANTS = {"tte": {}, "no-patching": {"patch": False}, "no-block-backward": {"block_backward": False}}
+
+
+def variant_options(variant: str) -> dict:
+    return dict(VARIANTS[variant])
+
+
+def issue15_image(name: str, label: str, variant: str, out: pathlib.Path) -> tuple[int, object]:
+    """Compile ``name`` with its ``label`` scheme into ``out``: ``tte`` with --sram = the issue's target + the
+    runtime reserve (a plan that misses it fails here, as `tte compile` would), another variant with --sram = its own
+    need rounded up to a KB.  Returns the SRAM budget (the linker's RAM) and the plan."""
+    from tte.codegen.project import RUNTIME_RESERVE, write_project
+    from tte.plan import plan
+
+    model = SHARED / "models" / f"{name}.int8.onnx"
+    scheme = SHARED / "schemes" / f"{name}.{label}.json"
+    goal_kb = TARGETS_KB[name][0] if label == "49kb" else LARGEST_KB
+    options = dict(scheme=scheme, classes=10, lr=0.003, **variant_options(variant))
+    if variant == "tte":
+        sram = goal_kb * 1024 + RUNTIME_RESERVE
+    else:
+        sram = -(-plan(model, sram=2**30, **options).sram_needed // 1024) * 1024
+    p = plan(model, sram=sram, **options).check()
+    write_project(p.program, p, out)
+    return sram, p
+
+
+def issue15(args) -> None:
+    import time
+
+    table = Table(title="Issue 15's point-1 plans on Cortex-M under QEMU: RAM = --sram (the target + 9 KB reserve "
+                        "for tte; a variant without a transformation: its own need), FLASH = 1 MB")
+    for col in ("model", "scheme", "variant", "core", "RAM = --sram", "planned peak + reserve", "RAM used (stack peak)",
+                "M instr / step", "vs tte", "M instr / inference", "build + run"):
+        table.add_column(col, justify="left" if col in ("model", "scheme", "variant", "core") else "right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            for which in args.schemes.split(","):
+                label = TARGETS_KB[name][1] if which == "largest" else which
+                base: dict[str, int] = {}
+                for variant in args.variants.split(","):
+                    out = pathlib.Path(tmp) / f"{name}-{label}-{variant}"
+                    try:
+                        sram, p = issue15_image(name, label, variant, out)
+                    except TteError as e:  # a plan over its budget: the row says so
+                        if args.json:
+                            print(json.dumps({"model": name, "scheme": label, "variant": variant, "error": str(e)}),
+                                  flush=True)
+                        table.add_row(name, label, variant, "-", "-", str(e)[:90], "", "", "", "", "")
+                        continue
+                    for core in args.cores.split(","):
+                        target = f"cortex-{core}"
+                        t = time.perf_counter()
+                        r = run_demo(out, target)
+                        seconds = time.perf_counter() - t
+                        step = r.step_instructions[-1] if r.step_instructions and r.exit_code == 0 else None
+                        if variant == "tte" and step:
+                            base[core] = step
+                        row = {"model": name, "scheme": label, "variant": variant, "core": core.upper(),
+                               "sram_budget": sram, "planned_peak": p.memory.peak_sram, "reserve": p.reserve,
+                               "ram_bytes": r.ram_bytes, "stack_peak": r.stack_peak, "exit_code": r.exit_code,
+                               "step_instructions": step, "inference_instructions": r.inference_instructions,
+                               "seconds": round(seconds, 1)}
+                        if args.json:
+                            print(json.dumps(row), flush=True)
+                            continue
+                        ratio = f"{step / base[core]:.3f}" if step and base.get(core) else ""
+                        table.add_row(name, label, variant, core.upper(), f"{sram / 1024:,.0f} KB",
+                                      f"{p.memory.peak_sram / 1024:,.1f} + {p.reserve / 1024:,.0f} KB",
+                                      f"{r.ram_bytes / 1024:,.1f} KB ({r.stack_peak} B)",
+                                      f"{step / 1e6:,.1f}" if step else f"exit {r.exit_code}", ratio,
+                                      f"{(r.inference_instructions or 0) / 1e6:,.1f}", f"{seconds:.0f} s")
+                        print(f"{name} {label} {variant} {core}: {seconds:.0f} s", file=sys.stderr)
+    if not args.json:
+        Console(width=220).print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="one JSON row per model and core instead of the table")
     ap.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     ap.add_argument("--no-profile", action="store_true", help="skip the -DTTE_PROFILE build (where a step goes)")
+    ap.add_argument("--issue15", action="store_true",
+                    help="build and run issue 15's point-1 plans with RAM = their budget (see above)")
+    ap.add_argument("--schemes", default="49kb,largest", help="--issue15: 49kb, largest or both")
+    ap.add_argument("--cores", default="m7", help="--issue15: m4, m7 or both (m4,m7)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"--issue15: of {', '.join(VARIANTS)}")
     args = ap.parse_args()
+    if args.issue15:
+        bad = [v for v in args.variants.split(",") if v not in VARIANTS] + \
+            [s for s in args.schemes.split(",") if s not in ("49kb", "largest")] + \
+            [c for c in args.cores.split(",") if c not in ("m4", "m7")]
+        if bad:
+            raise SystemExit(f"benchmarks/cortex_m.py: unknown {', '.join(bad)}")
+        issue15(args)
+        return
     table = Table(title="Training on Cortex-M under QEMU: RAM = 256 KB, FLASH = 1 MB, 128x128, batch 1, 10 classes")
     for col in ("model", "scheme", "core", "flash", "RAM (stack peak)", "M instr / step", "M instr / inference",
                 "paper: memory, M cycles / step", "where a step goes (top 3)"):

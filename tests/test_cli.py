@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +16,7 @@ from click.testing import CliRunner
 from conftest import ROOT, SHARED_MODELS, shared_model
 
 from tte.cli import main
+from tte.report import read_memory_text
 from tte.zoo import INPUT_NAME, GraphBuilder, quantize
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
@@ -256,3 +259,25 @@ def test_window_larger_than_input(tmp_path):
     path = tmp_path / "bigpool.onnx"
     onnx.save(model, str(path))
     assert_clean_error(run("inspect", path), "does not fit the padded 8x8 input")
+
+
+# -- tte run: the plan's figures beside what the Cortex-M image measures -----------------------------------------------
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="the Arm toolchain and QEMU are not installed (.ci/run installs them)")
+def test_run_puts_the_reserve_beside_the_measured_stack(tmp_path):
+    """`tte run --target cortex-m4` prints memory.txt's planned peak and runtime reserve beside the image's measured
+    static data (.data + .bss: the planned peak plus the C library's statics) and the stack's measured peak."""
+    out = tmp_path / "out"
+    assert run("compile", EXAMPLE, "--classes", "4", "--sram", "64k", "-o", out).exit_code == 0
+    planned = read_memory_text((out / "memory.txt").read_text())
+    r = run("run", out, "--target", "cortex-m4")
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.stdout.splitlines() if x.startswith("SRAM: planned peak"))
+    m = re.fullmatch(r"SRAM: planned peak ([\d,]+) B, runtime reserve ([\d,]+) B \(memory\.txt\); measured: "
+                     r"\.data \+ \.bss ([\d,]+) B \(the peak \+ ([\d,]+) B of C library and runtime statics\), "
+                     r"stack peak ([\d,]+) B of its ([\d,]+) B, heap ([\d,]+) B", line)
+    assert m, line
+    peak, reserve, static, extra, stack_peak, stack, heap = (int(g.replace(",", "")) for g in m.groups())
+    assert (peak, reserve) == (planned["SRAM: peak"], planned["SRAM: runtime reserve"])
+    assert static == peak + extra and 0 <= extra <= 1024  # the reserve's 1 KB for the C library holds its statics
+    assert 0 < stack_peak < stack == 4096 and stack + heap <= reserve

@@ -23,8 +23,6 @@ from test_cli import assert_clean_error, run
 
 import tte
 from tte.errors import UnsupportedModelError
-from tte.frontend.onnx_frontend import Lifter
-from tte.frontend.reader import infer_shapes
 from tte.ir.facts import load_notes
 from tte.zoo import calibration_inputs, quantize
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -12,13 +13,15 @@ from click.testing import CliRunner
 from conftest import ROOT, SHARED, SHARED_MODELS, ZOO_MODELS, shared_model
 
 import tte
-from tte.autodiff.scheme import SparseScheme
+from tte.autodiff.scheme import SparseScheme, weighted_layers
 from tte.cli import main
 from tte.codegen.c_train import emit_program
+from tte.codegen.project import RUNTIME_RESERVE
 from tte.frontend import load
 from tte.passes.arena import Buffer, check_overlaps, plan_arena
 from tte.passes.memory import liveness, memory_report
-from tte.plan import plan
+from tte.passes.training import PIPELINE
+from tte.plan import AUTO_RULE, RATIOS, BudgetError, auto_layers, plan
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 LARGEST = {"mbv2-w0.35": "138kb", "mcunet-5fps": "148kb", "proxyless-w0.3": "148kb"}
@@ -112,61 +115,146 @@ def test_flash_budget():
     assert r.exit_code == 1 and "of flash" in r.stderr and "over the 256.0 KB budget" in r.stderr
 
 
-def family(b: int, w: int) -> SparseScheme:
-    """Biases of the last b layers, weights of the last w (the family --scheme auto searches)."""
-    return SparseScheme(f"biases of the last {b}, weights of the last {w}", b, {-i: 1.0 for i in range(1, w + 1)})
+def step_ups(model, p, **options) -> dict[str, SparseScheme]:
+    """The schemes one step beyond --scheme auto's choice (plan ``p``), each of which it tried and must have found
+    not to fit: one more bias layer; each first-choice layer (the last 8 1x1 convs that feed a depthwise conv) not
+    trained at 1/8 of its channels, or raised to the next ratio; once every bias trains, the same for every other
+    layer."""
+    scheme = p.program.plan.scheme
+    layers, _ = weighted_layers(load(model))
+    n = len(layers)
+    b, weights = scheme.bias_last, dict(scheme.weights)
+    first, others = auto_layers(load(model))
+    ups = {}
+    if b < n:
+        ups[f"biases of the last {b + 1} layers"] = SparseScheme("up", b + 1, weights)
+    for i in first + (others if b == n else []):
+        r = weights.get(i, 0)
+        if r < 1:
+            nxt = RATIOS[0] if r == 0 else RATIOS[RATIOS.index(r) + 1]
+            ups[f"layer {i} at {nxt}"] = SparseScheme("up", max(b, n - i), {**weights, i: nxt})
+    return ups
 
 
-def assert_auto_is_maximal(model, budget: int, p=None, **options) -> tuple[int, int]:
-    """--scheme auto at ``budget`` bytes (its plan ``p``, or made here), checked against plans of its
-    neighbours made directly: its (b, w) fits; b + 1 (with w = 0: b is maximized first) does not; b with
-    w + 1 does not."""
+def assert_auto_is_maximal(model, budget: int, p=None, **options) -> SparseScheme:
+    """--scheme auto at ``budget`` bytes (its plan ``p``, or made here), checked against plans made directly: the
+    scheme is of auto's family (weights only on its first choices unless every bias trains, published ratios, every
+    weight-trained layer's bias trained); it fits by the figures `tte plan` prints, and planned again from its
+    published form (scheme_json) it is the same program; and no single step up (one more bias, one weight layer more
+    or at the next ratio) fits."""
     p = p or plan(model, sram=budget, scheme="auto", **options)
     scheme = p.program.plan.scheme
-    b, w = scheme.bias_last, len(scheme.weights)
-    assert scheme.weights == family(b, w).weights and 0 <= w <= b
-    layers = sum(n.op in ("conv", "gemm") for n in load(model).nodes) - 1  # the classifier always trains
-    assert b <= layers
-    assert p.fits and p.memory.peak_sram <= budget
-    chosen = plan(model, sram=budget, scheme=family(b, w), **options)
-    assert chosen.fits and chosen.memory.peak_sram == p.memory.peak_sram
-    assert_sound(chosen.program.train, chosen.memory.arena)
-    if b < layers:
-        bigger = plan(model, sram=budget, scheme=family(b + 1, 0), **options)
-        assert not bigger.fits, f"biases of the last {b + 1} layers fit too ({bigger.memory.peak_sram} B)"
-    if w < b:
-        more = plan(model, sram=budget, scheme=family(b, w + 1), **options)
-        assert not more.fits, f"weights of the last {w + 1} layers fit too ({more.memory.peak_sram} B)"
-    return b, w
+    assert p.fits and p.sram_needed == p.memory.peak_sram + RUNTIME_RESERVE <= budget
+    assert 0 < p.auto_plans <= 45, p.auto_plans  # each a full compile and plan: auto stays fast
+    again = plan(model, sram=budget, scheme=p.to_dict()["scheme_json"], **options)
+    assert again.fits and again.memory.peak_sram == p.memory.peak_sram
+    assert again.program.fingerprint == p.program.fingerprint
+    assert_sound(again.program.train, again.memory.arena)
+    if scheme.all_weights:
+        return scheme
+    g = load(model)
+    n = len(weighted_layers(g)[0])
+    first, _ = auto_layers(g)
+    assert set(scheme.weights.values()) <= set(RATIOS)
+    assert all(i >= n - scheme.bias_last for i in scheme.weights)
+    if scheme.bias_last < n:
+        assert set(scheme.weights) <= set(first)
+    for what, up in step_ups(model, p, **options).items():
+        bigger = plan(model, sram=budget, scheme=up, **options)
+        assert not bigger.fits, f"{what} fits too ({bigger.sram_needed:,} B of {budget:,} B)"
+    return scheme
 
 
 @pytest.mark.parametrize("name", SHARED_MODELS)
 @pytest.mark.parametrize("budget", [256, 128])
 def test_auto_scheme_fits(name, budget, figures):
+    t = time.perf_counter()
     p = plan(shared_model(name), sram=budget * 1024, scheme="auto", classes=10)
-    assert p.fits and p.memory.peak_sram <= budget * 1024
+    seconds = time.perf_counter() - t
     figures(f"--scheme auto {name} at {budget}k: {p.program.plan.scheme.name}, peak SRAM "
-            f"{p.memory.peak_sram / 1024:.1f} KB")
-    b, _ = assert_auto_is_maximal(shared_model(name), budget * 1024, p, classes=10)
-    assert b > 0
+            f"{p.memory.peak_sram / 1024:.1f} KB ({p.auto_plans} plans, {seconds:.1f} s)")
+    scheme = assert_auto_is_maximal(shared_model(name), budget * 1024, p, classes=10)
+    assert scheme.bias_last > 0
+    if budget == 256:  # the published schemes' choice at their largest budgets: the last 8 blocks' first 1x1 convs
+        first, _ = auto_layers(load(shared_model(name)))
+        assert sorted(scheme.weights) == sorted(first) and min(scheme.weights.values()) >= 0.125
 
 
-@pytest.mark.parametrize(("budget", "kind"), [(256, "everything"), (109, "every bias, some weights"),
-                                              (57, "some biases, some weights"), (45, "some biases only")])
+# Issue 15's points not reached yet: the patch step holds the whole 48 KB int8 input, the stage's result and its band
+# buffers (82 KB for proxyless and mcunet, 66 KB for mbv2).  Strict: each turns into a failure once it passes.
+FLOOR = "issue 15 open: the patch step's floor (the 48 KB input, the stage's result, its band buffers) leaves no room"
+
+
+def _open(names, raises):
+    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=raises, reason=FLOOR)) if n in names else n
+            for n in SHARED_MODELS]
+
+
+@pytest.mark.parametrize("name", _open({"mcunet-5fps", "proxyless-w0.3"}, AssertionError))
+def test_auto_scheme_trains_weights_at_96k(name, figures):
+    """Issue 15: at 96 KB (87 KB for the step, 9 KB kept), auto trains weights, not only biases."""
+    p = plan(shared_model(name), sram=96 * 1024, scheme="auto", classes=10)
+    figures(f"--scheme auto {name} at 96k: {p.program.plan.scheme.name}, peak SRAM {p.memory.peak_sram / 1024:.1f} KB")
+    trained = [q for q, param in p.program.params.items() if param.kind == "weight"]
+    assert len(trained) > 1, trained  # the classifier's weight and at least one more
+    assert_auto_is_maximal(shared_model(name), 96 * 1024, p, classes=10)
+
+
+@pytest.mark.parametrize("name", _open(set(SHARED_MODELS), BudgetError))
+def test_auto_scheme_finds_a_scheme_at_64k(name, figures):
+    """Issue 15: at 64 KB auto finds a scheme for each of the paper's models."""
+    p = plan(shared_model(name), sram=64 * 1024, scheme="auto", classes=10)
+    figures(f"--scheme auto {name} at 64k: {p.program.plan.scheme.name}, peak SRAM {p.memory.peak_sram / 1024:.1f} KB")
+    assert_auto_is_maximal(shared_model(name), 64 * 1024, p, classes=10)
+
+
+@pytest.mark.parametrize(("budget", "kind"), [(256, "full"), (80, "every bias, other weights too"),
+                                              (44, "some biases, first-choice weights"), (20, "some biases only")])
 def test_auto_scheme_is_maximal_on_the_example(budget, kind):
-    """tiny_cnn (10 layers besides the classifier; every weight and bias needs 145 KB, plus the 9 KB runtime
-    reserve): at smaller budgets the answer stops short in w, in b, or in both (today (10, 6) at 109k, (5, 1) at
-    57k, (5, 0) at 45k)."""
-    b, w = assert_auto_is_maximal(EXAMPLE, budget * 1024)
-    assert {"everything": b == w == 10, "every bias, some weights": b == 10 and 0 < w < b,
-            "some biases, some weights": 0 < w < b < 10, "some biases only": 0 < b < 10 and w == 0}[kind], (b, w)
+    """tiny_cnn (10 layers besides the classifier; the full update needs about 101 KB plus the 9 KB reserve; its
+    first choices are the 1x1 convs 7, 4 and 1, which feed depthwise convs): the full update where it fits, then
+    schemes that stop short in the first choices' ratios, in the biases, or in both."""
+    scheme = assert_auto_is_maximal(EXAMPLE, budget * 1024)
+    first, _ = auto_layers(load(EXAMPLE))
+    if kind == "full":
+        assert scheme.all_weights, scheme
+        return
+    b, weights = scheme.bias_last, set(scheme.weights)
+    assert {"every bias, other weights too": b == 10 and weights > set(first),
+            "some biases, first-choice weights": 0 < b < 10 and weights and weights <= set(first),
+            "some biases only": 0 < b < 10 and not weights}[kind], scheme
+
+
+def test_auto_scheme_explains_its_steps():
+    """--explain lists what each step of --scheme auto tried; --json gives the choice as a scheme file, which
+    `tte plan --scheme FILE` plans to the same figures."""
+    r = run("plan", EXAMPLE, "--sram", "44k", "--explain")
+    assert r.exit_code == 0, r.output
+    steps = [line for line in r.stdout.splitlines() if line.startswith("auto: ")]
+    assert steps[0] == f"auto: {AUTO_RULE}"
+    assert steps[1].startswith("auto: the full update: does not fit") and "auto: the classifier alone: fits" in steps[2]
+    assert any(re.match(r"auto: layer 7 \(\S+\) weights at 1/8: fits", line) for line in steps), steps
+    assert any("does not fit" in line for line in steps) and steps[-1].endswith("plans)")
+
+
+def test_auto_choice_replans_to_the_figure_plan_prints(tmp_path):
+    r = run("plan", EXAMPLE, "--sram", "44k", "--classes", "4", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["fits"] and d["sram_needed_bytes"] <= 44 * 1024 and d["auto_plans"] > 1
+    path = tmp_path / "auto.json"
+    path.write_text(json.dumps(d["scheme_json"]))
+    again = json.loads(run("plan", EXAMPLE, "--sram", "44k", "--classes", "4", "--json", "--scheme", path).stdout)
+    for key in ("peak_sram_bytes", "sram_needed_bytes", "flash_bytes", "arena_bytes", "trained"):
+        assert again[key] == d[key], key
 
 
 def test_auto_scheme_explains_an_impossible_budget():
-    r = run("plan", shared_model("mbv2-w0.35"), "--sram", "64k", "--classes", "10")
-    assert r.exit_code == 1
-    assert "no scheme fits: even training only the classifier needs" in r.stderr
-    assert "input_int8 48.0 KB" in r.stderr
+    r = run("plan", shared_model("mbv2-w0.35"), "--sram", "24k", "--classes", "10")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert "no scheme fits: even training only the classifier needs" in err and "largest: arena" in err
 
 
 def test_bad_sizes_and_schemes():
@@ -186,8 +274,18 @@ def test_timeline_and_plot(tmp_path):
 
 
 def test_memory_accounting_matches_a_hand_count():
-    """tiny_cnn, classifier only (a forward pass and the head's update): the arena peak, by hand."""
-    p = plan(EXAMPLE, sram=256 * 1024, scheme={"bias_update_last": 0, "weight_update": {}})
+    """tiny_cnn, classifier only (a forward pass and the head's update): the arena peak, by hand, with the frozen
+    prefix run whole (patch=False) and band by band (tte.passes.patch)."""
+    scheme = {"bias_update_last": 0, "weight_update": {}}
+    m = plan(EXAMPLE, sram=256 * 1024, scheme=scheme).memory
+    # patched: the peak is the patch node (conv0 .. add0), where the int8 input 3x32x32 = 3072 B, the stage's
+    # result 16x16x16 = 4096 B, the workspace of its band buffers and the int32 label are alive
+    node = m.graph.nodes[m.peak_step]
+    assert node.op == "patch" and m.to_dict()["patch"]["end"] == "add0"
+    assert m.arena.lower_bound == m.arena.size == 3072 + 4096 + node.attrs["plan"].work_bytes + 4
+    assert m.peak_sram == m.arena.size + 10 * 24 + 10 * 4 + 4 + m.scratch
+    assert_sound(m.graph, m.arena)
+    p = plan(EXAMPLE, sram=256 * 1024, scheme=scheme, patch=False)
     m = p.memory
     # at conv3 (block 1's projection): its input, the fused pw+dw output 48x16x16 = 12288 B; its output
     # 16x16x16 = 4096 B; the block's input 16x16x16 = 4096 B, kept for the residual add; the int32 label
@@ -206,7 +304,8 @@ def kernel_scratch(g) -> int:
     """Scratch bytes of the kernels a training graph calls, from their documented needs (the runtime's
     *_get_buffer_size): one output plane of a depthwise conv, one input plane of a fused pointwise +
     depthwise conv, one float input plane of any conv input gradient, one output channel's slice of floats of
-    a fused conv weight update; none for the others."""
+    a fused conv weight update, a group of channels' float planes of a fused block backward; none for the others
+    (a patched prefix keeps its scratch in its workspace, an arena buffer)."""
     need = [0]
     for n in g.nodes:
         if n.op == "conv" and n.attrs["groups"] > 1 and g[n.inputs[1]].shape[:2] == (n.attrs["groups"], 1):
@@ -218,6 +317,11 @@ def kernel_scratch(g) -> int:
         elif n.op == "conv_weight_update":
             kh, kw = g[n.inputs[2]].shape[2:]
             need.append(4 * (1 if n.attrs["depthwise"] else n.attrs["channels"]) * kh * kw)
+        elif n.op == "block_backward":  # per channel of a group: a float plane of the depthwise output's gradient,
+            roles = dict(zip(n.attrs["roles"], n.inputs))  # and with a pw1 stage one of the depthwise input's
+            gy, mid = g[roles["gy"]].shape, n.attrs["mid_shape"]
+            planes = gy[2] * gy[3] + (mid[2] * mid[3] if "pw1_mask" in roles else 0)
+            need.append(n.attrs["group"] * 4 * gy[0] * planes)
     return max(need)
 
 
@@ -283,7 +387,10 @@ def test_example_plans_pass_the_oracles(scheme, options):
 
 
 def _example():
-    g = tte.compile(EXAMPLE, scheme="full").train
+    """tiny_cnn's full update, without the fused block backward (which takes in the depthwise input gradients that
+    run in place, and which the simulator tests below need on their own)."""
+    steps = tuple(s for s in PIPELINE if s.__name__ != "fuse_block_backward")
+    g = tte.compile(EXAMPLE, scheme="full", passes=steps).train
     m = memory_report(g)
     _, root = liveness(g)
     return g, m.arena, root

@@ -412,12 +412,12 @@ def test_add_of_a_constant_broadcast_per_channel(tmp_path):
         b.fully_connected(b.reshape(b.mean(y, keep_dims=False), (1, 5)), 3)
 
     path = build(tmp_path, classifier, name="cls")
-    for arithmetic in ("tflite", "onnxruntime"):
-        program = tte.compile(path, scheme="full", arithmetic=arithmetic)
-        native = build_program(program, str(tmp_path / f"c-{arithmetic}"))
+    for kind in ("tflite", "onnxruntime"):
+        program = tte.compile(path, scheme="full", arithmetic=kind)
+        native = build_program(program, str(tmp_path / f"c-{kind}"))
         for seed in range(3):
             x = np.random.default_rng(seed).uniform(-1, 1, g[g.inputs[0]].shape).astype(np.float32)
-            assert np.array_equal(native.infer(x), program.infer(x)), (arithmetic, seed)
+            assert np.array_equal(native.infer(x), program.infer(x)), (kind, seed)
 
 
 def test_uint8_input_quantized_to_int8(tmp_path):

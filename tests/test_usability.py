@@ -24,7 +24,7 @@ from tte.cli import main
 from tte.codegen.outdir import MANIFEST
 from tte.codegen.project import RUNTIME_RESERVE
 from tte.plan import plan
-from tte.report import TEXT_WIDTH, plan_text, print_plan, terminal_console
+from tte.report import TEXT_WIDTH, plan_text, print_plan, read_memory_text, terminal_console
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 WARNINGS = ["-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Werror"]
@@ -47,16 +47,16 @@ def one_line_error(r, *needles, code: int = 1) -> str:
 
 # -- hints that name --classes ----------------------------------------------------------------------------------------
 def test_a_1000_class_head_that_does_not_fit_names_classes(tmp_path):
-    """mbv2 with a published scheme but its own 1000-class head: the hint says --classes N (plan, compile, Python);
-    with a 10-class head the same scheme fits."""
+    """mbv2 with a published scheme but its own 1000-class head (its weights alone 109 KB) at 160 KB: the hint says
+    --classes N (plan, compile, Python); with a 10-class head the same scheme fits."""
     model, scheme = shared_model("mbv2-w0.35"), SHARED / "schemes" / "mbv2-w0.35.49kb.json"
     for cmd in (["plan", model, "--scheme", scheme], ["compile", model, "--scheme", scheme, "-o", tmp_path / "o"]):
-        err = one_line_error(run(*cmd), "1000-class classifier", "--classes N")
-        assert "over the 256.0 KB budget" in err
+        err = one_line_error(run(*cmd, "--sram", "160k"), "1000-class classifier", "--classes N")
+        assert "over the 160.0 KB budget" in err
     assert not (tmp_path / "o").exists()
     with pytest.raises(tte.TteError, match=r"1000-class classifier .*classes=N"):
-        tte.compile(model, scheme=scheme, sram="256k")
-    assert run("plan", model, "--scheme", scheme, "--classes", "10").exit_code == 0
+        tte.compile(model, scheme=scheme, sram="160k")
+    assert run("plan", model, "--scheme", scheme, "--classes", "10", "--sram", "160k").exit_code == 0
     # --scheme auto at a budget where even the classifier alone does not fit: the same hint
     one_line_error(run("plan", model, "--sram", "128k"), "no scheme fits", "--classes N")
     # a new head the user chose is not second-guessed
@@ -65,10 +65,13 @@ def test_a_1000_class_head_that_does_not_fit_names_classes(tmp_path):
 
 
 # -- one accounting ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sram", ["150k", "154k", "48k"])
-def test_plan_and_compile_agree(sram, tmp_path):
+@pytest.mark.parametrize("where", ["1 KB short of the full update", "the full update's KB", "48k"])
+def test_plan_and_compile_agree(where, tmp_path):
     """`tte plan` and `tte compile` decide "fits" the same way (the runtime reserve counted by both) and choose the
-    same --scheme auto; so does tte.compile(scheme="auto", sram=...)."""
+    same --scheme auto; so does tte.compile(scheme="auto", sram=...).  Budgets on either side of what the full update
+    needs (with the reserve), and well below it."""
+    need = -(-plan(EXAMPLE, scheme="full", classes=4).sram_needed // 1024)  # KB, rounded up
+    sram = {"1 KB short of the full update": f"{need - 1}k", "the full update's KB": f"{need}k", "48k": "48k"}[where]
     for scheme in ("full", "auto"):
         p = run("plan", EXAMPLE, "--sram", sram, "--scheme", scheme, "--classes", "4", "--json")
         out = tmp_path / f"{scheme}-{sram}"
@@ -91,7 +94,43 @@ def test_plan_and_compile_agree(sram, tmp_path):
                 assert program.fingerprint == int(record["fingerprint"], 16)
         else:
             assert "kept for stack, heap and C library" in c.stderr
-    assert "full" not in d["scheme"]  # at 150k and below, auto stops short of the full update
+    assert (d["scheme"] == "full") == (where == "the full update's KB")  # below it, auto stops short of the full update
+
+
+def _row(text: str, name: str) -> int:
+    """The bytes of the row ``name`` ("SRAM: peak", ...) of a printed report (a rich table, memory.txt or the lines
+    of `tte compile`): the first number after the name on its line."""
+    rows = [line for line in text.splitlines() if re.match(rf"^\W*{re.escape(name)}\b", line)]
+    assert len(rows) == 1, (name, rows)
+    return int(re.search(r"(\d[\d,]*)", rows[0][rows[0].index(name) + len(name):]).group(1).replace(",", ""))
+
+
+def test_one_accounting_everywhere(tmp_path):
+    """Issue 15: `tte plan` (table and --json), `tte compile` (what it prints and memory.txt), tte.plan.plan() and
+    tte.compile() report the same peak SRAM (arena + trained parameters + optimizer state + kernel scratch), the
+    runtime reserve as a line of its own, and the same total, for a paper model and a published scheme."""
+    model, scheme = shared_model("mbv2-w0.35"), SHARED / "schemes" / "mbv2-w0.35.49kb.json"
+    args = [model, "--scheme", scheme, "--classes", "10", "--sram", "256k"]
+    r = run("plan", *args, "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    peak, reserve, total = d["peak_sram_bytes"], d["runtime_reserve_bytes"], d["sram_needed_bytes"]
+    assert peak == d["arena_bytes"] + d["trained_param_bytes"] + d["optimizer_state_bytes"] + d["scratch_bytes"]
+    assert reserve == RUNTIME_RESERVE == sum(d["runtime_reserve"].values()) and total == peak + reserve
+    figures = {"SRAM: peak": peak, "SRAM: runtime reserve": reserve, "SRAM: total": total}
+    table = run("plan", *args).stdout
+    out = tmp_path / "o"
+    c = run("compile", *args, "-o", out)
+    assert c.exit_code == 0, c.output
+    memory = (out / "memory.txt").read_text()
+    for name, value in figures.items():
+        assert _row(table, name) == _row(c.stdout, name) == _row(memory, name) == value, name
+    assert {k: read_memory_text(memory)[k] for k in figures} == figures  # what `tte run` reads back
+    p = plan(model, "256k", scheme=scheme, classes=10)
+    assert (p.memory.peak_sram, p.reserve, p.sram_needed) == (peak, reserve, total)
+    assert p.to_dict()["peak_sram_bytes"] == peak
+    program = tte.compile(model, scheme=scheme, classes=10, sram="256k")
+    assert program.memory.peak_sram == program.memory_report().peak_sram == peak
 
 
 def test_reserve_is_a_line_of_both_reports():
@@ -104,8 +143,9 @@ def test_reserve_is_a_line_of_both_reports():
 def test_python_compile_takes_auto_and_budgets():
     p = tte.compile(EXAMPLE, scheme="auto", classes=4)  # the CLI's default budgets, 256k and 1m
     assert p.plan.scheme.name == plan(EXAMPLE, "256k", "1m", scheme="auto", classes=4).program.plan.scheme.name
+    assert p.plan.scheme.all_weights  # tiny_cnn's full update fits 256 KB
     small = tte.compile(EXAMPLE, scheme="auto", sram=48 * 1024, flash="1m", classes=4)
-    assert small.plan.scheme.bias_last < p.plan.scheme.bias_last
+    assert not small.plan.scheme.all_weights and small.memory.peak_sram < p.memory.peak_sram
     with pytest.raises(tte.TteError, match="over the 64.0 KB budget"):
         tte.compile(EXAMPLE, scheme="full", sram="64k", classes=4)
     with pytest.raises(tte.TteError, match="no scheme fits"):

@@ -173,11 +173,10 @@ MUTANTS = [
       "and max(last_use.get(m, start[r]) for m in members[r]) >= i))",
       PLANNER, "an in-place op writes over its operand although a later node still reads it"),
     m("auto-no-weights", "scheme choice", "tte/plan.py",
-      "    w = largest(lambda k: attempt(b, k).fits, b)\n", "    w = 0\n",
-      PLANNER, "--scheme auto never trains weights"),
+      "        widen(i, (1.0,) if grouped(i) else RATIOS[:1])\n", "        pass\n",
+      PLANNER, "--scheme auto never trains its first-choice weights"),
     m("auto-one-short", "scheme choice", "tte/plan.py",
-      "    b = largest(lambda k: attempt(k, 0).fits, n)\n",
-      "    b = max(largest(lambda k: attempt(k, 0).fits, n) - 1, 0)\n",
+      "    b = lo\n", "    b = max(lo - 1, 0)\n",
       PLANNER, "--scheme auto stops one bias layer short of the largest that fits"),
 ]
 

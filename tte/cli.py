@@ -146,13 +146,16 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
 @size_option("--sram", "256k", "SRAM budget, including the 9 KB kept for stack, heap and C library")
 @size_option("--flash", "1m", "Flash budget")
 @click.option("--scheme", default="auto", show_default=True, metavar="FILE|full|bias-only|last-K|auto",
-              help="What trains: a sparse-update scheme JSON file (the paper's format), a preset, or auto: the "
-                   "largest scheme of the family 'biases of the last b layers, weights of the last w' that fits.")
+              help="What trains: a sparse-update scheme JSON file (the paper's format), a preset, or auto (no data "
+                   "needed): the full update if it fits, else the weights of the last 8 expanding 1x1 convs at 1/8 of "
+                   "their channels, raised to 1/4, 1/2 or 1 where that fits, last first, then as many more biases "
+                   "(--explain shows each step).")
 @classes_option
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
               help="Fix a dynamic input shape.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@click.option("--explain", is_flag=True, help="Also print what each compiler pass did or why it did not fire.")
+@click.option("--explain", is_flag=True, help="Also print what each compiler pass did or why it did not fire, and "
+                                              "each step of --scheme auto.")
 @click.option("--timeline", is_flag=True, help="Also print the arena timeline (one row per step).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the arena timeline as a picture (needs the 'plot' extra: matplotlib).")
@@ -176,6 +179,7 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
         d = p.to_dict()
         if explain:
             d["passes"] = p.program.pass_log
+            d["auto"] = p.auto_log
         click.echo(json.dumps(d, indent=2))
     else:
         from .report import print_plan
@@ -234,11 +238,9 @@ def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, r
     p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, lr=lr, momentum=momentum,
              rounding=rounding, qas=not no_qas).check()
     files = write_project(p.program, p, out_dir, force=force)
-    m = p.memory
-    click.echo(f"wrote {len(files)} files to {out_dir}: scheme {p.program.plan.scheme.name}, SRAM "
-               f"{m.peak_sram / 1024:.1f} KB + {p.reserve / 1024:.1f} KB for stack, heap and C library of "
-               f"{budget_sram / 1024:.0f} KB, flash {m.flash / 1024:.1f} KB of {budget_flash / 1024:.0f} KB "
-               f"(memory.txt)")
+    from .report import compile_summary
+
+    click.echo(compile_summary(p, out_dir, len(files)))
     build = "make run" if target == "host" else f"make {target}"
     click.echo(f"build: make -C {out_dir}{'' if target == 'host' else ' ' + target}  ({build})")
 
@@ -360,21 +362,10 @@ def _sample_options(f):
                         help="Hold out this fraction of the samples for testing [default: 0.2].")(f)
 
 
-def _progress(console=None, transient: bool = False, *fields):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def progress_bar(*args, **kwargs):
+    from .report import progress_bar as bar
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *fields,
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    console=console or Console(stderr=True), transient=transient, redirect_stdout=False,
-                    redirect_stderr=False)
+    return bar(*args, **kwargs)
 
 
 def _check_new_file(output: str, force: bool, is_ours, what: str) -> None:
@@ -412,7 +403,7 @@ def pack(source, model, output, force, test_fraction, split, limit, value_range,
     from .data import pack as pack_samples
 
     _check_new_file(output, force, is_sample_file, "sample file")
-    with _progress(transient=True) as bar:
+    with progress_bar(transient=True) as bar:
         task = bar.add_task("preparing", total=None)
         samples = pack_samples(source, model, test_fraction=test_fraction, split=split, limit=limit,
                                value_range_choice=value_range, seed=seed,
@@ -470,7 +461,7 @@ def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr
 
     def on_prepare(done, total):
         if state["bar"] is None:
-            state["bar"] = _progress(transient=True)
+            state["bar"] = progress_bar(transient=True)
             state["bar"].start()
             state["task"] = state["bar"].add_task("preparing", total=total)
         state["bar"].update(state["task"], completed=done)
@@ -484,7 +475,7 @@ def train(model, source, output, force, classes, scheme, sram, flash, epochs, lr
         if epoch not in bars:
             from rich.progress import TextColumn
 
-            bars[epoch] = _progress(None, False, TextColumn("loss {task.fields[loss]:.3f}"))
+            bars[epoch] = progress_bar(None, False, TextColumn("loss {task.fields[loss]:.3f}"))
             bars[epoch].start()
             bars[epoch].add_task(f"epoch {epoch}/{epochs}", total=steps, loss=loss, total_loss=0.0)
         bar = bars[epoch]
@@ -572,7 +563,7 @@ def search(model, source, output, force, sram, flash, classes, workers, ray_addr
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise TteError(f"cannot write '{output}': its directory does not exist")
     cache_path = cache_path or f"{output}.trials.jsonl"
-    with _progress(transient=True) as bar:
+    with progress_bar(transient=True) as bar:
         tasks = {}
 
         def progress(stage: str, done: int, total: int) -> None:

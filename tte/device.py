@@ -51,6 +51,8 @@ class RunResult:
     flash_bytes: int | None = None
     ram_bytes: int | None = None
     epochs: list[EpochResult] = field(default_factory=list)
+    sections: dict[str, int] = field(default_factory=dict)  # Cortex-M: the image's RAM sections (.data, .bss, ...)
+    planned: dict[str, int] = field(default_factory=dict)  # memory.txt's rows ("SRAM: peak", "SRAM: runtime reserve")
 
     def summary(self) -> str:
         if self.epochs:
@@ -62,21 +64,48 @@ class RunResult:
             parts = [f"{self.target}: exit code {self.exit_code}, {len(self.losses)} steps"]
         if self.flash_bytes is not None:
             parts.append(f"flash {self.flash_bytes:,} B, RAM {self.ram_bytes:,} B (data + bss + heap + stack)")
-        if self.stack_peak is not None:
+        memory = self.memory_line()
+        if self.stack_peak is not None and memory is None:
             parts.append(f"stack peak {self.stack_peak:,} B")
         if self.step_instructions:
             parts.append(f"{self.step_instructions[-1] / 1e6:,.1f} M instructions per step")
         if self.inference_instructions:
             parts.append(f"{self.inference_instructions / 1e6:,.1f} M per inference")
-        return "; ".join(parts)
+        return "; ".join(parts) + ("\n" + memory if memory else "")
+
+    def memory_line(self) -> str | None:
+        """The plan's SRAM figures (memory.txt) beside what the Cortex-M image measures: the training step's
+        peak beside the image's static data (.data + .bss), the runtime reserve beside the stack's measured peak."""
+        peak, reserve = self.planned.get("SRAM: peak"), self.planned.get("SRAM: runtime reserve")
+        if peak is None or reserve is None or not self.sections:
+            return None
+        static = self.sections.get(".data", 0) + self.sections.get(".bss", 0)
+        stack, heap = self.sections.get(".stack", 0), self.sections.get(".heap", 0)
+        measured = f"stack peak {self.stack_peak:,} B of its {stack:,} B" if self.stack_peak is not None else \
+            f"stack {stack:,} B (peak not reported)"
+        return (f"SRAM: planned peak {peak:,} B, runtime reserve {reserve:,} B (memory.txt); measured: .data + .bss "
+                f"{static:,} B (the peak + {static - peak:,} B of C library and runtime statics), {measured}, "
+                f"heap {heap:,} B")
 
 
-def _size(elf: str) -> tuple[int, int]:
+def _size(elf: str) -> tuple[int, int, dict[str, int]]:
+    """Flash used, RAM used (data + bss + heap + stack) and the section sizes of an ELF image."""
     out = subprocess.run(["arm-none-eabi-size", "-A", elf], capture_output=True, text=True, check=True).stdout
     sections = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+\d+", out, re.M)}
     flash = sum(sections.get(s, 0) for s in (".text", ".ARM.exidx", ".data"))
     ram = sum(sections.get(s, 0) for s in (".data", ".bss", ".heap", ".stack"))
-    return flash, ram
+    return flash, ram, sections
+
+
+def _planned(directory: str) -> dict[str, int]:
+    """The rows of the directory's memory.txt (what `tte compile` planned), or {} without one."""
+    from .report import read_memory_text
+
+    try:
+        with open(os.path.join(directory, "memory.txt"), encoding="utf-8") as f:
+            return read_memory_text(f.read())
+    except (OSError, UnicodeDecodeError):
+        return {}
 
 
 def _data_args(directory: str, data, epochs: int | None) -> tuple[list[str], int]:
@@ -156,5 +185,6 @@ def run_demo(directory: str | os.PathLike, target: str = "host", timeout: int | 
     if m:
         r.stack_peak = int(m.group(1))
     if target != "host":
-        r.flash_bytes, r.ram_bytes = _size(os.path.join(directory, f"tte_demo_{target}.elf"))
+        r.flash_bytes, r.ram_bytes, r.sections = _size(os.path.join(directory, f"tte_demo_{target}.elf"))
+        r.planned = _planned(directory)
     return r

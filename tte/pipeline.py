@@ -21,6 +21,9 @@ from .autodiff.scheme import SchemeWarning, SparseScheme, made_for_another_model
 from .errors import TteError
 from .frontend import load
 from .ir import Graph
+from .passes.block_backward import fuse_block_backward
+from .passes.patch import patch_frozen_prefix
+from .passes.training import PIPELINE
 from .passes.training import optimize as run_passes
 from .program import Program
 from .units import SEED_LIMIT, check_bool, check_classes, check_input_shape, check_int, check_number, check_path
@@ -65,7 +68,8 @@ def check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize) 
 
 def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
             qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None,
-            optimize: bool = True, arithmetic: str | None = None, calibration=None) -> Program:
+            optimize: bool = True, arithmetic: str | None = None, calibration=None, passes=None,
+            patch: bool = True, block_backward: bool = True) -> Program:
     """Compile a model for training.
 
     ``model``: an ONNX path or a :class:`Graph` from :func:`tte.load`.  ``scheme``: ``"full"``
@@ -73,15 +77,24 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     :mod:`tte.autodiff.scheme`).  ``classes=N`` puts a new N-class head on the model
     (:mod:`tte.autodiff.head`); ``None`` keeps the model's own.  ``lr``, ``momentum``, ``qas``,
     ``rounding`` and ``seed`` set the update (:class:`tte.autodiff.backward.TrainOptions`).
-    ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`).  ``arithmetic``:
+    ``optimize=False`` skips the training-graph passes (:mod:`tte.passes.training`); ``passes`` runs these (some
+    of its ``PIPELINE``, in its order) instead of all of them.  ``arithmetic``:
     ``"tflite"``, ``"tflite-micro"`` or ``"onnxruntime"`` when ``model`` is a path (see :func:`tte.load`).
     ``calibration``: a few float32 inputs (N x the input shape) on which the new head is calibrated
-    (:func:`tte.autodiff.head.feature_rms`; needs ``classes``).
+    (:func:`tte.autodiff.head.feature_rms`; needs ``classes``).  ``patch=False`` leaves the frozen prefix unpatched
+    (:mod:`tte.passes.patch`: it runs band by band otherwise, in the training step and in inference alike);
+    ``block_backward=False`` leaves the backward of trained inverted-residual blocks unfused
+    (:mod:`tte.passes.block_backward`).  Either way the training numerics are the same, bit for bit.
     """
     if not isinstance(model, (Graph, str, os.PathLike)):
         raise TteError(f"model must be a file path or a Graph from tte.load, got {type(model).__name__} {model!r}")
     o = check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize)
     classes, seed, optimize = o.pop("classes"), o["seed"], o.pop("optimize")
+    patch, block_backward = check_bool(patch, "patch"), check_bool(block_backward, "block_backward")
+    if passes is not None and (isinstance(passes, str) or not all(callable(p) and p in PIPELINE for p in passes)):
+        names = ", ".join(p.__name__ for p in PIPELINE)
+        raise TteError(f"passes must be some of tte.passes.training.PIPELINE ({names})")
+    off = ({patch_frozen_prefix} if not patch else set()) | ({fuse_block_backward} if not block_backward else set())
     opts = TrainOptions(**o)
     g, source = load_stage(model, input_shape, arithmetic)                         # load
     g = _dump("load", g)
@@ -99,5 +112,6 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     g.verify()
     builder = build_training_graph(g, plan, opts)                                  # autodiff
     _dump("autodiff", builder.g)
-    train, log = run_passes(builder.g) if optimize else (builder.g, [])            # passes
+    steps = tuple(s for s in (PIPELINE if passes is None else passes) if s not in off)
+    train, log = run_passes(builder.g, steps) if optimize else (builder.g, [])     # passes
     return Program(g, builder, train, log, perms, opts, source, notes)             # plan, emit: Program

@@ -3,19 +3,20 @@
 One accounting for `tte plan`, `tte compile` and the Python API: SRAM holds the planned training step (arena,
 trained parameters, optimizer state, kernel scratch) plus the runtime reserve of a bare-metal image (stack, heap,
 C library statics; :data:`tte.codegen.project.RUNTIME_RESERVE`), its own line in every report; a plan fits when
-both fit the budget, and `--scheme auto` picks the largest scheme that fits by that same test.
+both fit the budget, and every step of `--scheme auto` (:func:`auto_scheme`) decides by that same test.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import pipeline
-from .autodiff.scheme import SparseScheme, weighted_layers
+from .autodiff.scheme import SparseScheme, channel_count, weighted_layers
 from .codegen.project import HEAP_BYTES, LIBC_BYTES, RUNTIME_RESERVE, STACK_BYTES
 from .errors import TteError
 from .ir import Graph
+from .ir.facts import is_depthwise
 from .passes.memory import MemoryReport
 from .program import Program
 from .units import check_int, kb, parse_size
@@ -36,6 +37,8 @@ class Plan:
     sram: int
     flash: int
     reserve: int = RUNTIME_RESERVE  # SRAM kept for stack, heap and C library
+    auto_log: list[str] = field(default_factory=list)  # --scheme auto: what each step tried (--explain prints it)
+    auto_plans: int = 0  # --scheme auto: the schemes it compiled and planned
 
     @property
     def reserve_what(self) -> str:
@@ -95,9 +98,26 @@ class Plan:
     def to_dict(self) -> dict:
         d = self.memory.to_dict()
         d.update({"model": self.program.forward.name, "scheme": self.program.plan.scheme.name,
-                  "runtime_reserve_bytes": self.reserve, "sram_needed_bytes": self.sram_needed,
-                  "sram_budget_bytes": self.sram, "flash_budget_bytes": self.flash, "fits": self.fits})
+                  "scheme_json": scheme_json(self.program), "runtime_reserve_bytes": self.reserve,
+                  "runtime_reserve": ({"stack_bytes": STACK_BYTES, "heap_bytes": HEAP_BYTES, "libc_bytes": LIBC_BYTES}
+                                      if self.reserve == RUNTIME_RESERVE else {}),
+                  "sram_needed_bytes": self.sram_needed, "sram_budget_bytes": self.sram,
+                  "flash_budget_bytes": self.flash, "fits": self.fits})
+        if self.auto_plans:
+            d["auto_plans"] = self.auto_plans
         return d
+
+
+def scheme_json(program: Program) -> dict:
+    """The program's scheme in the published format (``bias_update_last``, ``weight_update``: layer index ->
+    input-channel ratio), as a scheme file for ``--scheme FILE`` holds it: `--scheme auto`'s choice, saved, compiles
+    to the same program."""
+    scheme, n = program.plan.scheme, len(program.plan.layers)
+    weights = {i: 1.0 for i in range(n)} if scheme.all_weights else {}
+    weights.update({(i + n if i < 0 else i): r for i, r in scheme.weights.items()})
+    return {"model": program.forward.name, "label": scheme.name,
+            "bias_update_last": n if scheme.bias_last is None else scheme.bias_last,
+            "weight_update": {str(i): r for i, r in sorted(weights.items())}}
 
 
 def classifier_hint(program: Program, memory: MemoryReport, over: int, in_flash: bool = False) -> str | None:
@@ -145,8 +165,8 @@ def compile(model, scheme=None, classes: int | None = None, *, sram: int | str |
     """Compile a model for training (:func:`tte.pipeline.compile`: ``scheme``, ``classes``, ``lr``, ``momentum``,
     ``qas``, ``rounding``, ``seed``, ``input_shape``, ``optimize``, ``arithmetic``), within budgets.
 
-    ``scheme="auto"`` picks the largest scheme that fits ``sram`` / ``flash`` (default 256 KB and 1 MB, as
-    `tte compile`), the same choice as the command line.  With another scheme, a given ``sram`` or ``flash``
+    ``scheme="auto"`` picks a scheme that fits ``sram`` / ``flash`` (default 256 KB and 1 MB, as `tte compile`) by
+    :func:`auto_scheme`, the same choice as the command line.  With another scheme, a given ``sram`` or ``flash``
     is checked: a program that does not fit raises :class:`BudgetError` saying by how much.
     """
     if isinstance(scheme, str) and scheme == "auto":
@@ -158,36 +178,93 @@ def compile(model, scheme=None, classes: int | None = None, *, sram: int | str |
     return program
 
 
+AUTO_WEIGHT_LAYERS = 8  # the published schemes train the weights of at most 8 layers (besides the classifier)
+RATIOS = (0.125, 0.25, 0.5, 1.0)  # the published schemes' channel ratios
+AUTO_RULE = ("the full update if it fits; else, from the last layer back, the weights of the last "
+             f"{AUTO_WEIGHT_LAYERS} 1x1 convs that feed a depthwise conv (any non-depthwise layer in a model without "
+             "them) at 1/8 of their channels where that fits, with every bias down to them, each then raised, last "
+             "first, to the largest of 1/4, 1/2, 1 that fits; then the biases of as many earlier layers as fit; and "
+             "once every bias trains, the other weights, last first, at the largest ratio that fits")
+
+
+def _ratio(r: float) -> str:
+    return "1" if r == 1 else f"1/{round(1 / r)}"
+
+
+def auto_layers(g: Graph) -> tuple[list[int], list[int]]:
+    """The layer indices --scheme auto gives weights to, last first: (the first choices: the last
+    :data:`AUTO_WEIGHT_LAYERS` 1x1 convs that feed a depthwise conv, i.e. the first conv of each inverted-residual
+    block, or of any non-depthwise layer where there is none; the others, any layer but those)."""
+    layers, _ = weighted_layers(g)
+
+    def depthwise(node) -> bool:
+        return node.op == "conv" and is_depthwise(g, node)
+
+    def expands(i: int) -> bool:
+        node = layers[i]
+        return (node.op == "conv" and node.attrs["groups"] == 1 and g[node.inputs[1]].shape[2:] == (1, 1)
+                and i + 1 < len(layers) and depthwise(layers[i + 1]))
+
+    back = range(len(layers) - 1, -1, -1)
+    first = [i for i in back if expands(i)] or [i for i in back if not depthwise(layers[i])]
+    first = first[:AUTO_WEIGHT_LAYERS]
+    return first, [i for i in back if i not in first]
+
+
 def auto_scheme(model, sram: int, flash: int = DEFAULT_FLASH, classes: int | None = None,
                 reserve: int = RUNTIME_RESERVE, **options) -> Plan:
-    """The largest scheme of the family "biases of the last b layers, weights of the last w <= b layers"
-    (the classifier always trains) that fits, by the planner's own figure and the runtime reserve.
+    """--scheme auto: :data:`AUTO_RULE`.  Every step is decided by the planner's own figure (peak SRAM plus the
+    runtime reserve, and flash), the one `tte plan` prints; no data is needed, and the same model and budgets give
+    the same scheme.
 
-    b is maximized first, then w, each by bisection (memory grows with both).  No data is needed.
-    """
+    Why this family: the published schemes (``../shared/schemes``) train the biases of many layers and the weights
+    of a few late ones (at most 8), mostly the first, expanding 1x1 conv of the last inverted-residual blocks, at
+    partial channel ratios when memory is tight; the paper's contribution analysis finds late layers' weights and
+    the first 1x1 conv of a block the most valuable, and such a conv's saved input (the block's narrow input) is
+    the cheapest to keep.  Each candidate is a full compile and plan, cached by the channels it trains: at most
+    ``2 + 4 * 8 + log2(layers)`` of them (15 to 40 for the paper's models), plus up to 3 per other layer once
+    every bias trains.  ``Plan.auto_log`` lists each step (`tte plan --explain` prints it)."""
     g, _ = pipeline.load_stage(model, options.pop("input_shape", None), options.pop("arithmetic", None))
-    n = len(weighted_layers(g)[0])
-    cache: dict[tuple[int, int], Plan] = {}
+    layers, _ = weighted_layers(g)
+    n = len(layers)
+    first, others = auto_layers(g)
+    cache: dict[tuple, Plan] = {}
+    log: list[str] = [f"auto: {AUTO_RULE}"]
 
-    def attempt(b: int, w: int) -> Plan:
-        if (b, w) not in cache:
-            scheme = SparseScheme(f"auto: biases of the last {b} layers, weights of the last {w}", b,
-                                  {-i: 1.0 for i in range(1, w + 1)})
-            cache[(b, w)] = make_plan(pipeline.compile(g, scheme=scheme, classes=classes, **options), sram, flash,
-                                      reserve)
-        return cache[(b, w)]
+    def grouped(i: int) -> bool:
+        node = layers[i]
+        return node.op == "conv" and node.attrs["groups"] > 1 and not is_depthwise(g, node)
 
-    def largest(fits, hi: int) -> int:
-        lo = 0  # fits(lo) holds
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+    def name(b: int, weights: dict[int, float]) -> str:
+        if not weights:
+            return f"auto: biases of the last {b} layers"
+        return (f"auto: biases of the last {b} layers, weights of layers "
+                + " ".join(f"{i}:{_ratio(r)}" for i, r in sorted(weights.items())))
 
-    smallest = attempt(0, 0)
+    def attempt(b: int, weights: dict[int, float], what: str | None = None, scheme: SparseScheme | None = None) -> Plan:
+        key = ("full",) if scheme else (b, tuple(sorted((i, max(1, round(r * channel_count(g, layers[i]))))
+                                                       for i, r in weights.items())))
+        if key not in cache:
+            scheme = scheme or SparseScheme(name(b, weights), b, dict(weights))
+            cache[key] = make_plan(pipeline.compile(g, scheme=scheme, classes=classes, **options), sram, flash,
+                                   reserve)
+        p = cache[key]
+        if what:
+            log.append(f"auto: {what}: {'fits' if p.fits else 'does not fit'} "
+                       f"({kb(p.memory.peak_sram)} + {kb(reserve)} reserve)")
+        return p
+
+    def done(p: Plan) -> Plan:
+        p.auto_log, p.auto_plans = log, len(cache)
+        log.append(f"auto: chose {p.program.plan.scheme.name.removeprefix('auto: ')} ({len(cache)} plans)")
+        return p
+
+    # the full update, unless its parameters alone (all of them in SRAM) exceed the budget
+    if sum(g[x].nbytes for node in layers for x in node.inputs[1:3] if x in g.values) < sram - reserve:
+        full = attempt(n, {}, "the full update", SparseScheme.full())
+        if full.fits:
+            return done(full)
+    smallest = attempt(0, {}, "the classifier alone")
     if not smallest.fits:
         hint = smallest.classifier_hint(smallest.sram_over) if smallest.sram_over > 0 else \
             smallest.classifier_hint(smallest.flash_over, in_flash=True)
@@ -195,6 +272,38 @@ def auto_scheme(model, sram: int, flash: int = DEFAULT_FLASH, classes: int | Non
                           f"{kb(smallest.memory.peak_sram)} of SRAM (and {kb(reserve)} kept for stack, heap and C "
                           f"library) and {kb(smallest.memory.flash)} of flash (budgets {kb(sram)} / {kb(flash)}); "
                           f"largest: {smallest.largest_contributors()}" + (f"; {hint}" if hint else ""))
-    b = largest(lambda k: attempt(k, 0).fits, n)
-    w = largest(lambda k: attempt(b, k).fits, b)
-    return attempt(b, w)
+    b, weights = 0, {}
+
+    reached = [RATIOS[0]]  # the ratio the last widened layer reached: the next one's first probe
+
+    def widen(i: int, ratios) -> None:
+        """Layer i's weights at the largest of ``ratios`` (ascending) that fits, or left as they are: by bisection
+        (memory grows with the ratio), whose first probe is the ratio the previous layer reached (at a tight
+        budget, the smallest: one plan says no; at a generous one, the largest: one plan says yes)."""
+        nonlocal b, weights
+        depth = max(b, n - i)
+        lo, hi = -1, len(ratios) - 1  # ratios[lo] fits (lo = -1: none known to), ratios[hi + 1] does not
+        k = max((j for j, r in enumerate(ratios) if r <= reached[0]), default=0)
+        while lo < hi:
+            what = f"layer {i} ({layers[i].name}) weights at {_ratio(ratios[k])}"
+            lo, hi = (k, hi) if attempt(depth, {**weights, i: ratios[k]}, what).fits else (lo, k - 1)
+            k = (lo + hi + 1) // 2
+        if lo >= 0:
+            b, weights = depth, {**weights, i: ratios[lo]}
+        reached[0] = ratios[lo] if lo >= 0 else 0.0
+
+    for i in first:  # 1/8 of the first choices' channels (a grouped conv trains whole or not at all)
+        widen(i, (1.0,) if grouped(i) else RATIOS[:1])
+    reached[0] = RATIOS[0]
+    for i in sorted(weights, reverse=True):  # raised, last first
+        if not grouped(i):
+            widen(i, RATIOS[RATIOS.index(weights[i]) + 1:])
+    lo, hi = b, n  # more biases: memory grows with their depth
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if attempt(mid, weights, f"biases of the last {mid} layers").fits else (lo, mid - 1)
+    b = lo
+    if b == n:  # every bias trains: the other weights
+        for i in others:
+            widen(i, (1.0,) if grouped(i) else RATIOS)
+    return done(attempt(b, weights))

@@ -17,6 +17,7 @@ from .ir.facts import LABEL, LOSS
 from .passes.arena import ArenaPlan
 from .passes.forward import fuse_pointwise_depthwise
 from .passes.memory import MemoryReport, arena_of, memory_report
+from .passes.patch import patch_like
 
 
 def _read_source(source: str | None) -> bytes | None:
@@ -188,9 +189,13 @@ class Program:
 
     @functools.cached_property
     def inference(self) -> tuple[Graph, dict[str, str], ArenaPlan]:
-        """The forward graph the C inference function runs (frozen 1x1 + depthwise pairs fused, as in the
-        training step), which buffer each value lives in, and its arena plan: computed once."""
+        """The forward graph the C inference function runs (frozen 1x1 + depthwise pairs fused and the frozen prefix
+        run band by band, as in the training step: the same stage and bands, tte.passes.patch), which buffer each
+        value lives in, and its arena plan: computed once."""
         g = fuse_pointwise_depthwise(self.forward, set(self.params))[0]
+        like = next((n for n in self.train.nodes if n.op == "patch"), None)
+        if like is not None:
+            g = patch_like(g, like, set(self.params))
         _, root, arena = arena_of(g)
         return g, root, arena
 

@@ -3,12 +3,14 @@ output is not a terminal: a pipe or a file), and the memory report as plain text
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from rich.console import Console
 from rich.table import Table
 
 from .inspect import Report
+from .units import kb
 
 TEXT_WIDTH = 100  # memory.txt: plain text, no line longer than this
 
@@ -76,7 +78,7 @@ def print_plan(plan, explain: bool = False, timeline: bool = False, console: Con
     for note in prog.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
     if explain:
-        for line in prog.pass_log:
+        for line in plan.auto_log + prog.pass_log:
             console.print(line, markup=False, highlight=False)
     if timeline:
         console.print(arena_timeline(m.arena, steps=[n.name for n in m.graph.nodes]), markup=False,
@@ -121,7 +123,7 @@ def plan_rows(plan) -> list[tuple[str, int, str]]:
         ("SRAM: optimizer state", m.optimizer_bytes, ", ".join(m.optimizer) or "none"),
         ("SRAM: kernel scratch", m.scratch, "largest single-kernel scratch"),
         ("SRAM: peak", m.peak_sram, "the training step: arena, trained parameters, optimizer state, scratch"),
-        ("SRAM: runtime reserve", plan.reserve, plan.reserve_what),
+        ("SRAM: runtime reserve", plan.reserve, plan.reserve_what + " (tte run measures the stack)"),
         ("SRAM: total", plan.sram_needed, f"budget {plan.sram:,} B: " + ("fits" if plan.sram_over <= 0 else
                                                                           f"{plan.sram_over:,} B over")),
         ("flash: frozen parameters", sum(m.frozen_flash.values()), "weights, biases, step factors"),
@@ -160,3 +162,45 @@ def plan_text(plan, width: int = TEXT_WIDTH) -> str:
     for note in prog.notes:
         out += textwrap.wrap(f"note: {note}", width, subsequent_indent="  ")
     return "\n".join(out) + "\n"
+
+
+def compile_summary(plan, out_dir, files: int) -> str:
+    """What `tte compile` prints: the files, then the figures of memory.txt: the training step's peak SRAM, the
+    runtime reserve on a line of its own, their total against the budget, and flash."""
+    m = plan.memory
+    over = plan.sram_over
+    return "\n".join([
+        f"wrote {files} files to {out_dir}: scheme {plan.program.plan.scheme.name} (the memory report: memory.txt)",
+        f"SRAM: peak {_kib(m.peak_sram)}: arena {kb(m.arena.size)}, trained parameters {kb(m.trained_bytes)}, "
+        f"optimizer state {kb(m.optimizer_bytes)}, kernel scratch {kb(m.scratch)}",
+        f"SRAM: runtime reserve {_kib(plan.reserve)}: {plan.reserve_what}",
+        f"SRAM: total {_kib(plan.sram_needed)} of the {_kib(plan.sram)} budget"
+        + (f" ({over:,} B over)" if over > 0 else ""),
+        f"flash: {_kib(m.flash)} of the {_kib(plan.flash)} budget"])
+
+
+MEMORY_ROW = re.compile(r"^(SRAM|flash): ([a-z ()]+?) {2,}([\d,]+) ", re.M)
+
+
+def read_memory_text(text: str) -> dict[str, int]:
+    """The rows of a memory.txt (:func:`plan_text`) as {"SRAM: peak": bytes, "SRAM: runtime reserve": bytes, ...}:
+    what `tte run` prints beside the figures it measures."""
+    return {f"{m.group(1)}: {m.group(2)}": int(m.group(3).replace(",", "")) for m in MEMORY_ROW.finditer(text)}
+
+
+def progress_bar(console=None, transient: bool = False, *fields):
+    """A progress bar on stderr (the CLI's long commands)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *fields,
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    console=console or Console(stderr=True), transient=transient, redirect_stdout=False,
+                    redirect_stderr=False)

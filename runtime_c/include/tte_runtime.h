@@ -185,6 +185,36 @@ tte_status tte_quantize_tflite_f32(int32_t size, const float *input, float scale
 /* int8 -> float32: (q - zero_point) * scale. */
 tte_status tte_dequantize_s8(int32_t size, const int8_t *input, float scale, int32_t zero_point, float *output);
 
+/* ---- patch-based execution of a frozen stage (tte/passes/patch.py, tte/ops/patch.py) ----
+ * The first frozen layers run band by band of their result's rows, as MCUNetV2 runs them: for each band, each op
+ * computes only the rows of its result the band needs (halo rows recomputed band after band) into a band buffer that
+ * holds those rows of every channel (NCHW: plane p's rows at p * (end - first) * W).  Rows are {first, end}, the rows
+ * [first, end) of the whole tensor a buffer holds; a whole tensor is the buffer of rows {0, H}.  in_dims and out_dims
+ * are the whole tensors'; no saturation mask (the layers are frozen). */
+
+/* One band of a conv (tte_conv_s8; a depthwise one through tte_conv_dw_s8, with scratch: one band output plane):
+ * rows out_rows of the output into a band buffer of exactly those rows, from a band buffer of rows in_rows of the
+ * input, which may hold more rows than the band reads. */
+tte_status tte_patch_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
+                             const int32_t *in_rows, const int8_t *input, const tte_dims *w_dims,
+                             const tte_split_weights *weights, const int32_t *weight_zero_points, const int32_t *bias,
+                             const float *multipliers, const tte_dims *out_dims, const int32_t *out_rows,
+                             int8_t *output, int8_t *scratch);
+
+/* One band of a fused 1x1 + depthwise conv (tte_conv_pw_dw_s8): the 1x1 conv expands every row of the input's band
+ * buffer (in_rows; scratch: one plane of them). */
+tte_status tte_patch_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const int32_t *w1_zero_points,
+                              const int32_t *b1, const float *m1, const tte_conv_geometry *geo2,
+                              const tte_quant_params *q2, const tte_dims *w2_dims, const int8_t *w2,
+                              const int32_t *w2_zero_points, const int32_t *b2, const float *m2,
+                              const tte_dims *in_dims, const int32_t *in_rows, const int8_t *input,
+                              const tte_dims *out_dims, const int32_t *out_rows, int8_t *output, int8_t *scratch);
+
+/* Copy rows `rows` of each of `planes` planes (`width` columns) from a buffer of rows from_rows to one of rows
+ * to_rows: the rows an op reads out of a band buffer that holds more, or a band into the whole result. */
+tte_status tte_patch_rows_s8(int32_t planes, int32_t width, const int32_t *rows, const int32_t *from_rows,
+                             const int8_t *from, const int32_t *to_rows, int8_t *to);
+
 /* ---- training: float32 backward in real units, in the summation orders of the Python reference ---- */
 
 /* softmax cross-entropy over k logits for each of n samples: mean loss and dloss/dlogits. */
@@ -275,6 +305,43 @@ tte_status tte_maxpool_grad_f32(const tte_pool_geometry *geo, const tte_dims *in
 
 /* out = a + b (gradient accumulation); may run in place. */
 tte_status tte_add_f32(int32_t size, const float *a, const float *b, float *output);
+
+/* ---- the fused backward of a trained inverted-residual block (1x1 pw1 -> depthwise dw -> 1x1 pw2) ---- */
+
+/* One conv of the block as tte_block_backward_f32 reads and trains it.  A weight that trains is updated in its
+ * trained slice `weights` (the `trained` part of w's tte_split_weights), its leading `channels` input channels
+ * (depthwise: rows), from the saved input x; factors: real -> integer units, one per output channel. */
+typedef struct {
+    const tte_dims *w_dims;
+    const tte_weights_s8 *w;          /* real-valued weights */
+    const uint8_t *mask;              /* its output's saturation mask (pw2: NULL, its gradient comes masked) */
+    const tte_saved_s8 *x;            /* its saved input, or NULL when its weight does not train */
+    int8_t *weights;                  /* the weight's trained slice, or NULL */
+    int32_t channels;
+    const float *weight_factors;
+    const tte_sgd_params *weight_sgd;
+    int32_t *bias;                    /* the bias, or NULL when it does not train (pw2's: always NULL) */
+    const float *bias_factors;
+    const tte_sgd_params *bias_sgd;
+} tte_block_conv;
+
+/* From dz2, the masked gradient at pw2's output ([n, o, h2, w2]), one expanded channel c at a time: the plane of
+ * the depthwise output's gradient (sum over o, ascending, of dz2 * W2[o, c]) times dw's mask; pw2's weight column
+ * c, dw's bias and weight row c updated; the plane of pw1's output gradient (the depthwise transpose: taps in
+ * order) times pw1's mask; pw1's bias and weight row c updated; its terms added to dx (the block input's
+ * gradient: for each element the sum over c, ascending, from 0).  The same operations in the same order as the
+ * unfused kernels (tte_conv_grad_input_f32, tte_ste_f32, tte_bias_update_s32, tte_conv_weight_update_s8), so the
+ * same numbers.  The channels go `group` (1 .. TTE_BLOCK_MAX_GROUP) at a time, through a plane or two of float
+ * scratch per channel of a group (tte_block_backward_f32_get_buffer_size).  pw1 NULL: no gradient reaches pw1
+ * (then dx is NULL too); dx NULL: the block input's gradient is not wanted.  mid_dims: pw1's output (dw's input). */
+#define TTE_BLOCK_MAX_GROUP 8
+#define TTE_BLOCK_MAX_TAPS 7 /* the largest depthwise kernel: 7x7 */
+int32_t tte_block_backward_f32_get_buffer_size(const tte_dims *dz2_dims, const tte_dims *mid_dims, int32_t pw1_stage,
+                                               int32_t group);
+tte_status tte_block_backward_f32(const tte_dims *dz2_dims, const float *dz2, const tte_block_conv *pw2,
+                                  const tte_conv_geometry *dw_geo, const tte_block_conv *dw, const tte_dims *mid_dims,
+                                  const tte_block_conv *pw1, const tte_dims *dx_dims, float *dx, int32_t group,
+                                  float *scratch);
 
 /* copy channels [start, stop) of an NCHW tensor. */
 tte_status tte_slice_channels_f32(const tte_dims *in_dims, int32_t start, int32_t stop, const float *input,

@@ -24,6 +24,7 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ir.facts import value_bytes
 from ..ir.registry import OPS
+from ..ops.patch import patch_stats
 from .arena import ArenaPlan, Buffer, check_overlaps, plan_arena
 
 RUNTIME_CODE_BYTES = 2048  # startup, the step driver, helpers
@@ -137,7 +138,15 @@ class MemoryReport:
             "optimizer": self.optimizer,
             "arena_offsets": {b.name: {"offset": self.arena.offsets[b.name], "bytes": b.size, "first_step": b.start,
                                        "last_step": b.end} for b in self.arena.buffers},
+            "patch": self.patch,
         }
+
+    @property
+    def patch(self) -> dict | None:
+        """The frozen prefix run band by band (tte.passes.patch): its stage, bands, workspace and the MACs it
+        recomputes; None when the step runs no patch."""
+        node = next((n for n in self.graph.nodes if n.op == "patch"), None)
+        return None if node is None else patch_stats(node)
 
 
 def _trained_slice_bytes(g: Graph, node: Node, param: str) -> int:
@@ -185,6 +194,9 @@ def memory_report(g: Graph, alignment: int = 4) -> MemoryReport:
     buffers, root, arena = arena_of(g, alignment)
     updates = {n.inputs[2] if "weight_update" in n.op else n.inputs[1] if n.op == "bias_update" else n.inputs[0]: n
                for n in g.nodes if n.op in ("sgd", "conv_weight_update", "gemm_weight_update", "bias_update")}
+    from ..ops.block import update_nodes  # a fused block backward's updates (tte.passes.block_backward)
+    for n in g.nodes:
+        updates.update(update_nodes(n) if n.op == "block_backward" else {})
     trained, optimizer, frozen = {}, {}, {}
     initial = 0
     for name in g.state:

@@ -9,8 +9,15 @@ what fired and, for what did not, why (``tte plan --explain`` prints it).
 * :func:`fuse_updates`: gradient + update become one op (``conv_weight_update``,
   ``gemm_weight_update``, ``bias_update``): the C kernel produces the gradient one output channel at
   a time and applies it at once, so no gradient buffer exists.
+* :func:`tte.passes.block_backward.fuse_block_backward`: the backward of a trained inverted-residual
+  block (pw2's input gradient through pw1's, with their updates) runs channel by channel, so the
+  float gradients of the expanded tensors never exist whole.
 * :func:`reorder_updates`: each update runs right after its gradient is ready and the parameter's old
   value has been read for the last time, so gradients die as early as possible.
+* :func:`tte.passes.patch.patch_frozen_prefix`: the leading frozen forward ops run band by band of
+  output rows (halos recomputed), so the stem's result never exists whole.
+* :func:`tte.passes.block_backward.group_block_channels`: how many channels each fused block backward
+  takes at a time, within the scratch the other kernels need anyway.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import os
 import sys
 
 from ..ir import Graph, Node
+from .block_backward import fuse_block_backward, group_block_channels
 from .forward import fuse_pointwise_depthwise
+from .patch import patch_frozen_prefix
 
 UPDATES = ("sgd", "conv_weight_update", "gemm_weight_update", "bias_update")
 
@@ -166,7 +175,8 @@ def reorder_updates(g: Graph) -> tuple[Graph, list[str]]:
     return g, log
 
 
-PIPELINE = (eliminate_dead, prune_masks, fuse_pointwise_depthwise, fuse_updates, reorder_updates)
+PIPELINE = (eliminate_dead, prune_masks, fuse_pointwise_depthwise, fuse_updates, fuse_block_backward, reorder_updates,
+            patch_frozen_prefix, group_block_channels)
 
 
 def optimize(g: Graph, steps=PIPELINE, verify: bool = True) -> tuple[Graph, list[str]]:

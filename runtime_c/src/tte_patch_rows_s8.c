@@ -1,0 +1,21 @@
+#include <string.h>
+
+#include "tte_runtime.h"
+
+/* Copy rows `rows` = {first, end} of each of `planes` planes (n * c of an NCHW tensor, `width` columns) from a buffer
+ * holding rows from_rows of them to one holding rows to_rows (a band buffer holds its rows of every plane one plane
+ * after the other; a whole tensor is the buffer of rows {0, H}).  Both buffers must hold the rows; they must not
+ * overlap. */
+tte_status tte_patch_rows_s8(int32_t planes, int32_t width, const int32_t *rows, const int32_t *from_rows,
+                             const int8_t *from, const int32_t *to_rows, int8_t *to) {
+    if (planes < 0 || width < 0 || rows[0] > rows[1] || rows[0] < from_rows[0] || rows[1] > from_rows[1] ||
+        rows[0] < to_rows[0] || rows[1] > to_rows[1])
+        return TTE_ERROR_ARGUMENT;
+    const size_t w = (size_t)width, n = (size_t)(rows[1] - rows[0]) * w;
+    const size_t from_plane = (size_t)(from_rows[1] - from_rows[0]) * w;
+    const size_t to_plane = (size_t)(to_rows[1] - to_rows[0]) * w;
+    const int8_t *src = from + (size_t)(rows[0] - from_rows[0]) * w;
+    int8_t *dst = to + (size_t)(rows[0] - to_rows[0]) * w;
+    for (int32_t p = 0; p < planes; p++) memcpy(dst + (size_t)p * to_plane, src + (size_t)p * from_plane, n);
+    return TTE_OK;
+}
