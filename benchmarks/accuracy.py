@@ -47,6 +47,7 @@ from rich.table import Table
 import tte
 from tte.codegen import build_program
 from tte.data import ModelInput, pack
+from tte.plan import plan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -102,7 +103,7 @@ def scheme_spec(model: str, name: str):
 
 
 def peak(model_path: pathlib.Path, spec) -> int:
-    return tte.plan(str(model_path), "16m", "16m", scheme=spec, classes=CLASSES).memory.peak_sram
+    return plan(str(model_path), "16m", "16m", scheme=spec, classes=CLASSES).memory.peak_sram
 
 
 def last_k_equal(model_path: pathlib.Path, model: str, reference: str) -> str:
