@@ -91,9 +91,12 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     o = check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize)
     classes, seed, optimize = o.pop("classes"), o["seed"], o.pop("optimize")
     patch, block_backward = check_bool(patch, "patch"), check_bool(block_backward, "block_backward")
-    if passes is not None and (isinstance(passes, str) or not all(callable(p) and p in PIPELINE for p in passes)):
-        names = ", ".join(p.__name__ for p in PIPELINE)
-        raise TteError(f"passes must be some of tte.passes.training.PIPELINE ({names})")
+    if passes is not None:
+        passes = () if isinstance(passes, str) else tuple(passes)
+        if not passes or not all(callable(p) and p in PIPELINE for p in passes) or not optimize:
+            names = ", ".join(p.__name__ for p in PIPELINE)
+            raise TteError(f"passes must be some of tte.passes.training.PIPELINE ({names}), with optimize=True")
+        passes = tuple(p for p in PIPELINE if p in passes)  # in the pipeline's order
     off = ({patch_frozen_prefix} if not patch else set()) | ({fuse_block_backward} if not block_backward else set())
     opts = TrainOptions(**o)
     g, source = load_stage(model, input_shape, arithmetic)                         # load

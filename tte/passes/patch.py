@@ -189,12 +189,14 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
             continue
         for h in reversed(heights(body[body.outputs[0]].shape[2])):
             candidate = smallest if h == smallest.band_rows else plan(body, h)
-            if candidate is None or (candidate.extra_macs, 0) >= choice[:2]:
+            # fewer extra MACs win; equal ones, the lower peak; not patching wins its ties (no band copies)
+            if candidate is None or candidate.extra_macs > choice[0] or \
+                    (candidate.extra_macs == choice[0] and choice[2] is None):
                 continue
             peak = lowest if candidate is smallest else _peak(_patched(g, start, stage, x, body, candidate,
                                                                          light=True))
             tried += candidate is not smallest
-            if peak <= best + TOLERANCE:
+            if peak <= best + TOLERANCE and (candidate.extra_macs < choice[0] or peak < choice[1]):
                 choice = (candidate.extra_macs, peak, _patched(g, start, stage, x, body, candidate))
     counted = len(stages)
     if choice[2] is None:
@@ -250,6 +252,7 @@ def describe(g: Graph, node: Node) -> str:
     """One line on a patch node: its stage, bands, workspace and extra compute."""
     s = patch_stats(node)
     rows = f"{s['band_rows']} row{'s' if s['band_rows'] > 1 else ''}"
-    return (f"'{s['start']}' .. '{s['end']}' ({s['ops']} ops) -> patch, {s['bands']} bands of {rows} "
+    bands = f"{s['bands']} band{'s' if s['bands'] > 1 else ''}"
+    return (f"'{s['start']}' .. '{s['end']}' ({s['ops']} ops) -> patch, {bands} of {rows} "
             f"of {node.output} {list(g[node.output].shape)}, workspace {s['workspace_bytes']:,} B, extra "
             f"{s['extra_macs']:,} MACs ({s['extra_macs_percent']:.1f}% of the stage's {s['stage_macs']:,})")
