@@ -155,3 +155,30 @@ def test_patch_rows_s8():
     for bad in ((1, 6), (3, 8), (5, 4)):  # rows the source lacks, rows past the tensor, a reversed range
         assert lib().tte_patch_rows_s8(3, 5, ptr(rows(*bad)), ptr(rows(2, 7)), ptr(band), ptr(rows(0, 9)),
                                        ptr(into)) == TTE_ERROR_ARGUMENT
+
+
+@pytest.mark.parametrize("before,now", [((2, 7), (4, 9)), ((2, 7), (4, 6)), ((0, 3), (1, 8)), ((3, 5), (3, 5)),
+                                        ((0, 4), (6, 8)), ((0, 0), (0, 3)), ((2, 6), (5, 5))])
+def test_patch_keep_s8(before, now):
+    """The rows a band buffer keeps from one band to the next move, in place, from the layout of the rows it held to
+    that of the rows it holds now (planes shrinking, growing, unchanged, nothing in common, empty windows), exactly as
+    the reference's keep_rows moves them; rows only the new window holds are not touched."""
+    from tte.ops.patch import keep_rows
+
+    rng = rng_for("patch keep", before, now)
+    planes, width = 4, 5
+    whole = s8(rng, (1, planes, 10, width))
+    size = planes * width * max(before[1] - before[0], now[1] - now[0], 1)
+    buf = np.full(size + 8, 77, np.int8)
+    old = np.ascontiguousarray(whole[:, :, before[0]:before[1]]).reshape(-1)
+    buf[:old.size] = old
+    want = buf.copy()
+    keep_rows(want, 0, (1, planes, 10, width), before, now)
+    assert lib().tte_patch_keep_s8(planes, width, ptr(rows(*before)), ptr(rows(*now)), ptr(buf)) == TTE_OK
+    np.testing.assert_array_equal(buf, want)
+    first, end = max(before[0], now[0]), min(before[1], now[1])
+    if first < end:
+        held = buf[:planes * width * (now[1] - now[0])].reshape(1, planes, now[1] - now[0], width)
+        np.testing.assert_array_equal(held[:, :, first - now[0]:end - now[0]], whole[:, :, first:end])
+    assert (buf[size:] == 77).all()
+    assert lib().tte_patch_keep_s8(planes, width, ptr(rows(5, 4)), ptr(rows(*now)), ptr(buf)) == TTE_ERROR_ARGUMENT

@@ -113,9 +113,13 @@ def test_the_peak_drops_and_the_choice_is_reported(name):
     node = patch_node(patched.train)
     plan = node.attrs["plan"]
     assert report["start"] == "first_conv/Conv" and report["end"] == node.attrs["body"].nodes[-1].name
-    assert report["band_rows"] == plan.band_rows and report["bands"] == -(-after.graph[node.output].shape[2]
-                                                                          // plan.band_rows)
-    assert report["extra_macs"] == plan.macs - plan.whole_macs > 0
+    # with the halo kept, bands of the first op's rows and, after them, as many as the last rows need to drain
+    body = node.attrs["body"]
+    assert report["halo"] == ("kept" if plan.carry else "recomputed")
+    rows = body[body.nodes[0].output if plan.carry else node.output].shape[2]
+    assert report["band_rows"] == plan.band_rows and (report["bands"] >= -(-rows // plan.band_rows) if plan.carry
+                                                      else report["bands"] == -(-rows // plan.band_rows))
+    assert report["extra_macs"] == plan.macs - plan.whole_macs > 0  # pw_dw's 1x1 expands kept rows again
     assert report["extra_macs_percent"] == round(100 * report["extra_macs"] / report["stage_macs"], 2)
     assert before.to_dict()["patch"] is None
     # the workspace is an arena buffer alive at the patch node only
@@ -178,9 +182,10 @@ def stage_ends(g) -> list[str]:
     return [n.name for n in g.nodes if patch_stage(g, n.name, 1) is not None]
 
 
-def test_small_model_every_stage_end_and_band_height(small):
-    """Reference: every stage end and band height (1, heights that leave a short last band, the whole height) trains
-    the integers of the unpatched graph."""
+@pytest.mark.parametrize("carry", [False, True], ids=["halo-recomputed", "halo-kept"])
+def test_small_model_every_stage_end_and_band_height(small, carry):
+    """Reference: every stage end and band height (1, heights that leave a short last band, the whole height), the
+    halo recomputed or kept between bands, trains the integers of the unpatched graph."""
     program = tte.compile(small, scheme="last-2", classes=4, patch=False)
     g = program.train
     ends = stage_ends(g)
@@ -193,9 +198,10 @@ def test_small_model_every_stage_end_and_band_height(small):
     for end in ends:
         rows = g[next(n for n in g.nodes if n.name == end).output].shape[2]
         for h in sorted({1, 2, 3, rows - 1, rows} - {0}):
-            patched = patch_stage(g, end, h)
+            patched = patch_stage(g, end, h, carry=carry)
             if patched is None:  # a band that reads only padding
                 continue
+            assert patch_node(patched).attrs["plan"].carry == carry
             patched.verify()
             got = program._run(patched, x, 1)
             for name in g.outputs + list(g.state_updates.values()):
@@ -206,15 +212,19 @@ def test_small_model_every_stage_end_and_band_height(small):
     assert tried >= 15
 
 
-@pytest.mark.parametrize("end,band_rows", [("add", 3), ("add", 1), ("conv_2d_3", 5), ("depthwise_conv_2d_1", 8)])
-def test_small_model_in_c(small, end, band_rows, tmp_path):
-    """C: a stage forced to end at ``end`` with bands of ``band_rows`` trains the bits of the reference and of the
-    unpatched program (TFLite arithmetic: the add's and the convs' Q31 multipliers inside the stage)."""
+@pytest.mark.parametrize("end,band_rows,carry", [("add", 3, False), ("add", 1, False), ("conv_2d_3", 5, False),
+                                                 ("depthwise_conv_2d_1", 8, False), ("add", 1, True),
+                                                 ("add", 2, True), ("depthwise_conv_2d_1", 3, True)])
+def test_small_model_in_c(small, end, band_rows, carry, tmp_path):
+    """C: a stage forced to end at ``end`` with bands of ``band_rows`` (the halo recomputed or kept) trains the bits
+    of the reference and of the unpatched program (TFLite arithmetic: the add's and the convs' Q31 multipliers inside
+    the stage)."""
     unpatched = tte.compile(small, scheme="last-2", classes=4, lr=0.05, patch=False)
     patched = tte.compile(small, scheme="last-2", classes=4, lr=0.05, patch=False)
     name = next(n.name for n in unpatched.train.nodes if n.name.startswith(end))
-    patched.train = patch_stage(patched.train, name, band_rows)
+    patched.train = patch_stage(patched.train, name, band_rows, carry=carry)
     assert patched.train is not None and patch_node(patched.train).attrs["plan"].band_rows == band_rows
+    assert patch_node(patched.train).attrs["plan"].carry == carry
     assert patch_node(patched.inference[0]) is not None  # inference mirrors the training step's stage
     assert_same_training(patched, unpatched, tmp_path, steps=4)
 

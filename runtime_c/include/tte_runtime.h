@@ -187,8 +187,8 @@ tte_status tte_dequantize_s8(int32_t size, const int8_t *input, float scale, int
 
 /* ---- patch-based execution of a frozen stage (tte/passes/patch.py, tte/ops/patch.py) ----
  * The first frozen layers run band by band of their result's rows, as MCUNetV2 runs them: for each band, each op
- * computes only the rows of its result the band needs (halo rows recomputed band after band) into a band buffer that
- * holds those rows of every channel (NCHW: plane p's rows at p * (end - first) * W).  Rows are {first, end}, the rows
+ * computes only the rows of its result the band needs (halo rows recomputed band after band, or kept in the buffer
+ * from band to band: tte_patch_keep_s8) into a band buffer that holds those rows of every channel (NCHW: plane p's rows at p * (end - first) * W).  Rows are {first, end}, the rows
  * [first, end) of the whole tensor a buffer holds; a whole tensor is the buffer of rows {0, H}.  in_dims and out_dims
  * are the whole tensors'; no saturation mask (the layers are frozen). */
 
@@ -214,6 +214,11 @@ tte_status tte_patch_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, cons
  * to_rows: the rows an op reads out of a band buffer that holds more, or a band into the whole result. */
 tte_status tte_patch_rows_s8(int32_t planes, int32_t width, const int32_t *rows, const int32_t *from_rows,
                              const int8_t *from, const int32_t *to_rows, int8_t *to);
+
+/* The rows of from_rows that to_rows holds too, moved in place from a band buffer's layout of rows from_rows to its
+ * layout of rows to_rows (the rows a buffer keeps from one band to the next). */
+tte_status tte_patch_keep_s8(int32_t planes, int32_t width, const int32_t *from_rows, const int32_t *to_rows,
+                             int8_t *buffer);
 
 /* ---- training: float32 backward in real units, in the summation orders of the Python reference ---- */
 

@@ -19,3 +19,27 @@ tte_status tte_patch_rows_s8(int32_t planes, int32_t width, const int32_t *rows,
     for (int32_t p = 0; p < planes; p++) memcpy(dst + (size_t)p * to_plane, src + (size_t)p * from_plane, n);
     return TTE_OK;
 }
+
+/* The rows a band buffer keeps from one band to the next, moved in place: the buffer held rows from_rows of each of
+ * `planes` planes (`width` columns) and now holds rows to_rows; the rows both hold move to their places in the new
+ * layout, plane by plane in the order that never overwrites a plane not moved yet (forward when the planes shrink,
+ * backward when they grow).  Rows only to_rows holds are left as they are (the band computes them next). */
+tte_status tte_patch_keep_s8(int32_t planes, int32_t width, const int32_t *from_rows, const int32_t *to_rows,
+                             int8_t *buffer) {
+    if (planes < 0 || width < 0 || from_rows[0] > from_rows[1] || to_rows[0] > to_rows[1]) return TTE_ERROR_ARGUMENT;
+    const int32_t first = from_rows[0] > to_rows[0] ? from_rows[0] : to_rows[0];
+    const int32_t end = from_rows[1] < to_rows[1] ? from_rows[1] : to_rows[1];
+    if (first >= end) return TTE_OK;
+    const size_t w = (size_t)width, n = (size_t)(end - first) * w;
+    const size_t from_plane = (size_t)(from_rows[1] - from_rows[0]) * w;
+    const size_t to_plane = (size_t)(to_rows[1] - to_rows[0]) * w;
+    const size_t from_skip = (size_t)(first - from_rows[0]) * w, to_skip = (size_t)(first - to_rows[0]) * w;
+    if (to_plane <= from_plane) {
+        for (int32_t p = 0; p < planes; p++)
+            memmove(buffer + (size_t)p * to_plane + to_skip, buffer + (size_t)p * from_plane + from_skip, n);
+    } else {
+        for (int32_t p = planes - 1; p >= 0; p--)
+            memmove(buffer + (size_t)p * to_plane + to_skip, buffer + (size_t)p * from_plane + from_skip, n);
+    }
+    return TTE_OK;
+}

@@ -2,8 +2,12 @@
 the first layers of a network for inference (tte.passes.patch makes it).
 
 For each band of rows of the stage's result, every op of the stage computes only the rows of its own result that the
-band needs (the rows its readers' windows reach; halo rows are recomputed band after band) into a *band buffer*: those
-rows of every channel, NCHW (channel c's rows at ``c * rows * W``).  No whole intermediate tensor of the stage exists:
+band needs (the rows its readers' windows reach) into a *band buffer*: those rows of every channel, NCHW (channel c's
+rows at ``c * rows * W``).  The halo, rows that two bands read, is either recomputed band after band, or *kept*
+(``PatchPlan.carry``, line buffers): an op then computes only the rows no earlier band computed, into a staging buffer
+(``value:new``), the rows its buffer keeps from the band before move to the top of it (``keep``), and the new rows
+join them (``merge``); such a buffer lives across bands, its readers need only the rows below it that are new to
+them, and no MAC is spent twice but the 1x1 half of a ``pw_dw`` over the kept rows it expands again.  No whole intermediate tensor of the stage exists:
 only the stage's input and result are whole tensors, in the arena.  The band buffers live in the node's second output,
 its *workspace*, an arena buffer alive during the node only (so that it overlaps whatever is dead then).
 
@@ -44,9 +48,12 @@ Window = tuple[int, int]  # rows [first, end) of a whole tensor
 
 @dataclass(frozen=True)
 class Step:
-    """One statement of a band's program: ``op`` runs inner node ``node``; ``gather`` copies the rows the op
-    ``node`` reads of its operand ``operand`` (an index into its inputs) into buffer ``buffer``; ``store`` copies
-    the band of the stage's result into the whole result tensor."""
+    """One statement of a band's program: ``op`` runs inner node ``node`` into buffer ``buffer`` (its result's band
+    buffer, or the staging buffer of its new rows); ``gather`` copies the rows the op ``node`` reads of its operand
+    ``operand`` (an index into its inputs) into buffer ``buffer``; ``keep`` moves the rows the band buffer
+    ``buffer`` keeps from the band before (window slot ``buffer:prev``) to this band's place; ``merge`` copies the
+    new rows (slot ``buffer:new``) from their staging buffer into the band buffer ``buffer``; ``store`` copies the
+    band of the stage's result into the whole result tensor."""
 
     kind: str
     node: int = -1
@@ -73,7 +80,7 @@ class PatchPlan:
     """How a patch node runs its stage: ``bands`` bands of ``band_rows`` rows of the result (the last one may be
     shorter); ``rows[b][v]``: the window of value ``values[v]`` in band ``b``; the band program ``steps``; the
     workspace ``buffers`` and their ``offsets`` in it (``work_bytes`` in all); the MACs of the stage's ops run band
-    by band (``macs``) and whole (``whole_macs``)."""
+    by band (``macs``) and whole (``whole_macs``); ``carry``: halo rows are kept between bands, not recomputed."""
 
     band_rows: int
     bands: int
@@ -85,6 +92,7 @@ class PatchPlan:
     work_bytes: int
     macs: int
     whole_macs: int
+    carry: bool = False
 
     @property
     def extra_macs(self) -> int:
@@ -97,8 +105,8 @@ class PatchPlan:
         return self.rows[band][self.values.index(value)]
 
     def __str__(self) -> str:
-        return (f"{self.bands} bands of {self.band_rows} row{'s' if self.band_rows > 1 else ''}, workspace "
-                f"{self.work_bytes:,} B, "
+        return (f"{self.bands} bands of {self.band_rows} row{'s' if self.band_rows > 1 else ''}, halo "
+                f"{'kept' if self.carry else 'recomputed'}, workspace {self.work_bytes:,} B, "
                 f"+{self.extra_macs:,} MACs")
 
 
@@ -136,9 +144,9 @@ def needed_rows(g: Graph, node: Node, operand: str, out: Window) -> Window:
 
 
 def band_windows(body: Graph, band: Window) -> dict[str, Window]:
-    """Every non-constant value's rows in one band whose result rows are ``band``: the stage's input is whole, the
-    result's rows are the band, any other value's the hull of what its readers in the stage read (walking the ops
-    backwards)."""
+    """Every non-constant value's rows in one band whose result rows are ``band``, the halo recomputed: the stage's
+    input is whole, the result's rows are the band, any other value's the hull of what its readers in the stage read
+    (walking the ops backwards)."""
     x, y = body.inputs[0], body.outputs[0]
     windows: dict[str, Window] = {y: band}
     for node in reversed(body.nodes):
@@ -153,25 +161,93 @@ def band_windows(body: Graph, band: Window) -> dict[str, Window]:
     return windows
 
 
-def operand_rows(body: Graph, node: Node, operand: str, windows: dict[str, Window]) -> Window:
-    """The rows of ``operand``'s buffer that ``node`` reads in a band: all it holds for a conv that reads its buffer
-    directly (:func:`reads_rows_directly`), else exactly the rows it needs."""
+def _computable(body: Graph, node: Node, u: str, done: int) -> int:
+    """How many rows of ``node``'s result its operand ``u`` allows once ``u``'s rows [0, done) exist."""
+    height, out = body[u].shape[2], body[node.output].shape[2]
+    if done >= height:
+        return out
+    geo = window_geometry(body, node)
+    if geo is None:
+        return min(done, out)
+    s, pt, k = geo
+    return max(0, min(out, (done + pt - k) // s + 1))
+
+
+def carry_windows(body: Graph, band_rows: int) -> list[tuple[dict[str, Window], dict[str, Window]]]:
+    """Per band, with the halo kept (line buffers): every value's window (the rows its band buffer holds) and its
+    new rows (those the band computes).  Each band, an op computes the rows its operands' rows so far allow, but no
+    more than its share: ``band_rows`` rows of the first op's result, and as many of every other op's as its height
+    is of the first one's (at least one); bands run until every result is complete.  A buffer holds its new rows and
+    every earlier row a reader reads in this band or may read later; it drops the rest."""
+    x = body.inputs[0]
+    first_height = body[body.nodes[0].output].shape[2]
+    readers: dict[str, list[Node]] = {}
+    for node in body.nodes:
+        for u in dict.fromkeys(node.inputs):
+            if not body[u].is_const and u != x:
+                readers.setdefault(u, []).append(node)
+    share = {n.output: max(1, -(-band_rows * body[n.output].shape[2] // first_height)) for n in body.nodes}
+    done: dict[str, int] = {}
+    before: dict[str, Window] = {}
+    out = []
+    while not out or any(done[n.output] < body[n.output].shape[2] for n in body.nodes):
+        if len(out) > 4 * first_height + 4 * len(body.nodes):  # a geometry no op advances on: never in a real stage
+            raise ValueError("the stage's rows do not advance band after band")
+        new: dict[str, Window] = {}
+        for node in body.nodes:
+            v, height = node.output, body[node.output].shape[2]
+            first = done.get(v, 0)
+            end = min(height, first + share[v])
+            for u in node.inputs:
+                if not body[u].is_const and u != x:
+                    end = min(end, _computable(body, node, u, done[u]))
+            new[v] = (first, max(first, end))
+            done[v] = new[v][1]
+        win: dict[str, Window] = {x: (0, body[x].shape[2])}
+        for node in body.nodes:
+            v = node.output
+            low = new[v][0]
+            for r in readers.get(v, []):
+                rows_now, later = new[r.output], done[r.output]
+                if rows_now[0] < rows_now[1]:
+                    low = min(low, needed_rows(body, r, v, rows_now)[0])
+                if later < body[r.output].shape[2]:
+                    low = min(low, needed_rows(body, r, v, (later, later + 1))[0])
+            w = (min(low, done[v]), done[v])
+            held = before.get(v)
+            if held is not None and held[0] < held[1] and w[0] < min(held[0], held[1]) and w[0] < w[1]:
+                raise ValueError(f"'{v}' would need rows {w} after dropping those below {held[0]}")
+            win[v] = w
+        before = win
+        out.append((win, new))
+    return out
+
+
+def operand_rows(body: Graph, node: Node, operand: str, windows: dict[str, Window],
+                 new: dict[str, Window] | None = None) -> Window:
+    """The rows of ``operand``'s buffer that ``node`` reads in a band to compute its new rows (``new``, default
+    ``windows``): all the buffer holds for a conv that reads its buffer directly (:func:`reads_rows_directly`), else
+    exactly the rows it needs."""
     if reads_rows_directly(body, node):
         return windows[operand]
-    return needed_rows(body, node, operand, windows[node.output])
+    return needed_rows(body, node, operand, (new or windows)[node.output])
 
 
-def gathers(body: Graph, node: Node, operand: str, per_band: list[dict[str, Window]]) -> bool:
+def gathers(body: Graph, node: Node, operand: str, per_band: list[tuple[dict[str, Window], dict[str, Window]]]) \
+        -> bool:
     """Whether ``node`` reads a copy of the rows it needs of ``operand``: its buffer holds others too in some band
     (a transpose reads the rows of its channels-last input in place)."""
     if body[operand].is_const or node.op == "transpose" or reads_rows_directly(body, node):
         return False
-    return any(w[operand] != needed_rows(body, node, operand, w[node.output]) for w in per_band)
+    return any(w[operand] != needed_rows(body, node, operand, n[node.output]) for w, n in per_band
+               if n[node.output][0] < n[node.output][1])
 
 
 def node_macs(g: Graph, node: Node, rows_in: int, rows_out: int) -> int:
     """Multiply-accumulates of ``node`` computing ``rows_out`` rows of its result from ``rows_in`` rows of its input
     (a pw_dw's 1x1 conv runs over all of those)."""
+    if rows_out == 0:
+        return 0
     if node.op == "conv":
         o, cg_, kh, kw = g[node.inputs[1]].shape
         return rows_out * g[node.output].shape[3] * o * cg_ * kh * kw
@@ -186,19 +262,28 @@ def _size(w: Window) -> int:
     return w[1] - w[0]
 
 
-def plan_bands(body: Graph, band_rows: int, layout) -> PatchPlan:
-    """The :class:`PatchPlan` of running ``body`` in bands of ``band_rows`` result rows.  ``layout`` places the
-    workspace buffers: ``[(name, bytes, first step, last step)] -> (offsets by name, total bytes)`` (the pass gives
-    the arena planner).  Raises ValueError when a band would read nothing but padding."""
+def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> PatchPlan:
+    """The :class:`PatchPlan` of running ``body`` in bands of ``band_rows`` result rows, the halo kept between bands
+    (``carry``) or recomputed.  ``layout`` places the workspace buffers: ``[(name, bytes, first step, last step)] ->
+    (offsets by name, total bytes)`` (the pass gives the arena planner).  Raises ValueError when a band would read
+    nothing but padding."""
     y = body.outputs[0]
     height = body[y].shape[2]
     bands = -(-height // band_rows)
-    per_band = [band_windows(body, (b * band_rows, min((b + 1) * band_rows, height))) for b in range(bands)]
+    results = [(b * band_rows, min((b + 1) * band_rows, height)) for b in range(bands)]
     values = tuple(n.output for n in body.nodes)
-    for w in per_band:
-        for v in values:
-            if w[v][0] >= w[v][1]:
-                raise ValueError(f"a band of {band_rows} rows reads only padding rows of '{v}'")
+    if carry:  # bands of the first op's rows; an op computes no row in some of them
+        per_band = carry_windows(body, band_rows)
+        bands = len(per_band)
+    else:
+        per_band = [(w, w) for w in (band_windows(body, r) for r in results)]
+        for w, _ in per_band:
+            for v in values:
+                if w[v][0] >= w[v][1]:
+                    raise ValueError(f"a band of {band_rows} rows reads only padding rows of '{v}'")
+    # a buffer that keeps rows between bands: its new rows are staged, then merged below the kept ones
+    staged = {v for v in values if any(w[v][0] < w[v][1] and not n[v][0] <= w[v][0] < n[v][1]
+                                       for w, n in per_band)}
 
     def plane(v: str) -> int:  # bytes of one row of every channel
         n, c, _, width = body[v].shape
@@ -216,7 +301,8 @@ def plan_bands(body: Graph, band_rows: int, layout) -> PatchPlan:
                 continue
             if gathers(body, node, u, per_band):
                 name = f"{node.name}:operand{i}"
-                sizes[name] = max(_size(needed_rows(body, node, u, w[node.output])) for w in per_band) * plane(u)
+                sizes[name] = max(_size(needed_rows(body, node, u, n[node.output])) for _, n in per_band
+                                  if _size(n[node.output])) * plane(u)
                 kinds[name] = (u, None)
                 last_read[u] = first_write[name] = len(steps)
                 steps.append(Step("gather", k, i, name))
@@ -226,10 +312,18 @@ def plan_bands(body: Graph, band_rows: int, layout) -> PatchPlan:
             if not body[u].is_const:
                 name = f"{node.name}:operand{i}"
                 last_read[name if name in copies else u] = step
-        steps.append(Step("op", k, -1, node.output))
-        sizes[node.output] = max(_size(w[node.output]) for w in per_band) * plane(node.output)
-        kinds[node.output] = (node.output, node.output)
-        first_write[node.output] = step
+        v = node.output
+        dest = f"{v}:new" if v in staged else v
+        steps.append(Step("op", k, -1, dest))
+        sizes[v] = max(_size(w[v]) for w, _ in per_band) * plane(v)
+        kinds[v] = (v, v)
+        first_write[v] = step
+        if v in staged:
+            sizes[dest], kinds[dest], first_write[dest] = max(_size(n[v]) for _, n in per_band) * plane(v), \
+                (v, dest), step
+            steps.append(Step("keep", k, -1, v))
+            last_read[dest] = len(steps)
+            steps.append(Step("merge", k, -1, v))
         scratch = _scratch_bytes(body, node, per_band)
         if scratch:
             name = f"{node.name}:scratch"
@@ -237,6 +331,8 @@ def plan_bands(body: Graph, band_rows: int, layout) -> PatchPlan:
             first_write[name] = last_read[name] = step
     last_read[y] = len(steps)
     steps.append(Step("store", -1, -1, y))
+    for v in staged:  # kept rows live from one band to the next: the whole program
+        first_write[v], last_read[v] = 0, len(steps) - 1
     spans = [(name, sizes[name], first_write[name], max(last_read.get(name, first_write[name]), first_write[name]))
              for name in sizes]
     offsets, work = layout(spans)
@@ -245,29 +341,39 @@ def plan_bands(body: Graph, band_rows: int, layout) -> PatchPlan:
     for node in body.nodes:
         u = node.inputs[0]
         whole += node_macs(body, node, body[u].shape[2], body[node.output].shape[2])
-        for w in per_band:
-            macs += node_macs(body, node, _size(operand_rows(body, node, u, w)), _size(w[node.output]))
-    # the table of windows: every value's, then every gathered copy's (the rows its op needs)
-    slots = values + tuple(st.buffer for st in steps if st.kind == "gather")
+        for w, n in per_band:
+            if _size(n[node.output]):
+                macs += node_macs(body, node, _size(operand_rows(body, node, u, w, n)), _size(n[node.output]))
+    # the table of windows: every value's, then every gathered copy's (the rows its op needs), then the new rows and
+    # the window in the band before of every buffer that keeps rows
+    slots = values + tuple(st.buffer for st in steps if st.kind == "gather") + \
+        tuple(f"{v}{part}" for v in values if v in staged for part in (":new", ":prev"))
     rows = []
-    for w in per_band:
+    before: dict[str, Window] = {}
+    for w, n in per_band:
         row = [w[v] for v in values]
         for st in steps:
             if st.kind == "gather":
                 node = body.nodes[st.node]
-                row.append(needed_rows(body, node, node.inputs[st.operand], w[node.output]))
+                u = node.inputs[st.operand]
+                row.append(needed_rows(body, node, u, n[node.output]) if _size(n[node.output]) else (w[u][0],) * 2)
+        for v in values:
+            if v in staged:
+                row += [n[v], before.get(v, (0, 0))]
+        before = w
         rows.append(tuple(row))
     return PatchPlan(band_rows, bands, slots, tuple(rows), tuple(steps), buffers, tuple(sorted(offsets.items())), work,
-                     macs, whole)
+                     macs, whole, carry)
 
 
-def _scratch_bytes(body: Graph, node: Node, per_band: list[dict[str, Window]]) -> int:
-    """A depthwise conv's scratch (one band output plane); a pw_dw's (one plane of the rows it reads)."""
+def _scratch_bytes(body: Graph, node: Node, per_band: list[tuple[dict[str, Window], dict[str, Window]]]) -> int:
+    """A depthwise conv's scratch (one plane of the rows it computes); a pw_dw's (one plane of the rows it reads)."""
     if node.op == "conv" and is_depthwise(body, node):
-        return max(_size(w[node.output]) for w in per_band) * body[node.output].shape[3]
+        return max(_size(n[node.output]) for _, n in per_band) * body[node.output].shape[3]
     if node.op == "pw_dw":
         u = node.inputs[0]
-        return max(_size(operand_rows(body, node, u, w)) for w in per_band) * body[u].shape[3]
+        return max(_size(operand_rows(body, node, u, w, n)) for w, n in per_band if _size(n[node.output])) * \
+            body[u].shape[3]
     return 0
 
 
@@ -281,6 +387,22 @@ def _band_node(node: Node, pads: tuple[int, int, int, int]) -> Node:
 def _view(work: np.ndarray, offset: int, shape: tuple[int, ...], rows: int) -> np.ndarray:
     n, c, _, w = shape
     return work[offset:offset + n * c * rows * w].reshape(n, c, rows, w)
+
+
+def keep_rows(work: np.ndarray, offset: int, shape: tuple[int, ...], before: Window, now: Window) -> None:
+    """Move the rows a band buffer keeps (those of window ``before`` that window ``now`` holds) to their places in
+    ``now``'s layout, in place, plane by plane in the order that never overwrites a plane not moved yet (as
+    tte_patch_keep_s8)."""
+    first, end = max(before[0], now[0]), min(before[1], now[1])
+    if first >= end:
+        return
+    n, c, _, w = shape
+    old, new, count = _size(before) * w, _size(now) * w, (end - first) * w
+    planes = range(n * c) if new <= old else reversed(range(n * c))
+    for p in planes:
+        src = offset + p * old + (first - before[0]) * w
+        dst = offset + p * new + (first - now[0]) * w
+        work[dst:dst + count] = work[src:src + count].copy()
 
 
 def patch_kernel(g: Graph, node: Node, x, *consts):
@@ -305,13 +427,26 @@ def patch_kernel(g: Graph, node: Node, x, *consts):
                 y[:, :, w[0]:w[1]] = buffer(yout, w)
                 continue
             inner = body.nodes[step.node]
-            out = win[inner.output]
+            if step.kind == "keep":
+                keep_rows(work, at[step.buffer], body[step.buffer].shape, win[f"{step.buffer}:prev"],
+                          win[step.buffer])
+                continue
+            if step.kind == "merge":
+                new, have = win[f"{step.buffer}:new"], win[step.buffer]
+                if new[0] < new[1]:
+                    buffer(step.buffer, have)[:, :, new[0] - have[0]:new[1] - have[0]] = \
+                        _view(work, at[f"{step.buffer}:new"], body[step.buffer].shape, _size(new))
+                continue
             if step.kind == "gather":
                 u = inner.inputs[step.operand]
                 need, have = win[step.buffer], win[u]
-                _view(work, at[step.buffer], body[u].shape, _size(need))[...] = \
-                    buffer(u, have)[:, :, need[0] - have[0]:need[1] - have[0]]
+                if need[0] < need[1]:
+                    _view(work, at[step.buffer], body[u].shape, _size(need))[...] = \
+                        buffer(u, have)[:, :, need[0] - have[0]:need[1] - have[0]]
                 gathered[(step.node, step.operand)] = need
+                continue
+            out = win[step.buffer]
+            if out[0] >= out[1]:  # no new rows in this band
                 continue
             args, windows = [], []
             for i, u in enumerate(inner.inputs):
@@ -325,7 +460,7 @@ def patch_kernel(g: Graph, node: Node, x, *consts):
                 else:
                     args.append(buffer(u, win[u]))
                     windows.append(win[u])
-            _view(work, at[inner.output], body[inner.output].shape, _size(out))[...] = \
+            _view(work, at[step.buffer], body[inner.output].shape, _size(out))[...] = \
                 _run_band(body, inner, args, windows, out)
     return y, work
 
@@ -358,6 +493,7 @@ def patch_stats(node: Node) -> dict:
     body, plan = node.attrs["body"], node.attrs["plan"]
     return {"start": body.nodes[0].name, "end": body.nodes[-1].name, "ops": len(body.nodes),
             "output": node.output, "band_rows": plan.band_rows, "bands": plan.bands,
+            "halo": "kept" if plan.carry else "recomputed",
             "workspace_bytes": plan.work_bytes, "stage_macs": plan.whole_macs, "extra_macs": plan.extra_macs,
             "extra_macs_percent": round(100.0 * plan.extra_macs / max(plan.whole_macs, 1), 2)}
 
@@ -421,6 +557,7 @@ def emit_patch(e: cg.Emitter, node: Node) -> None:
     table = e.array(f"{node.name}_rows", row_table(plan), "int32_t")
     kind = e.shared.kind(node.op)
     names: dict[str, str] = {}
+    staged = {st.buffer for st in plan.steps if st.kind == "keep"}
     decl = [f"        int8_t *const work = {work}; /* {plan.work_bytes:,} B */"]
     for b in sorted(plan.buffers, key=lambda b: plan.offset(b.name)):
         base = cg.c_name(b.name.replace(":", "_"), "band_", 48)
@@ -428,16 +565,24 @@ def emit_patch(e: cg.Emitter, node: Node) -> None:
         while name in names.values():
             name, i = f"{base}_{i}", i + 1
         names[b.name] = name
-        what = (f"rows of {b.value}" if b.window == b.value else
+        what = (f"rows of {b.value}" + (", kept from band to band" if b.value in staged else "")
+                if b.window == b.value else f"the new rows of {b.value}" if b.window == f"{b.value}:new" else
                 f"the rows {b.name.rsplit(':', 1)[0]} reads of {b.value}" if b.value else
                 f"the scratch of {b.name.rsplit(':', 1)[0]}")
         decl += cg.c_comment(f"{what}: up to {b.bytes:,} B", 8)
         decl.append(f"        int8_t *const {name} = work + {plan.offset(b.name)};")
-    e.comment(f"{node.name}: its {len(body.nodes)} frozen ops run band by band (tte.passes.patch), {plan.bands} "
-              f"bands of {plan.band_rows} row{'s' if plan.band_rows > 1 else ''} of {y} "
-              f"[{', '.join(map(str, g[y].shape))}]; in each band every op computes only the rows of its result the "
-              f"band needs (halo rows recomputed) into its band buffer in the workspace {work}, alive during this "
-              f"stage only.  {table}[band] holds each band buffer's rows [first, end) in that band, two int32 each.")
+    if plan.carry:
+        how = (f"{plan.bands} bands, each {plan.band_rows} row{'s' if plan.band_rows > 1 else ''} of "
+               f"{body.nodes[0].output} and a like share of every other result; in each band every op computes the "
+               f"rows no band computed before that its operands allow, and a band buffer keeps the rows its readers "
+               f"still need from band to band (line buffers: no row is computed twice)")
+    else:
+        how = (f"{plan.bands} bands of {plan.band_rows} row{'s' if plan.band_rows > 1 else ''} of {y}; in each band "
+               f"every op computes only the rows of its result the band needs (halo rows recomputed)")
+    e.comment(f"{node.name}: its {len(body.nodes)} frozen ops run band by band (tte.passes.patch) into "
+              f"{y} [{', '.join(map(str, g[y].shape))}], {how}.  The band buffers live in the workspace {work}, "
+              f"alive during this stage only; {table}[band] holds each one's rows [first, end) in that band, two "
+              f"int32 each (empty ones: no rows in that band).")
     e.body += ["    {"] + decl
     e.body.append(f"        for (int32_t band = 0; band < {plan.bands}; band++) {{")
     e.body.append(f"            const int32_t *rows = {table} + {2 * len(plan.values)} * band;")
@@ -448,29 +593,48 @@ def emit_patch(e: cg.Emitter, node: Node) -> None:
     def where(v: str) -> str:
         return e.ptr(x) if v == xin else names[v]
 
-    def call(text: str, comment: str) -> None:
+    def call(text: str, comment: str, when: str | None = None) -> None:
+        """A call; in a band that computes rows of ``when`` (a window slot) only, if given."""
         e.body.extend(cg.c_comment(comment, 12))
-        e.body.extend(cg.format_call(f"TTE_CALL({kind}, ", text, ");", indent=12))
+        if when is None:
+            e.body.extend(cg.format_call(f"TTE_CALL({kind}, ", text, ");", indent=12))
+            return
+        k = 2 * slot[when]
+        e.body.append(f"            if (rows[{k}] < rows[{k + 1}])")
+        e.body.extend(cg.format_call(f"TTE_CALL({kind}, ", text, ");", indent=16))
 
     for step in plan.steps:
         if step.kind == "store":
             n, c, _, w = body[yout].shape
             call(f"tte_patch_rows_s8({n * c}, {w}, {rows(yout)}, {rows(yout)}, {names[yout]}, {_whole(g[y].shape)}, "
-                 f"{e.ptr(y)})", f"the band's rows of {y} into the whole tensor")
+                 f"{e.ptr(y)})", f"the band's rows of {y} into the whole tensor", yout if plan.carry else None)
             continue
         inner = body.nodes[step.node]
+        if step.kind in ("keep", "merge"):
+            v = step.buffer
+            n, c, _, w = body[v].shape
+            if step.kind == "keep":
+                call(f"tte_patch_keep_s8({n * c}, {w}, {rows(v + ':prev')}, {rows(v)}, {names[v]})",
+                     f"the rows of {v} the band before computed that this band keeps, to their places")
+            else:
+                call(f"tte_patch_rows_s8({n * c}, {w}, {rows(v + ':new')}, {rows(v + ':new')}, {names[v + ':new']}, "
+                     f"{rows(v)}, {names[v]})", f"the new rows of {v} below them", v + ":new")
+            continue
         if step.kind == "gather":
             u = inner.inputs[step.operand]
             n, c, _, w = body[u].shape
             call(f"tte_patch_rows_s8({n * c}, {w}, {rows(step.buffer)}, {rows(u)}, {where(u)}, {rows(step.buffer)}, "
-                 f"{names[step.buffer]})", f"the rows {inner.name} reads of {u}")
+                 f"{names[step.buffer]})", f"the rows {inner.name} reads of {u}",
+                 (f"{inner.output}:new" if inner.output in staged else inner.output) if plan.carry else None)
             continue
         operands = [names[f"{inner.name}:operand{i}"] if f"{inner.name}:operand{i}" in names else
                     (where(u) if not body[u].is_const else "") for i, u in enumerate(inner.inputs)]
         in_rows = [rows(f"{inner.name}:operand{i}") if f"{inner.name}:operand{i}" in slot else
                    (rows(u) if not body[u].is_const else "") for i, u in enumerate(inner.inputs)]
-        call(_inner_call(e, body, inner, operands, in_rows, rows(inner.output), names[inner.output],
-                         names.get(f"{inner.name}:scratch", "NULL")), f"{inner.op} {inner.name}")
+        call(_inner_call(e, body, inner, operands, in_rows, rows(step.buffer), names[step.buffer],
+                         names.get(f"{inner.name}:scratch", "NULL")),
+             f"{inner.op} {inner.name}" + (f": its new rows" if step.buffer != inner.output else ""),
+             step.buffer if plan.carry else None)
     e.body += ["        }", "    }"]
 
 

@@ -162,12 +162,16 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
     for n in g.nodes:
         for u in n.inputs:
             readers.setdefault(u, []).append(n)
-    # every stage end; its lowest peak comes with its smallest workspace, from bands of one or two rows
-    def plan(body: Graph, h: int) -> PatchPlan | None:
+    # every stage end; its lowest peak comes with its smallest workspace, from bands of one or two rows, the halo
+    # recomputed or kept
+    def plan(body: Graph, h: int, carry: bool) -> PatchPlan | None:
         try:
-            return plan_bands(body, h, _layout)
+            return plan_bands(body, h, _layout, carry)
         except ValueError:  # a band would read only padding
             return None
+
+    def ladder(body: Graph, carry: bool) -> list[int]:  # band heights: of the result, or of the first op's result
+        return heights(body[body.nodes[0].output if carry else body.outputs[0]].shape[2])
 
     stages = []  # (stage, body, the plan of the smallest workspace, its peak)
     for end in range(1, len(run)):
@@ -175,7 +179,8 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
         if _cut_ok(g, stage, x, readers) is not None:
             continue
         body = _body(g, stage, x)
-        small = [p for p in (plan(body, h) for h in heights(body[body.outputs[0]].shape[2])[:2]) if p is not None]
+        small = [p for carry in (False, True) for p in (plan(body, h, carry) for h in ladder(body, carry)[:2])
+                 if p is not None]
         if small:
             smallest = min(small, key=lambda p: (p.work_bytes, p.extra_macs))
             stages.append((stage, body, smallest, _peak(_patched(g, start, stage, x, body, smallest, light=True))))
@@ -187,8 +192,8 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
     for stage, body, smallest, lowest in stages:
         if lowest > best + TOLERANCE:
             continue
-        for h in reversed(heights(body[body.outputs[0]].shape[2])):
-            candidate = smallest if h == smallest.band_rows else plan(body, h)
+        for carry, h in [(carry, h) for carry in (True, False) for h in reversed(ladder(body, carry))]:
+            candidate = smallest if (h, carry) == (smallest.band_rows, smallest.carry) else plan(body, h, carry)
             # fewer extra MACs win; equal ones, the lower peak; not patching wins its ties (no band copies)
             if candidate is None or candidate.extra_macs > choice[0] or \
                     (candidate.extra_macs == choice[0] and choice[2] is None):
@@ -216,12 +221,15 @@ def patch_like(g: Graph, like: Node, trained: Iterable[str]) -> Graph:
     training step's, for inference: one band program and one table of rows in the C), or ``g`` unchanged when its
     frozen run does not start with that stage."""
     body = like.attrs["body"]
-    return patch_stage(g, body.nodes[-1].name, like.attrs["plan"].band_rows, trained) or g
+    plan = like.attrs["plan"]
+    return patch_stage(g, body.nodes[-1].name, plan.band_rows, trained, plan.carry) or g
 
 
-def patch_stage(g: Graph, end: str, band_rows: int, trained: Iterable[str] | None = None) -> Graph | None:
-    """``g`` with its frozen run up to the op named ``end`` run in bands of ``band_rows`` rows, or None when the run
-    does not reach that op or cannot end there (``trained`` as for :func:`patch_frozen_prefix`)."""
+def patch_stage(g: Graph, end: str, band_rows: int, trained: Iterable[str] | None = None,
+                carry: bool = False) -> Graph | None:
+    """``g`` with its frozen run up to the op named ``end`` run in bands of ``band_rows`` rows, the halo kept between
+    bands (``carry``) or recomputed, or None when the run does not reach that op or cannot end there (``trained`` as
+    for :func:`patch_frozen_prefix`)."""
     trained = set(g.state) | {LABEL} if trained is None else set(trained)
     found = _stage_input(g)
     if found is None:
@@ -242,7 +250,7 @@ def patch_stage(g: Graph, end: str, band_rows: int, trained: Iterable[str] | Non
         return None
     body = _body(g, stage, x)
     try:
-        plan = plan_bands(body, band_rows, _layout)
+        plan = plan_bands(body, band_rows, _layout, carry)
     except ValueError:
         return None
     return _patched(g, start, stage, x, body, plan)
@@ -253,6 +261,8 @@ def describe(g: Graph, node: Node) -> str:
     s = patch_stats(node)
     rows = f"{s['band_rows']} row{'s' if s['band_rows'] > 1 else ''}"
     bands = f"{s['bands']} band{'s' if s['bands'] > 1 else ''}"
+    of = f"of {node.attrs['body'].nodes[0].output} (and a like share of the others), halo kept" if s["halo"] == "kept" \
+        else f"of {node.output}, halo recomputed"
     return (f"'{s['start']}' .. '{s['end']}' ({s['ops']} ops) -> patch, {bands} of {rows} "
-            f"of {node.output} {list(g[node.output].shape)}, workspace {s['workspace_bytes']:,} B, extra "
+            f"{of}, result {list(g[node.output].shape)}, workspace {s['workspace_bytes']:,} B, extra "
             f"{s['extra_macs']:,} MACs ({s['extra_macs_percent']:.1f}% of the stage's {s['stage_macs']:,})")
