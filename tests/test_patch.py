@@ -212,6 +212,40 @@ def test_small_model_every_stage_end_and_band_height(small, carry):
     assert tried >= 15
 
 
+def test_the_result_over_the_input_is_checked(small):
+    """A stage whose bands store every row of its result over input rows no later band reads writes the result in
+    the input's bytes (one arena buffer, not two): the reference stores it there too, so the every-stage test above
+    checks the claim on every plan that makes it.  A plan whose result would overwrite rows a later band reads does not
+    make it, and forced to, computes other integers (the check is what keeps it exact)."""
+    from dataclasses import replace
+
+    program = tte.compile(small, scheme="last-2", classes=4, patch=False)
+    g = program.train
+    x = samples(program, 1)[0]
+    want = program._run(g, x, 1)
+    over, refused = [], []
+    for end in stage_ends(g):
+        for h in (1, 2, 4):
+            for carry in (False, True):
+                patched = patch_stage(g, end, h, carry=carry)
+                if patched is None:
+                    continue
+                node = patch_node(patched)
+                body, plan = node.attrs["body"], node.attrs["plan"]
+                if body[node.output].nbytes <= body[body.inputs[0]].nbytes:
+                    (over if plan.over_input else refused).append((patched, node))
+    assert over and refused, (len(over), len(refused))
+    for patched, node in over:  # the result's buffer is the input's
+        m = memory_report(patched)
+        assert m.root[node.output] == m.root[node.inputs[0]]
+    wrong = 0
+    for patched, node in refused:
+        node.attrs["plan"] = replace(node.attrs["plan"], over_input=True)
+        got = program._run(patched, x, 1)
+        wrong += bits(got[node.output]) != bits(want[node.output])
+    assert wrong > 0
+
+
 @pytest.mark.parametrize("end,band_rows,carry", [("add", 3, False), ("add", 1, False), ("conv_2d_3", 5, False),
                                                  ("depthwise_conv_2d_1", 8, False), ("add", 1, True),
                                                  ("add", 2, True), ("depthwise_conv_2d_1", 3, True)])

@@ -35,7 +35,7 @@ from ..ir.facts import is_depthwise
 from ..ir.registry import OPS, register
 from ..reference import semantics as sem
 from . import cgen as cg
-from .common import channels_training_only, never, no_scratch, requantize_multiplier, tflite
+from .common import channels_training_only, no_scratch, requantize_multiplier, tflite
 from .conv import conv_multiplier, pw_dw_multipliers, pw_dw_tflite_multipliers, tflite_multipliers
 from .elementwise import add_params
 
@@ -80,7 +80,8 @@ class PatchPlan:
     """How a patch node runs its stage: ``bands`` bands of ``band_rows`` rows of the result (the last one may be
     shorter); ``rows[b][v]``: the window of value ``values[v]`` in band ``b``; the band program ``steps``; the
     workspace ``buffers`` and their ``offsets`` in it (``work_bytes`` in all); the MACs of the stage's ops run band
-    by band (``macs``) and whole (``whole_macs``); ``carry``: halo rows are kept between bands, not recomputed."""
+    by band (``macs``) and whole (``whole_macs``); ``carry``: halo rows are kept between bands, not recomputed;
+    ``over_input``: the result may be written over the stage's input (:func:`result_over_input`)."""
 
     band_rows: int
     bands: int
@@ -93,6 +94,7 @@ class PatchPlan:
     macs: int
     whole_macs: int
     carry: bool = False
+    over_input: bool = False
 
     @property
     def extra_macs(self) -> int:
@@ -363,7 +365,37 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> Patc
         before = w
         rows.append(tuple(row))
     return PatchPlan(band_rows, bands, slots, tuple(rows), tuple(steps), buffers, tuple(sorted(offsets.items())), work,
-                     macs, whole, carry)
+                     macs, whole, carry, result_over_input(body, per_band))
+
+
+def result_over_input(body: Graph, per_band: list[tuple[dict[str, Window], dict[str, Window]]]) -> bool:
+    """Whether the stage's result may live in its input's bytes (the patch node then writes it in place, and the
+    arena holds one buffer, not two): in every band, each row of the result the band stores lands on bytes of the
+    input that no later band reads.  The first op reads the input from its top row down; the rows above the first
+    one a later band reads are dead (in each channel plane of an NCHW input, at the front of a channels-last one)."""
+    x, y = body.inputs[0], body.outputs[0]
+    if body[y].nbytes > body[x].nbytes:
+        return False
+    nhwc = any(n.op == "transpose" and n.inputs[0] == x for n in body.nodes)
+    _, *dims = body[x].shape
+    height = dims[0] if nhwc else dims[1]
+    row = dims[1] * dims[2] if nhwc else dims[2]  # bytes of a row in one plane
+    plane = body[x].nbytes if nhwc else height * row
+    first_read = []  # per band, the first input row it reads
+    for _, new in per_band:
+        first_read.append(min([needed_rows(body, n, x, new[n.output])[0] for n in body.nodes
+                               if x in n.inputs and new[n.output][0] < new[n.output][1]], default=height))
+    dead = [height] * len(per_band)  # per band, the input rows no later band reads
+    for b in range(len(per_band) - 2, -1, -1):
+        dead[b] = min(first_read[b + 1], dead[b + 1])
+    _, c, h, w = body[y].shape
+    for b, (_, new) in enumerate(per_band):
+        first, end = new[y]
+        for p in range(c if first < end else 0):
+            lo, hi = p * h * w + first * w, p * h * w + end * w  # the bytes of the rows stored, in plane p
+            if lo // plane != (hi - 1) // plane or hi - 1 - lo // plane * plane >= dead[b] * row:
+                return False
+    return True
 
 
 def _scratch_bytes(body: Graph, node: Node, per_band: list[tuple[dict[str, Window], dict[str, Window]]]) -> int:
@@ -406,12 +438,19 @@ def keep_rows(work: np.ndarray, offset: int, shape: tuple[int, ...], before: Win
 
 
 def patch_kernel(g: Graph, node: Node, x, *consts):
-    """The stage, band by band, exactly as the C runs it: each band's program on a workspace of ``work_bytes``."""
+    """The stage, band by band, exactly as the C runs it: each band's program on a workspace of ``work_bytes``; a
+    result that lives over the input (``over_input``) is stored into the input's bytes band after band, as in C, so
+    that a band reading input rows an earlier band overwrote would compute other integers."""
     body, plan = node.attrs["body"], node.attrs["plan"]
     xin, yout = body.inputs[0], body.outputs[0]
     env_const = dict(zip(node.inputs[1:], consts))
     work = np.zeros(plan.work_bytes, np.int8)
-    y = np.zeros(body[yout].shape, np.int8)
+    if plan.over_input:  # one buffer: the input's bytes, the result's from its start
+        memory = np.array(x, np.int8).reshape(-1)
+        x = memory.reshape(np.shape(x))
+        y = memory[:body[yout].nbytes].reshape(body[yout].shape)
+    else:
+        y = np.zeros(body[yout].shape, np.int8)
     at = dict(plan.offsets)
 
     def buffer(u: str, window: Window) -> np.ndarray:  # a band buffer, or the whole stage input
@@ -462,7 +501,7 @@ def patch_kernel(g: Graph, node: Node, x, *consts):
                     windows.append(win[u])
             _view(work, at[step.buffer], body[inner.output].shape, _size(out))[...] = \
                 _run_band(body, inner, args, windows, out)
-    return y, work
+    return y.copy(), work
 
 
 def _run_band(body: Graph, node: Node, args: list, windows: list, out: Window) -> np.ndarray:
@@ -512,6 +551,12 @@ def patch_shape(g: Graph, n: Node):
 def patch_extra(g: Graph, n: Node):
     """The workspace: the band buffers (and kernel scratch) of the stage's ops, alive during the node only."""
     return [("int8", (max(n.attrs["plan"].work_bytes, 1),))]
+
+
+def patch_in_place(g: Graph, n: Node) -> bool:
+    """The result overwrites the stage's input, which dies here, where every band stores its rows over input rows no
+    later band reads (:func:`result_over_input`)."""
+    return n.attrs["plan"].over_input
 
 
 def patch_grad(b, node: Node, gy: str) -> None:
@@ -719,6 +764,6 @@ register(name="patch", operands=("int8",) + ("*",) * MAX_CONSTANTS, out_dtype="i
          runtime=("tte_patch_conv_s8.c", "tte_patch_pw_dw_s8.c", "tte_patch_rows_s8.c", "tte_conv_s8.c",
                   "tte_conv_dw_s8.c", "tte_add_s8.c", "tte_add_tflite_s8.c", "tte_requantize_s8.c",
                   "tte_requantize_tflite_s8.c", "tte_transpose_s8.c"),
-         scratch=no_scratch, in_place=never, alias=False, flash=patch_flash, code_bytes=900,
+         scratch=no_scratch, in_place=patch_in_place, alias=False, flash=patch_flash, code_bytes=900,
          channels=channels_training_only, layer=False, onnx=())
 
