@@ -464,3 +464,33 @@ def test_a_lifetime_one_step_short_is_caught():
             assert lifetime_problems(g, arena, root), short
             clobbered += bool(simulate_step(g, arena, root))
     assert clobbered >= 5
+
+
+def test_favor_speed_takes_the_fastest_variant_that_fits():
+    """--favor speed: at 256 KB mbv2 99kb fits with the frozen prefix unpatched and the block backward unfused (the
+    fewest instructions); at 160 KB only with both transformations, the plan --favor memory gives; the log says what
+    each variant needed.  The scheme is the same, and the Python API and the command line agree."""
+    model, scheme = shared_model("mbv2-w0.35"), str(SHARED / "schemes" / "mbv2-w0.35.99kb.json")
+    memory = plan(model, scheme=scheme, classes=10)
+    fast = plan(model, scheme=scheme, classes=10, favor="speed")
+    assert memory.favor == "memory" and memory.memory.patch is not None
+    assert fast.favor == "speed" and fast.fits and fast.memory.patch is None
+    assert not any(n.op == "block_backward" for n in fast.memory.graph.nodes)
+    assert fast.memory.peak_sram > memory.memory.peak_sram
+    assert fast.to_dict()["scheme_json"] == memory.to_dict()["scheme_json"]
+    assert fast.auto_log == [f"favor speed: frozen prefix unpatched, block backward unfused: "
+                             f"{fast.sram_needed / 1024:.1f} KB of 256.0 KB SRAM, fits"]
+    tight = plan(model, sram="160k", scheme=scheme, classes=10, favor="speed")
+    assert tight.fits and tight.memory.peak_sram == plan(model, sram="160k", scheme=scheme, classes=10).memory.peak_sram
+    assert len(tight.auto_log) == 4 and tight.auto_log[-1].endswith("fits")
+    assert all(line.endswith("does not fit") for line in tight.auto_log[:3])
+    # a variant the options turn off is never tried
+    assert plan(model, sram="160k", scheme=scheme, classes=10, favor="speed", patch=False).memory.patch is None
+    out = run("plan", model, "--scheme", scheme, "--classes", "10", "--favor", "speed", "--json")
+    assert out.exit_code == 0, out.output
+    d = json.loads(out.output)
+    assert d["favor"] == "speed" and d["patch"] is None and d["block_backward"] is False
+    assert d["peak_sram_bytes"] == fast.memory.peak_sram
+    assert tte.compile(model, scheme=scheme, classes=10, favor="speed").memory.peak_sram == fast.memory.peak_sram
+    with pytest.raises(tte.TteError, match="favor must be one of memory, speed"):
+        plan(model, scheme=scheme, classes=10, favor="fast")

@@ -156,11 +156,16 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--explain", is_flag=True, help="Also print what each compiler pass did or why it did not fire, and "
                                               "each step of --scheme auto.")
+@click.option("--favor", type=click.Choice(["memory", "speed"]), default="memory", show_default=True,
+              help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits "
+                   "--sram (the frozen prefix unpatched, the block backward unfused, where the budget allows; same "
+                   "numerics, same scheme).")
 @click.option("--timeline", is_flag=True, help="Also print the arena timeline (one row per step).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the arena timeline as a picture (needs the 'plot' extra: matplotlib).")
 @arithmetic_option
-def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, timeline, plot_path, arithmetic) -> None:
+def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, favor, timeline, plot_path,
+         arithmetic) -> None:
     """Plan the memory of one training step of MODEL and check it against the budgets.
 
     Compiles the training graph (autodiff, pruning, fusion, reordering), plans one static arena and
@@ -174,7 +179,7 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
 
     budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
     g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
-    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes)
+    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, favor=favor)
     if as_json:
         d = p.to_dict()
         if explain:
@@ -211,12 +216,16 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, tim
 @click.option("--rounding", type=click.Choice(["stochastic", "nearest", "trunc", "accumulate"]),
               default="stochastic", show_default=True, help="How integer parameters absorb fractional steps.")
 @click.option("--no-qas", is_flag=True, help="Disable quantization-aware scaling (the naive int8 baseline).")
+@click.option("--favor", type=click.Choice(["memory", "speed"]), default="memory", show_default=True,
+              help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits "
+                   "--sram (the frozen prefix unpatched, the block backward unfused, where the budget allows; same "
+                   "numerics, same scheme).")
 @click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7"]), default="host", show_default=True,
               help="What the printed build command targets (the Makefile builds all of them).")
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
               help="Fix a dynamic input shape.")
 @arithmetic_option
-def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, target,
+def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, favor, target,
             input_shape, arithmetic) -> None:
     """Compile MODEL into a C training loop in OUTPUT: tte_model.h / tte_model.c (tte_train_step_s8,
     tte_infer_s8, tte_predict, tte_tensors, tte_state_save / tte_state_load), the runtime, a demo main, a
@@ -236,7 +245,7 @@ def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, r
     g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
     # the same plan as `tte plan`: the step and the SRAM kept for stack, heap and C library must fit --sram
     p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, lr=lr, momentum=momentum,
-             rounding=rounding, qas=not no_qas).check()
+             rounding=rounding, qas=not no_qas, favor=favor).check()
     files = write_project(p.program, p, out_dir, force=force)
     from .report import compile_summary
 

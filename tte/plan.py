@@ -39,6 +39,7 @@ class Plan:
     reserve: int = RUNTIME_RESERVE  # SRAM kept for stack, heap and C library
     auto_log: list[str] = field(default_factory=list)  # --scheme auto: what each step tried (--explain prints it)
     auto_plans: int = 0  # --scheme auto: the schemes it compiled and planned
+    favor: str = "memory"  # what the plan favors: the lowest peak, or the fewest instructions that fit (FAVORS)
 
     @property
     def reserve_what(self) -> str:
@@ -102,7 +103,8 @@ class Plan:
                   "runtime_reserve": ({"stack_bytes": STACK_BYTES, "heap_bytes": HEAP_BYTES, "libc_bytes": LIBC_BYTES}
                                       if self.reserve == RUNTIME_RESERVE else {}),
                   "sram_needed_bytes": self.sram_needed, "sram_budget_bytes": self.sram,
-                  "flash_budget_bytes": self.flash, "fits": self.fits})
+                  "flash_budget_bytes": self.flash, "fits": self.fits, "favor": self.favor,
+                  "block_backward": any(n.op == "block_backward" for n in self.memory.graph.nodes)})
         if self.auto_plans:
             d["auto_plans"] = self.auto_plans
         return d
@@ -149,28 +151,75 @@ def budgets(sram, flash) -> tuple[int, int]:
             DEFAULT_FLASH if flash is None else parse_size(flash, "flash"))
 
 
+FAVORS = ("memory", "speed")
+# (patch, block_backward), fewest instructions first: the patched prefix recomputes expansions and copies rows band
+# by band; the fused block backward runs its stages a few channels at a time (same numerics either way)
+SPEED_VARIANTS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def check_favor(favor) -> str:
+    if not isinstance(favor, str) or favor not in FAVORS:
+        raise TteError(f"favor must be one of {', '.join(FAVORS)}, got {favor!r}")
+    return favor
+
+
 def plan(model: str | os.PathLike | Graph, sram: int | str = DEFAULT_SRAM, flash: int | str = DEFAULT_FLASH,
-         scheme=None, classes: int | None = None, reserve: int = RUNTIME_RESERVE, **options) -> Plan:
+         scheme=None, classes: int | None = None, reserve: int = RUNTIME_RESERVE, favor: str = "memory",
+         **options) -> Plan:
     """Compile ``model`` for training with ``scheme`` (or ``"auto"``) and plan its memory against ``sram`` and
-    ``flash`` (bytes or sizes like '256k'), ``reserve`` bytes of SRAM being kept for stack, heap and C library."""
+    ``flash`` (bytes or sizes like '256k'), ``reserve`` bytes of SRAM being kept for stack, heap and C library.
+
+    ``favor="memory"`` (default): every memory transformation on, the lowest peak.  ``favor="speed"``: the plan with
+    the fewest instructions that fits: the frozen prefix unpatched and the block backward unfused where the budget
+    allows (:data:`SPEED_VARIANTS`; the scheme is the one ``favor="memory"`` gives, auto's included)."""
     sram, flash = budgets(sram, flash)
     reserve = check_int(reserve, "reserve", 0)
+    favor = check_favor(favor)
     if isinstance(scheme, str) and scheme == "auto":
-        return auto_scheme(model, sram, flash, classes=classes, reserve=reserve, **options)
-    return make_plan(pipeline.compile(model, scheme=scheme, classes=classes, **options), sram, flash, reserve)
+        p = auto_scheme(model, sram, flash, classes=classes, reserve=reserve, **options)
+    else:
+        p = make_plan(pipeline.compile(model, scheme=scheme, classes=classes, **options), sram, flash, reserve)
+    if favor == "speed":
+        p = fastest_fit(model, p, classes, options)
+        p.favor = favor
+    return p
+
+
+def fastest_fit(model, p: Plan, classes: int | None, options: dict) -> Plan:
+    """The first of :data:`SPEED_VARIANTS` (within the transformations ``options`` leaves on) that fits ``p``'s
+    budgets, with ``p``'s scheme; ``p`` itself when none fits sooner."""
+    on = {"patch": options.get("patch", True), "block_backward": options.get("block_backward", True)}
+    log = list(p.auto_log)
+    for patch, fused in SPEED_VARIANTS:
+        if (patch and not on["patch"]) or (fused and not on["block_backward"]):
+            continue
+        what = f"frozen prefix {'patched' if patch else 'unpatched'}, block backward {'fused' if fused else 'unfused'}"
+        if (patch, fused) == (on["patch"], on["block_backward"]):
+            candidate = p
+        else:
+            program = pipeline.compile(model, scheme=p.program.plan.scheme, classes=classes,
+                                       **{**options, "patch": patch, "block_backward": fused})
+            candidate = make_plan(program, p.sram, p.flash, p.reserve)
+        log.append(f"favor speed: {what}: {kb(candidate.sram_needed)} of {kb(candidate.sram)} SRAM, "
+                   f"{'fits' if candidate.fits else 'does not fit'}")
+        if candidate.fits or candidate is p:
+            candidate.auto_log, candidate.auto_plans = log, p.auto_plans
+            return candidate
+    return p
 
 
 def compile(model, scheme=None, classes: int | None = None, *, sram: int | str | None = None,
-            flash: int | str | None = None, **options) -> Program:
+            flash: int | str | None = None, favor: str = "memory", **options) -> Program:
     """Compile a model for training (:func:`tte.pipeline.compile`: ``scheme``, ``classes``, ``lr``, ``momentum``,
     ``qas``, ``rounding``, ``seed``, ``input_shape``, ``optimize``, ``arithmetic``), within budgets.
 
     ``scheme="auto"`` picks a scheme that fits ``sram`` / ``flash`` (default 256 KB and 1 MB, as `tte compile`) by
     :func:`auto_scheme`, the same choice as the command line.  With another scheme, a given ``sram`` or ``flash``
-    is checked: a program that does not fit raises :class:`BudgetError` saying by how much.
+    is checked: a program that does not fit raises :class:`BudgetError` saying by how much.  ``favor="speed"``:
+    the fastest program that fits (see :func:`plan`; its budgets default to 256 KB and 1 MB).
     """
-    if isinstance(scheme, str) and scheme == "auto":
-        return plan(model, *budgets(sram, flash), scheme="auto", classes=classes, **options).program
+    if check_favor(favor) == "speed" or (isinstance(scheme, str) and scheme == "auto"):
+        return plan(model, *budgets(sram, flash), scheme=scheme, classes=classes, favor=favor, **options).check().program
     program = pipeline.compile(model, scheme=scheme, classes=classes, **options)
     if sram is not None or flash is not None:
         s, f = budgets(sram, flash)
