@@ -2,9 +2,9 @@
 `tte compile` takes.
 
 Batch 1, 128x128, a 10-class head, each model of ../shared/models with the published scheme nearest the
-paper's setting, compiled ``--favor speed`` (the fastest program that fits 256 KB, as benchmarks/cortex_m.py).  PyTorch trains the same graph (dequantized weights, the same trained slices; see
-benchmarks/torch_float.py) with torch.optim.SGD on one thread.  Each figure is the median of repeated
-steps after warm-up, measured in this one run.
+paper's setting, compiled ``--favor speed`` (the fastest program that fits 256 KB, as benchmarks/cortex_m.py).
+PyTorch trains the same graph (dequantized weights, the same trained slices; see benchmarks/torch_float.py) with
+torch.optim.SGD on one thread.  Each figure is the median of repeated steps after warm-up, measured in this one run.
 
     python benchmarks/speed.py [--steps 20] [--json]
 

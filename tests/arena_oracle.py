@@ -22,7 +22,8 @@ make the oracle agree with it.
     that may run in place): ``tte_ste_f32`` and ``tte_add_f32`` read element i then write element i, in
     ascending order; ``tte_conv_dw_s8`` reads input plane (n, c) into scratch, then copies output plane
     (n, c); ``tte_conv_grad_input_f32`` accumulates input-gradient plane (n, c) from the output-gradient
-    planes of c's group into scratch, then stores it.  Those kernels are simulated unit by unit (element or
+    planes of c's group into scratch, then stores it; a ``patch`` node reads the stage input's rows and stores
+    the result's rows band after band.  Those kernels are simulated unit by unit (element or
     plane): a byte of the first operand written by an earlier unit than the last one that reads it is a
     clobber.  Every other overlap between an output and an operand of the same node is a clobber (the
     kernel may interleave its reads and writes arbitrarily);
@@ -177,7 +178,43 @@ def kernel_order(g, node) -> Order | None:
             return n * c + (o // o_per_group + 1) * c_per_group - 1
 
         return Order(lambda b: b // dx_plane, last_read)
+    if node.op == "patch":
+        return _patch_order(g, node)
     return None
+
+
+def _patch_order(g, node) -> Order:
+    """A patch node runs band after band: in each band its ops read their operands' rows (the stage input's rows
+    that the rows each of its readers computes in that band reach, by the op's stride, top padding and kernel
+    height), then the band's rows of the result are stored.  The unit is the band: a result byte is written by the
+    band that stores its row, an input byte last read by the last band that reads its row (from the plan's table of
+    rows, not from the pass's own check)."""
+    body, plan = node.attrs["body"], node.attrs["plan"]
+    x, y = body.inputs[0], body.outputs[0]
+    slot = {v: i for i, v in enumerate(plan.values)}
+    channels_last = any(n.op == "transpose" and n.inputs[0] == x for n in body.nodes)
+    xs, ys = body[x].shape, body[y].shape
+    x_rows = xs[1] if channels_last else xs[2]
+    last_read = np.full(x_rows, -1, np.int64)
+    stored = np.full(ys[2], 1 << 40, np.int64)
+    for band, rows in enumerate(plan.rows):
+        first, end = rows[slot[y]]
+        stored[first:end] = np.minimum(stored[first:end], band)
+        for n in body.nodes:
+            if x not in n.inputs:
+                continue
+            r0, r1 = rows[slot.get(f"{n.output}:new", slot[n.output])]
+            if r0 >= r1:
+                continue
+            if n.op in ("conv", "pw_dw"):
+                k = body[n.inputs[1 if n.op == "conv" else 3]].shape[2]
+                s, top = n.attrs["strides"][0], n.attrs["pads"][0]
+                r0, r1 = max(r0 * s - top, 0), min((r1 - 1) * s - top + k, x_rows)
+            last_read[r0:r1] = band
+    def read_row(b: np.ndarray) -> np.ndarray:  # the input row a byte belongs to
+        return b // (xs[2] * xs[3]) if channels_last else (b % (xs[2] * xs[3])) // xs[3]
+
+    return Order(lambda b: stored[(b % (ys[2] * ys[3])) // ys[3]], lambda b: last_read[read_row(b)])
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Patch-based execution of the frozen prefix (tte/passes/patch.py, tte/ops/patch.py): the first frozen layers run
-band by band of their result's rows, recomputing halos, and nothing else changes.
+band by band of rows, the halo kept in line buffers or recomputed (the result maybe over the input), and nothing else
+changes.
 
 * The paper models with their published schemes: the training step in C gives the loss bits and trained integers of
   the Python reference, patched and unpatched; inference in C and the patched inference graph give the logits of the
@@ -16,6 +17,7 @@ import json
 
 import numpy as np
 import pytest
+from arena_oracle import simulate_step
 from conftest import SHARED, run_cli, shared_model
 from tflite_builder import TFLiteBuilder
 
@@ -235,15 +237,19 @@ def test_the_result_over_the_input_is_checked(small):
                 if body[node.output].nbytes <= body[body.inputs[0]].nbytes:
                     (over if plan.over_input else refused).append((patched, node))
     assert over and refused, (len(over), len(refused))
-    for patched, node in over:  # the result's buffer is the input's
+    for patched, node in over:  # the result's buffer is the input's; the arena oracle finds no clobber
         m = memory_report(patched)
         assert m.root[node.output] == m.root[node.inputs[0]]
-    wrong = 0
+        assert simulate_step(m.graph, m.arena, m.root) == []
+    wrong = flagged = 0
     for patched, node in refused:
         node.attrs["plan"] = replace(node.attrs["plan"], over_input=True)
         got = program._run(patched, x, 1)
         wrong += bits(got[node.output]) != bits(want[node.output])
-    assert wrong > 0
+        m = memory_report(patched)
+        flagged += any(f.kind == "clobbered while read" and f.reader == node.name
+                       for f in simulate_step(m.graph, m.arena, m.root))
+    assert wrong > 0 and flagged == len(refused)
 
 
 @pytest.mark.parametrize("end,band_rows,carry", [("add", 3, False), ("add", 1, False), ("conv_2d_3", 5, False),

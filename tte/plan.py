@@ -219,7 +219,8 @@ def compile(model, scheme=None, classes: int | None = None, *, sram: int | str |
     the fastest program that fits (see :func:`plan`; its budgets default to 256 KB and 1 MB).
     """
     if check_favor(favor) == "speed" or (isinstance(scheme, str) and scheme == "auto"):
-        return plan(model, *budgets(sram, flash), scheme=scheme, classes=classes, favor=favor, **options).check().program
+        p = plan(model, *budgets(sram, flash), scheme=scheme, classes=classes, favor=favor, **options)
+        return p.check().program
     program = pipeline.compile(model, scheme=scheme, classes=classes, **options)
     if sram is not None or flash is not None:
         s, f = budgets(sram, flash)

@@ -188,9 +188,10 @@ tte_status tte_dequantize_s8(int32_t size, const int8_t *input, float scale, int
 /* ---- patch-based execution of a frozen stage (tte/passes/patch.py, tte/ops/patch.py) ----
  * The first frozen layers run band by band of their result's rows, as MCUNetV2 runs them: for each band, each op
  * computes only the rows of its result the band needs (halo rows recomputed band after band, or kept in the buffer
- * from band to band: tte_patch_keep_s8) into a band buffer that holds those rows of every channel (NCHW: plane p's rows at p * (end - first) * W).  Rows are {first, end}, the rows
- * [first, end) of the whole tensor a buffer holds; a whole tensor is the buffer of rows {0, H}.  in_dims and out_dims
- * are the whole tensors'; no saturation mask (the layers are frozen). */
+ * from band to band: tte_patch_keep_s8) into a band buffer that holds those rows of every channel (NCHW: plane p's
+ * rows at p * (end - first) * W).  Rows are {first, end}, the rows [first, end) of the whole tensor a buffer holds;
+ * a whole tensor is the buffer of rows {0, H}.  in_dims and out_dims are the whole tensors'; no saturation mask (the
+ * layers are frozen). */
 
 /* One band of a conv (tte_conv_s8; a depthwise one through tte_conv_dw_s8, with scratch: one band output plane):
  * rows out_rows of the output into a band buffer of exactly those rows, from a band buffer of rows in_rows of the

@@ -224,7 +224,8 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
 /* Training and inference; each returns 0 on success and -1 on a NULL pointer, a label outside [0, TTE_CLASSES)
  * or a failed kernel.  int8 inputs are TTE_INPUT_SIZE values, NCHW, quantized with TTE_INPUT_SCALE and
  * TTE_INPUT_ZERO_POINT; tte_input_buffer() is where the step reads them, inside the arena: an input written
- * there is not copied. */
+ * there is not copied (and does not survive the call: the step reuses its bytes, e.g. for the patched stage's
+ * result). */
 int8_t *tte_input_buffer(void);
 
 /* One SGD step on an int8 input and its class; writes the loss before the step. */

@@ -4,16 +4,18 @@ With a sparse-update scheme the first layers train nothing, yet they hold the la
 input (48 KB) and the stem conv's result (64 KB) are alive at once, the arena's peak.  This pass replaces a leading run
 of frozen forward ops of the scheduled graph, from right after the input's ``quantize`` (the int8 input stays an arena
 buffer: firmware writes samples into it), by one ``patch`` node (:mod:`tte.ops.patch`) that runs them band by band of
-the run's result rows, recomputing halos: only the input (whose last reader it is) and the result are whole tensors;
-the band buffers live in the node's workspace, an arena buffer alive during the node only.
+rows, the halo kept in line buffers from band to band or recomputed: only the input (whose last reader it is) and
+the result are whole tensors (the result in the input's bytes where every band stores its rows over input rows no
+later band reads); the band buffers live in the node's workspace, an arena buffer alive during the node only.
 
-The pass chooses where the stage ends and the band height by the peak SRAM of the whole step (the arena's lower
-bound, which the planner reaches on almost every graph, and the kernel scratch; trained parameters and optimizer
-state do not change): every end at which the stage's result is the only value crossing the cut gives its lowest
-peak with its smallest workspace (bands of one or two rows); for the ends whose lowest peak is within
-:data:`TOLERANCE` of the best (not patching included), every band height of a ladder is planned, and among all
-candidates within the tolerance the one that recomputes the fewest MACs wins.  The log says what ends the stage, the
-choice, its peak and its extra compute; the memory report gives the choice (``MemoryReport.patch``, ``"patch"`` of
+The pass chooses where the stage ends, the band height and the halo mode by the peak SRAM of the whole step (the
+arena's lower bound, which the planner reaches on almost every graph, and the kernel scratch; trained parameters and
+optimizer state do not change): every end at which the stage's result is the only value crossing the cut gives its
+lowest peak, nearly always, with its smallest workspace (bands of one or two rows, either mode; a taller band can
+let the result live in the input's bytes); for the ends whose lowest peak is within :data:`TOLERANCE` of the best (not
+patching included), every band height of a ladder is planned in both modes, and among all candidates within the
+tolerance the one with the fewest extra MACs wins.  The log says what ends the stage, the choice, its peak and its
+extra compute; the memory report gives the choice (``MemoryReport.patch``, ``"patch"`` of
 ``tte plan --json``).
 
 Stage ops (:data:`tte.ops.patch.INNER`) must be frozen: no trained operand, no saturation mask (nothing saved for
@@ -192,8 +194,8 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
     for stage, body, smallest, lowest in stages:
         if lowest > best + TOLERANCE:
             continue
-        for carry, h in [(carry, h) for carry in (True, False) for h in reversed(ladder(body, carry))]:
-            candidate = smallest if (h, carry) == (smallest.band_rows, smallest.carry) else plan(body, h, carry)
+        for kept, h in [(mode, h) for mode in (True, False) for h in reversed(ladder(body, mode))]:
+            candidate = smallest if (h, kept) == (smallest.band_rows, smallest.carry) else plan(body, h, kept)
             # fewer extra MACs win; equal ones, the lower peak; not patching wins its ties (no band copies)
             if candidate is None or candidate.extra_macs > choice[0] or \
                     (candidate.extra_macs == choice[0] and choice[2] is None):
@@ -217,9 +219,9 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
 
 
 def patch_like(g: Graph, like: Node, trained: Iterable[str]) -> Graph:
-    """``g`` with the stage and band height of ``like``, a patch node of another graph of the same program (the
-    training step's, for inference: one band program and one table of rows in the C), or ``g`` unchanged when its
-    frozen run does not start with that stage."""
+    """``g`` with the stage, band height and halo mode of ``like``, a patch node of another graph of the same program
+    (the training step's, for inference: one band program and one table of rows in the C), or ``g`` unchanged when
+    its frozen run does not start with that stage."""
     body = like.attrs["body"]
     plan = like.attrs["plan"]
     return patch_stage(g, body.nodes[-1].name, plan.band_rows, trained, plan.carry) or g

@@ -15,7 +15,7 @@ what fired and, for what did not, why (``tte plan --explain`` prints it).
 * :func:`reorder_updates`: each update runs right after its gradient is ready and the parameter's old
   value has been read for the last time, so gradients die as early as possible.
 * :func:`tte.passes.patch.patch_frozen_prefix`: the leading frozen forward ops run band by band of
-  output rows (halos recomputed), so the stem's result never exists whole.
+  rows (line buffers kept between bands, or halos recomputed), so the stem's result never exists whole.
 * :func:`tte.passes.block_backward.group_block_channels`: how many channels each fused block backward
   takes at a time, within the scratch the other kernels need anyway.
 """
