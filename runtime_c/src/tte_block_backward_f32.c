@@ -165,33 +165,20 @@ static void pw2_column_steps(const block_geometry *b, const tte_dims *dz2_dims, 
 }
 
 /* dw's trained weight row of group channel j: for each tap the sum over samples, output rows, columns (ascending) of
- * g2[n, ho, wo] * x[n, c, ih, iw], padding skipped (tte_conv_weight_grad_row), applied at once. */
+ * g2[n, ho, wo] * x[n, c, ih, iw], padding skipped (tte_conv_weight_grad_row, on the group's g2 as the output
+ * gradient of G channels and the saved input from channel c0 on: channel j of both), applied at once. */
 static void dw_row_step(const block_geometry *b, const tte_conv_geometry *geo, const tte_block_conv *dw,
                         const float *g2, int32_t j) {
-    const int32_t KH = dw->w_dims->h, KW = dw->w_dims->w, H = b->mid->h, W = b->mid->w;
-    const int32_t HO = b->out->h, WO = b->out->w, c = b->c0 + j;
-    for (int32_t i = 0; i < KH; i++) {
-        for (int32_t t = 0; t < KW; t++) {
-            int32_t ho0, ho1, wo0, wo1;
-            tte_out_range(i, geo->stride_h, geo->pad_top, H, HO, &ho0, &ho1);
-            tte_out_range(t, geo->stride_w, geo->pad_left, W, WO, &wo0, &wo1);
-            float acc = 0.0f;
-            for (int32_t n = 0; n < b->N; n++) {
-                const float *gn = g2 + ((size_t)n * (size_t)b->G + (size_t)j) * (size_t)b->P2;
-                const int8_t *xc = dw->x->data + ((size_t)n * (size_t)b->C + (size_t)c) * (size_t)H * (size_t)W;
-                for (int32_t ho = ho0; ho < ho1; ho++) {
-                    const int8_t *xr = xc + (ho * geo->stride_h - geo->pad_top + i) * W - geo->pad_left + t;
-                    const float *gr = gn + ho * WO;
-                    for (int32_t wo = wo0; wo < wo1; wo++) {
-                        const float xv = (float)((int32_t)xr[wo * geo->stride_w] - dw->x->zero_point) * dw->x->scale;
-                        acc += gr[wo] * xv;
-                    }
-                }
-            }
-            const int32_t index = (c * KH + i) * KW + t;
-            dw->weights[index] =
-                (int8_t)tte_sgd_value(dw->weight_sgd, dw->weights[index], acc, dw->weight_factors[c], (uint32_t)index);
-        }
+    const int32_t KH = dw->w_dims->h, KW = dw->w_dims->w, c = b->c0 + j;
+    const tte_saved_s8 x = {dw->x->data + (size_t)b->c0 * (size_t)b->mid->h * (size_t)b->mid->w, dw->x->zero_point,
+                            dw->x->scale};
+    const tte_dims group = {b->G, 1, KH, KW};
+    float grad[TTE_BLOCK_MAX_TAPS * TTE_BLOCK_MAX_TAPS];
+    tte_conv_weight_grad_row(geo, 1, 1, j, b->mid, &x, b->out, g2, &group, grad);
+    for (int32_t k = 0; k < KH * KW; k++) {
+        const int32_t index = c * KH * KW + k;
+        dw->weights[index] =
+            (int8_t)tte_sgd_value(dw->weight_sgd, dw->weights[index], grad[k], dw->weight_factors[c], (uint32_t)index);
     }
 }
 
