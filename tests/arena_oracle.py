@@ -125,9 +125,24 @@ def value_bytes(v) -> int:
     return v.size * ITEMSIZE[v.dtype]
 
 
+def streamed(g) -> set[str]:
+    """The values a patch node with a streamed input reads from the caller's row source, never from the arena: its
+    input, and the values that input is a view of (a reshape, back to the input's quantize)."""
+    out: set[str] = set()
+    made = {n.output: n for n in g.nodes if n.outputs}
+    for node in g.nodes:
+        if node.op == "patch" and node.attrs["plan"].streamed:
+            v = node.inputs[0]
+            while v is not None and v not in out:
+                out.add(v)
+                maker = made.get(v)
+                v = maker.inputs[0] if maker is not None and maker.op in ALIAS_OPS else None
+    return out
+
+
 def arena_values(g) -> dict[str, int]:
     """value -> bytes, for every value of the step the generated C keeps in the arena."""
-    outside = set(g.state) | set(g.state_updates.values())
+    outside = set(g.state) | set(g.state_updates.values()) | streamed(g)
     values = {}
     for name in g.inputs:
         v = g[name]

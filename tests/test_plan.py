@@ -21,7 +21,7 @@ from tte.frontend import load
 from tte.passes.arena import Buffer, check_overlaps, plan_arena
 from tte.passes.memory import liveness, memory_report
 from tte.passes.training import PIPELINE
-from tte.plan import AUTO_RULE, RATIOS, BudgetError, auto_layers, plan
+from tte.plan import AUTO_RULE, RATIOS, auto_layers, plan
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn.int8.onnx"
 LARGEST = {"mbv2-w0.35": "138kb", "mcunet-5fps": "148kb", "proxyless-w0.3": "148kb"}
@@ -180,17 +180,6 @@ def test_auto_scheme_fits(name, budget, figures):
         assert sorted(scheme.weights) == sorted(first) and min(scheme.weights.values()) >= 0.125
 
 
-# Issue 15's points not reached yet: the patch step holds the whole 48 KB int8 input, the stage's result and its band
-# buffers (82 KB for proxyless and mcunet, 66 KB for mbv2).  Strict: each turns into a failure once it passes.
-FLOOR = ("issue 15 open: at 64 KB, 55 KB once 9 KB are kept for stack, heap and C library, the 48 KB int8 input held "
-         "whole leaves 7 KB for the patch stage's result, its line buffers and the classifier")
-
-
-def _open(names, raises):
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=raises, reason=FLOOR)) if n in names else n
-            for n in SHARED_MODELS]
-
-
 @pytest.mark.parametrize("name", SHARED_MODELS)
 def test_auto_scheme_at_96k_is_maximal(name, figures):
     p = plan(shared_model(name), sram=96 * 1024, scheme="auto", classes=10)
@@ -206,12 +195,7 @@ def test_auto_scheme_trains_weights_at_96k(name):
     assert len(trained) > 1, trained  # the classifier's weight and at least one more
 
 
-@pytest.mark.parametrize("name", _open(set(SHARED_MODELS), BudgetError))
-def test_auto_scheme_finds_a_scheme_at_64k(name, figures):
-    """Issue 15: at 64 KB auto finds a scheme for each of the paper's models."""
-    p = plan(shared_model(name), sram=64 * 1024, scheme="auto", classes=10)
-    figures(f"--scheme auto {name} at 64k: {p.program.plan.scheme.name}, peak SRAM {p.memory.peak_sram / 1024:.1f} KB")
-    assert_auto_is_maximal(shared_model(name), 64 * 1024, p, classes=10)
+# at 64 KB the paper's models fit with the input streamed: tests/test_stream.py
 
 
 @pytest.mark.parametrize(("budget", "kind"), [(256, "full"), (80, "every bias, other weights too"),

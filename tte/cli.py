@@ -101,6 +101,15 @@ def main() -> None:
     """
 
 
+def stream_option(f):
+    return click.option(
+        "--stream-input", "stream_input", is_flag=True,
+        help="Hold no input in the arena: the first frozen layers read the int8 input in rows, as they need them, "
+             "from a row source the firmware gives (tte_train_step_rows, tte_predict_rows; each row once, top "
+             "down), e.g. a camera's lines or a file; tte_train_step_s8 reads a whole input where it lies.  Saves "
+             "the input's bytes (48 KB at 3x128x128).")(f)
+
+
 def arithmetic_option(f):
     return click.option(
         "--arithmetic", type=click.Choice(list(ARITHMETICS)), default=None,
@@ -160,11 +169,12 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
               help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits "
                    "--sram (the frozen prefix unpatched, the block backward unfused, where the budget allows; same "
                    "numerics, same scheme).")
+@stream_option
 @click.option("--timeline", is_flag=True, help="Also print the arena timeline (one row per step).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the arena timeline as a picture (needs the 'plot' extra: matplotlib).")
 @arithmetic_option
-def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, favor, timeline, plot_path,
+def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, favor, stream_input, timeline, plot_path,
          arithmetic) -> None:
     """Plan the memory of one training step of MODEL and check it against the budgets.
 
@@ -179,7 +189,7 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, fav
 
     budget_sram, budget_flash = parse_size(sram, "--sram"), parse_size(flash, "--flash")
     g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
-    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, favor=favor)
+    p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, favor=favor, stream_input=stream_input)
     if as_json:
         d = p.to_dict()
         if explain:
@@ -220,13 +230,14 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, fav
               help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits "
                    "--sram (the frozen prefix unpatched, the block backward unfused, where the budget allows; same "
                    "numerics, same scheme).")
+@stream_option
 @click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7"]), default="host", show_default=True,
               help="What the printed build command targets (the Makefile builds all of them).")
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]D0,D1,...",
               help="Fix a dynamic input shape.")
 @arithmetic_option
-def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, favor, target,
-            input_shape, arithmetic) -> None:
+def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, rounding, no_qas, favor,
+            stream_input, target, input_shape, arithmetic) -> None:
     """Compile MODEL into a C training loop in OUTPUT: tte_model.h / tte_model.c (tte_train_step_s8,
     tte_infer_s8, tte_predict, tte_tensors, tte_state_save / tte_state_load), the runtime, a demo main, a
     Makefile, memory.txt, and what `tte export` needs (tte_compile.json and tte_source.onnx).
@@ -245,7 +256,7 @@ def compile(model, out_dir, force, sram, flash, scheme, classes, lr, momentum, r
     g = load(model, input_shape=parse_input_shapes(input_shape), arithmetic=arithmetic)
     # the same plan as `tte plan`: the step and the SRAM kept for stack, heap and C library must fit --sram
     p = make(g, budget_sram, budget_flash, scheme=scheme, classes=classes, lr=lr, momentum=momentum,
-             rounding=rounding, qas=not no_qas, favor=favor).check()
+             rounding=rounding, qas=not no_qas, favor=favor, stream_input=stream_input).check()
     files = write_project(p.program, p, out_dir, force=force)
     from .report import compile_summary
 

@@ -22,7 +22,7 @@ from .errors import TteError
 from .frontend import load
 from .ir import Graph
 from .passes.block_backward import fuse_block_backward
-from .passes.patch import patch_frozen_prefix
+from .passes.patch import StreamError, patch_frozen_prefix, stream_input_rows
 from .passes.training import PIPELINE
 from .passes.training import optimize as run_passes
 from .program import Program
@@ -69,7 +69,7 @@ def check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize) 
 def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, momentum: float = 0.0,
             qas: bool = True, rounding: str = "stochastic", seed: int = 0, input_shape=None,
             optimize: bool = True, arithmetic: str | None = None, calibration=None, passes=None,
-            patch: bool = True, block_backward: bool = True) -> Program:
+            patch: bool = True, block_backward: bool = True, stream_input: bool = False) -> Program:
     """Compile a model for training.
 
     ``model``: an ONNX path or a :class:`Graph` from :func:`tte.load`.  ``scheme``: ``"full"``
@@ -85,12 +85,19 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     (:mod:`tte.passes.patch`: it runs band by band otherwise, in the training step and in inference alike);
     ``block_backward=False`` leaves the backward of trained inverted-residual blocks unfused
     (:mod:`tte.passes.block_backward`).  Either way the training numerics are the same, bit for bit.
+    ``stream_input=True``: the patched stage reads the int8 input in rows from a row source the caller gives
+    (``tte_train_step_rows`` in C; ``tte_train_step_s8`` reads a whole input where it lies), so the arena holds no
+    input (:func:`tte.passes.patch.stream_input_rows`; :class:`tte.passes.patch.StreamError` when the frozen prefix
+    cannot take it, or with ``patch=False``).
     """
     if not isinstance(model, (Graph, str, os.PathLike)):
         raise TteError(f"model must be a file path or a Graph from tte.load, got {type(model).__name__} {model!r}")
     o = check_options(scheme, classes, lr, momentum, qas, rounding, seed, optimize)
     classes, seed, optimize = o.pop("classes"), o["seed"], o.pop("optimize")
     patch, block_backward = check_bool(patch, "patch"), check_bool(block_backward, "block_backward")
+    if check_bool(stream_input, "stream_input") and not (patch and optimize and passes is None):
+        raise StreamError("stream_input needs the frozen prefix patched: it cannot go with patch=False, "
+                          "optimize=False or a passes= list")
     if passes is not None:
         passes = () if isinstance(passes, str) else tuple(passes)
         if not passes or not all(callable(p) and p in PIPELINE for p in passes) or not optimize:
@@ -116,5 +123,7 @@ def compile(model, scheme=None, classes: int | None = None, lr: float = 0.005, m
     builder = build_training_graph(g, plan, opts)                                  # autodiff
     _dump("autodiff", builder.g)
     steps = tuple(s for s in (PIPELINE if passes is None else passes) if s not in off)
+    if stream_input:  # the patch pass with the input streamed in its place
+        steps = tuple(stream_input_rows if s is patch_frozen_prefix else s for s in steps)
     train, log = run_passes(builder.g, steps) if optimize else (builder.g, [])     # passes
     return Program(g, builder, train, log, perms, opts, source, notes)             # plan, emit: Program

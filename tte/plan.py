@@ -74,11 +74,25 @@ class Plan:
         """When the model's own classifier (not a new head) is what does not fit: the hint that names --classes."""
         return classifier_hint(self.program, self.memory, over, in_flash)
 
+    def stream_hint(self) -> str | None:
+        """When the int8 input, held whole in the arena, is alive at the arena's peak: the hint that names
+        --stream-input (the input read in rows instead)."""
+        g, m = self.memory.graph, self.memory
+        if not g.nodes or g.nodes[0].op != "quantize" or g.nodes[0].output not in m.root:
+            return None
+        held = dict(m.live_at_peak()).get(m.root[g.nodes[0].output])
+        if held is None:
+            return None
+        return (f"--stream-input (stream_input=True) reads the input in rows from a source the firmware gives "
+                f"instead of holding its {kb(held)} in the arena")
+
     def problem(self) -> str | None:
         """One line saying by how much the plan misses its budget, or None."""
         if self.sram_over > 0:
             hint = self.classifier_hint(self.sram_over)
             hint = f"{hint}, or try a smaller --scheme" if hint else "try a smaller --scheme (or --scheme auto)"
+            if stream := self.stream_hint():
+                hint += f"; {stream}"
             return (f"training needs {kb(self.memory.peak_sram)} of SRAM and {kb(self.reserve)} are kept for stack, "
                     f"heap and C library: {kb(self.sram_over)} over the {kb(self.sram)} budget; largest: "
                     f"{self.largest_contributors()}; {hint}")
@@ -191,7 +205,8 @@ def fastest_fit(model, p: Plan, classes: int | None, options: dict) -> Plan:
     on = {"patch": options.get("patch", True), "block_backward": options.get("block_backward", True)}
     log = list(p.auto_log)
     for patch, fused in SPEED_VARIANTS:
-        if (patch and not on["patch"]) or (fused and not on["block_backward"]):
+        if (patch and not on["patch"]) or (fused and not on["block_backward"]) or \
+                (options.get("stream_input") and not patch):  # a streamed input is read by the patched stage
             continue
         what = f"frozen prefix {'patched' if patch else 'unpatched'}, block backward {'fused' if fused else 'unfused'}"
         if (patch, fused) == (on["patch"], on["block_backward"]):
@@ -318,6 +333,8 @@ def auto_scheme(model, sram: int, flash: int = DEFAULT_FLASH, classes: int | Non
     if not smallest.fits:
         hint = smallest.classifier_hint(smallest.sram_over) if smallest.sram_over > 0 else \
             smallest.classifier_hint(smallest.flash_over, in_flash=True)
+        if smallest.sram_over > 0 and (stream := smallest.stream_hint()):
+            hint = f"{hint}; {stream}" if hint else stream
         raise BudgetError(f"no scheme fits: even training only the classifier needs "
                           f"{kb(smallest.memory.peak_sram)} of SRAM (and {kb(reserve)} kept for stack, heap and C "
                           f"library) and {kb(smallest.memory.flash)} of flash (budgets {kb(sram)} / {kb(flash)}); "

@@ -118,7 +118,8 @@ def plan_rows(plan) -> list[tuple[str, int, str]]:
     m = plan.memory
     peak_node = m.graph.nodes[m.peak_step].name if m.graph.nodes else ""
     return [
-        ("SRAM: arena", m.arena.size, f"lower bound {m.arena.lower_bound:,} B ({m.arena.order}); peak at {peak_node}"),
+        ("SRAM: arena", m.arena.size, f"lower bound {m.arena.lower_bound:,} B ({m.arena.order}); peak at {peak_node}"
+         + ("; no input: it is streamed in rows (--stream-input)" if m.input_streamed else "")),
         ("SRAM: trained parameters", m.trained_bytes, f"{len(m.trained)} tensors (trained slices only)"),
         ("SRAM: optimizer state", m.optimizer_bytes, ", ".join(m.optimizer) or "none"),
         ("SRAM: kernel scratch", m.scratch, "largest single-kernel scratch"),

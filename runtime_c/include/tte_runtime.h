@@ -35,7 +35,7 @@
 extern "C" {
 #endif
 
-typedef enum { TTE_OK = 0, TTE_ERROR_ARGUMENT = -1, TTE_ERROR_SIZE = -2 } tte_status;
+typedef enum { TTE_OK = 0, TTE_ERROR_ARGUMENT = -1, TTE_ERROR_SIZE = -2, TTE_ERROR_SOURCE = -3 } tte_status;
 
 typedef struct {
     int32_t n, c, h, w;
@@ -220,6 +220,17 @@ tte_status tte_patch_rows_s8(int32_t planes, int32_t width, const int32_t *rows,
  * layout of rows to_rows (the rows a buffer keeps from one band to the next). */
 tte_status tte_patch_keep_s8(int32_t planes, int32_t width, const int32_t *from_rows, const int32_t *to_rows,
                              int8_t *buffer);
+
+/* A source of input rows (a model compiled with a streamed input, `tte compile --stream-input`): writes row `row` of
+ * the int8 input, for each channel c its `width` values at dst + c * channel_stride; returns 0, or non-zero to fail
+ * the call that asked (the step or inference then returns -1).  A step asks for each row once, from the top down. */
+typedef int (*tte_row_source)(void *context, int32_t row, int8_t *dst, int32_t channel_stride);
+
+/* Rows new_rows = {first, end} of a streamed input of `planes` channels, `width` columns, from `source`, straight
+ * into a band buffer of rows window (which holds them): plane p's row r at buffer + (p * rows + r - window[0]) *
+ * width.  TTE_ERROR_SOURCE when the source fails. */
+tte_status tte_patch_fetch_s8(tte_row_source source, void *context, int32_t planes, int32_t width,
+                              const int32_t *new_rows, const int32_t *window, int8_t *buffer);
 
 /* ---- training: float32 backward in real units, in the summation orders of the Python reference ---- */
 

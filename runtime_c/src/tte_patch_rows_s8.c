@@ -43,3 +43,16 @@ tte_status tte_patch_keep_s8(int32_t planes, int32_t width, const int32_t *from_
     }
     return TTE_OK;
 }
+
+/* Rows new_rows of a streamed input from the caller's row source, into their places in a band buffer of rows
+ * window: channel p's row r at buffer + (p * rows + r - window[0]) * width, rows = window[1] - window[0]. */
+tte_status tte_patch_fetch_s8(tte_row_source source, void *context, int32_t planes, int32_t width,
+                              const int32_t *new_rows, const int32_t *window, int8_t *buffer) {
+    if (source == NULL || planes < 0 || width < 0 || new_rows[0] > new_rows[1] || new_rows[0] < window[0] ||
+        new_rows[1] > window[1])
+        return TTE_ERROR_ARGUMENT;
+    const int32_t stride = (window[1] - window[0]) * width;
+    for (int32_t r = new_rows[0]; r < new_rows[1]; r++)
+        if (source(context, r, buffer + (size_t)(r - window[0]) * (size_t)width, stride) != 0) return TTE_ERROR_SOURCE;
+    return TTE_OK;
+}

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import TteError
 from ..ir.facts import LABEL, LOSS, value_bytes
 from ..ops.cgen import CTYPES, LINE, Emitter, Shared, c_comment, c_float, format_call
+from ..ops.patch import channels_last_stream
 from ..passes.memory import graph_scratch
 from ..passes.prefix import FrozenPrefix, frozen_prefix
 from ..version import __version__
@@ -161,6 +162,94 @@ def _prefix_note(g, prefix: FrozenPrefix, what: str, sources: str) -> str:
             f"that reads {sources} (tte.passes.prefix): the same for an image at every epoch.")
 
 
+_ARENA_API = """/* Training and inference; each returns 0 on success and -1 on a NULL pointer, a label outside
+ * [0, TTE_CLASSES) or a failed kernel.  int8 inputs are TTE_INPUT_SIZE values, NCHW, quantized with TTE_INPUT_SCALE and
+ * TTE_INPUT_ZERO_POINT; tte_input_buffer() is where the step reads them, inside the arena: an input written
+ * there is not copied (and does not survive the call: the step reuses its bytes, e.g. for the patched stage's
+ * result). */
+int8_t *tte_input_buffer(void);
+
+/* One SGD step on an int8 input and its class; writes the loss before the step. */
+int tte_train_step_s8(const int8_t *input, int32_t label, float *loss);
+"""
+
+_STREAMED_API = """/* Training and inference; each returns 0 on success and -1 on a NULL pointer, a label outside
+ * [0, TTE_CLASSES), a failed kernel or a failed row source.  int8 inputs are TTE_INPUT_SIZE values in the model's
+ * input layout (TTE_INPUT_INDEX), quantized with TTE_INPUT_SCALE and TTE_INPUT_ZERO_POINT.
+ *
+ * The input is streamed (tte compile --stream-input): the arena holds no input.  The first layers run band by band
+ * and ask a row source (tte_row_source, tte_runtime.h) for the input's rows as they need them, each row once, from
+ * the top down: for row r, each channel c's TTE_INPUT_WIDTH values at dst + c * channel_stride.  A camera's lines
+ * or a file read row by row feed the *_rows entry points directly; the others read a whole input where the caller
+ * holds it (flash, external memory, or SRAM outside the planned budget). */
+#define TTE_INPUT_STREAMED 1
+#define TTE_INPUT_CHANNELS %d
+#define TTE_INPUT_HEIGHT %d
+#define TTE_INPUT_WIDTH %d
+/* Where value (channel c, row r, column x) sits in a whole int8 input (%s). */
+#define TTE_INPUT_INDEX(c, r, x) %s
+
+/* One SGD step on an int8 input from a row source and its class; writes the loss before the step. */
+int tte_train_step_rows(tte_row_source source, void *context, int32_t label, float *loss);
+
+/* The same on a whole int8 input, read in place. */
+int tte_train_step_s8(const int8_t *input, int32_t label, float *loss);
+
+/* Inference on an input from a row source: float32 logits (TTE_CLASSES), or the top-1 class (-1 on an error). */
+int tte_infer_rows(tte_row_source source, void *context, float *logits);
+int32_t tte_predict_rows(tte_row_source source, void *context);
+"""
+
+
+def _streamed_api(g, node) -> str:
+    """The header's part on a streamed input: the entry points, the input's dimensions and layout."""
+    body = node.attrs["body"]
+    _, c, h, w = body[body.inputs[0]].shape
+    if channels_last_stream(g, node):
+        layout, index = "channels last, NHWC", "(((r) * TTE_INPUT_WIDTH + (x)) * TTE_INPUT_CHANNELS + (c))"
+        index += "\n#define TTE_INPUT_CHANNELS_LAST 1"
+    else:
+        layout, index = "NCHW", "(((c) * TTE_INPUT_HEIGHT + (r)) * TTE_INPUT_WIDTH + (x))"
+    return _STREAMED_API % (c, h, w, layout, index)
+
+
+def _row_sources(quantize: str) -> str:
+    """A streamed input's plumbing in tte_model.c: the row source the patched stage reads, and the sources over a
+    whole int8 or float32 input the caller holds (the float one quantizes each row with ``quantize``)."""
+    return f"""/* The row source the patched stage's calls read (tte_patch_fetch_s8), set by each entry point. */
+static tte_row_source tte_row_source_now;
+static void *tte_row_context_now;
+
+static void tte_read_rows(tte_row_source source, void *context) {{
+    tte_row_source_now = source;
+    tte_row_context_now = context;
+}}
+
+/* Row sources over a whole input the caller holds (tte_train_step_s8, tte_train_step, tte_infer_*, tte_predict). */
+static const int8_t *tte_input_s8;
+static const float *tte_input_f32;
+
+static int tte_rows_s8(void *context, int32_t row, int8_t *dst, int32_t channel_stride) {{
+    (void)context;
+    for (int32_t c = 0; c < TTE_INPUT_CHANNELS; c++)
+        for (int32_t x = 0; x < TTE_INPUT_WIDTH; x++)
+            dst[c * channel_stride + x] = tte_input_s8[TTE_INPUT_INDEX(c, row, x)];
+    return 0;
+}}
+
+static int tte_rows_f32(void *context, int32_t row, int8_t *dst, int32_t channel_stride) {{
+    (void)context;
+    for (int32_t c = 0; c < TTE_INPUT_CHANNELS; c++)
+        for (int32_t x = 0; x < TTE_INPUT_WIDTH; x++)
+            if ({quantize}(1, tte_input_f32 + TTE_INPUT_INDEX(c, row, x), TTE_INPUT_SCALE, TTE_INPUT_ZERO_POINT,
+                           dst + c * channel_stride + x) != TTE_OK)
+                return -1;
+    return 0;
+}}
+
+"""
+
+
 def _static_function(name: str, body: list[str], note: str) -> str:
     """``static int name(void)`` running ``body``, after the comment ``note``; 0 on success, -1 if a call fails."""
     return "\n".join([*c_comment(note), f"static int {name}(void) {{", *body, "    return 0;", "}"])
@@ -192,6 +281,8 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
     if LABEL not in train.inputs or train.outputs[0] != LOSS:
         raise TteError("not a training graph")
     x = train.inputs[0]
+    stream = next((n for n in train.nodes if n.op == "patch" and n.attrs["plan"].streamed), None)
+    streamed = stream is not None
     logits_train = train.outputs[1]
     logits_fwd = fwd.outputs[0]
     # one arena serves both functions; the training step's plan is the one the memory report gives
@@ -221,17 +312,8 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
 #define TTE_STATE_SLOT_BYTES {st.slot_bytes(layout)}u /* the smallest slot: the blob in whole TTE_STATE_UNITs */
 #define TTE_STATE_STORAGE_BYTES (2u * TTE_STATE_SLOT_BYTES)
 
-/* Training and inference; each returns 0 on success and -1 on a NULL pointer, a label outside [0, TTE_CLASSES)
- * or a failed kernel.  int8 inputs are TTE_INPUT_SIZE values, NCHW, quantized with TTE_INPUT_SCALE and
- * TTE_INPUT_ZERO_POINT; tte_input_buffer() is where the step reads them, inside the arena: an input written
- * there is not copied (and does not survive the call: the step reuses its bytes, e.g. for the patched stage's
- * result). */
-int8_t *tte_input_buffer(void);
-
-/* One SGD step on an int8 input and its class; writes the loss before the step. */
-int tte_train_step_s8(const int8_t *input, int32_t label, float *loss);
-
-/* The same from a float32 NCHW input (quantized inside, into tte_input_buffer()). */
+""" + (_streamed_api(train, stream) if streamed else _ARENA_API) + f"""
+/* The same from a float32 NCHW input (quantized inside, {'row by row' if streamed else 'into tte_input_buffer()'}). */
 int tte_train_step(const float *input, int32_t label, float *loss);
 
 /* float32 logits (TTE_CLASSES) of the current model, from an int8 or a float32 input. */
@@ -297,8 +379,15 @@ tte_state_status tte_state_load(const tte_state_storage *storage);
     label, loss, unused = et.ptr(LABEL), et.ptr(LOSS), et.ptr(logits_train)
     fwd_logits = ef.ptr(logits_fwd)
     logits = format_call("", f"memcpy(logits, {fwd_logits}, sizeof(float) * TTE_CLASSES)", ";")
-    take_input = [f"    if (input != {et.input_ptr})", f"        memmove({et.input_ptr}, input, TTE_INPUT_SIZE);"]
-    move_input = format_call("", f"memmove({ef.input_ptr}, input, TTE_INPUT_SIZE)", ";")
+    if streamed:  # no input in the arena: the patched stage asks a row source for rows
+        take_input = move_input = ["    tte_read_rows(tte_rows_s8, NULL);", "    tte_input_s8 = input;"]
+        float_train = ["    tte_input_f32 = input;", "    return tte_train_step_rows(tte_rows_f32, NULL, label, loss);"]
+        float_infer = ["    tte_read_rows(tte_rows_f32, NULL);", "    tte_input_f32 = input;"]
+    else:
+        take_input = [f"    if (input != {et.input_ptr})", f"        memmove({et.input_ptr}, input, TTE_INPUT_SIZE);"]
+        move_input = format_call("", f"memmove({ef.input_ptr}, input, TTE_INPUT_SIZE)", ";")
+        float_train = et.prologue + [f"    return tte_train_step_s8({et.input_ptr}, label, loss);"]
+        float_infer = ef.prologue
     # each step as its frozen prefix and the rest: the cached entry points run the same two functions
     train_functions = "\n\n".join([
         _static_function("tte_train_prefix", et.body[:train_split],
@@ -353,14 +442,12 @@ tte_state_status tte_state_load(const tte_state_storage *storage) {
     return status;
 }
 
-""" + et.view_definitions("tte_train_step_s8") + f"""
+""" + (_row_sources(et.quantize_rows) if streamed else "") + et.view_definitions("tte_train_step_s8") + (
+        "" if streamed else f"""
 int8_t *tte_input_buffer(void) {{ return {et.input_ptr}; }}
+""") + "\n" + train_functions + f"""
 
-""" + train_functions + """
-
-int tte_train_step_s8(const int8_t *input, int32_t label, float *loss) {
-    if (input == NULL || loss == NULL || label < 0 || label >= TTE_CLASSES) return -1;
-""" + "\n".join(take_input) + f"""
+static int tte_train_run(int32_t label, float *loss) {{
     *{label} = label;
     if (tte_train_prefix() != 0 || tte_train_tail() != 0) return -1;
     *loss = *{loss};
@@ -369,11 +456,22 @@ int tte_train_step_s8(const int8_t *input, int32_t label, float *loss) {
     return 0;
 }}
 
-int tte_train_step(const float *input, int32_t label, float *loss) {{
+int tte_train_step_s8(const int8_t *input, int32_t label, float *loss) {{
+    if (input == NULL || loss == NULL || label < 0 || label >= TTE_CLASSES) return -1;
+""" + "\n".join(take_input) + """
+    return tte_train_run(label, loss);
+}
+""" + ("""
+int tte_train_step_rows(tte_row_source source, void *context, int32_t label, float *loss) {
+    if (source == NULL || loss == NULL || label < 0 || label >= TTE_CLASSES) return -1;
+    tte_read_rows(source, context);
+    return tte_train_run(label, loss);
+}
+""" if streamed else "") + """
+int tte_train_step(const float *input, int32_t label, float *loss) {
     if (input == NULL) return -1;
-""" + "\n".join(et.prologue) + f"""
-    return tte_train_step_s8({et.input_ptr}, label, loss);
-}}
+""" + "\n".join(float_train) + """
+}
 
 """ + ef.view_definitions("tte_infer_run") + "\n" + infer_functions + f"""
 
@@ -398,7 +496,7 @@ int tte_infer_s8(const int8_t *input, float *logits) {{
 
 int tte_infer_f32(const float *input, float *logits) {
     if (input == NULL || logits == NULL) return -1;
-""" + "\n".join(ef.prologue) + """
+""" + "\n".join(float_infer) + """
     if (tte_infer_run() != 0) return -1;
 """ + "\n".join(logits) + """
     return 0;
@@ -410,7 +508,22 @@ int32_t tte_predict(const int8_t *input) {
     if (tte_infer_run() != 0) return -1;
     return tte_top1();
 }
+""" + ("""
+int tte_infer_rows(tte_row_source source, void *context, float *logits) {
+    if (source == NULL || logits == NULL) return -1;
+    tte_read_rows(source, context);
+    if (tte_infer_run() != 0) return -1;
+""" + "\n".join(logits) + """
+    return 0;
+}
 
+int32_t tte_predict_rows(tte_row_source source, void *context) {
+    if (source == NULL) return -1;
+    tte_read_rows(source, context);
+    if (tte_infer_run() != 0) return -1;
+    return tte_top1();
+}
+""" if streamed else "") + """
 #ifdef TTE_CACHED_PREFIX
 /* The cached frozen prefix (tte_model.h).  tte_prefix_s8 writes the training step's frontier in the order of its
  * copies, each tensor named; tte_train_step_cached reads it back in the same order. */

@@ -19,8 +19,9 @@ class Step:
     buffer, or the staging buffer of its new rows); ``gather`` copies the rows the op ``node`` reads of its operand
     ``operand`` (an index into its inputs) into buffer ``buffer``; ``keep`` moves the rows the band buffer
     ``buffer`` keeps from the band before (window slot ``buffer:prev``) to this band's place; ``merge`` copies the
-    new rows (slot ``buffer:new``) from their staging buffer into the band buffer ``buffer``; ``store`` copies the
-    band of the stage's result into the whole result tensor."""
+    new rows (slot ``buffer:new``) from their staging buffer into the band buffer ``buffer``; ``fetch`` asks the row
+    source for the new rows of the streamed stage input (slot ``buffer:new``), straight into their places in its band
+    buffer ``buffer``; ``store`` copies the band of the stage's result into the whole result tensor."""
 
     kind: str
     node: int = -1
@@ -50,7 +51,9 @@ class PatchPlan:
     the window of slot ``values[v]`` in band ``b``; the band program ``steps``; the
     workspace ``buffers`` and their ``offsets`` in it (``work_bytes`` in all); the MACs of the stage's ops run band
     by band (``macs``) and whole (``whole_macs``); ``carry``: halo rows are kept between bands, not recomputed;
-    ``over_input``: the result may be written over the stage's input (:func:`result_over_input`)."""
+    ``over_input``: the result may be written over the stage's input (:func:`result_over_input`); ``streamed``: the
+    stage's input is no whole tensor but rows fetched band by band from the caller's row source into a band buffer of
+    its own (slot ``values[0]``, its new rows ``x:new``, kept ones from ``x:prev``), each row once, in order."""
 
     band_rows: int
     bands: int
@@ -64,6 +67,7 @@ class PatchPlan:
     whole_macs: int
     carry: bool = False
     over_input: bool = False
+    streamed: bool = False
 
     @property
     def extra_macs(self) -> int:
@@ -77,8 +81,8 @@ class PatchPlan:
 
     def __str__(self) -> str:
         return (f"{self.bands} bands of {self.band_rows} row{'s' if self.band_rows > 1 else ''}, halo "
-                f"{'kept' if self.carry else 'recomputed'}, workspace {self.work_bytes:,} B, "
-                f"+{self.extra_macs:,} MACs")
+                f"{'kept' if self.carry else 'recomputed'}{', input streamed' if self.streamed else ''}, workspace "
+                f"{self.work_bytes:,} B, +{self.extra_macs:,} MACs")
 
 
 # -- the band program: row windows, steps, buffers -----------------------------------------------------------------
@@ -144,38 +148,45 @@ def _computable(body: Graph, node: Node, u: str, done: int) -> int:
     return max(0, min(out, (done + pt - k) // s + 1))
 
 
-def carry_windows(body: Graph, band_rows: int) -> list[tuple[dict[str, Window], dict[str, Window]]]:
+def carry_windows(body: Graph, band_rows: int, streamed: bool = False) \
+        -> list[tuple[dict[str, Window], dict[str, Window]]]:
     """Per band, with the halo kept (line buffers): every value's window (the rows its band buffer holds) and its
     new rows (those the band computes).  Each band, an op computes the rows its operands' rows so far allow, but no
     more than its share: ``band_rows`` rows of the first op's result, and as many of every other op's as its height
     is of the first one's (at least one); bands run until every result is complete.  A buffer holds its new rows and
-    every earlier row a reader reads in this band or may read later; it drops the rest."""
+    every earlier row a reader reads in this band or may read later; it drops the rest.  ``streamed``: the stage's
+    input is such a buffer too, each band fetching its share of rows (else it is whole, every row at hand)."""
     x = body.inputs[0]
     first_height = body[body.nodes[0].output].shape[2]
+    tracked = [x] if streamed else []  # values with band buffers that no op of the stage makes
     readers: dict[str, list[Node]] = {}
     for node in body.nodes:
         for u in dict.fromkeys(node.inputs):
-            if not body[u].is_const and u != x:
+            if not body[u].is_const and (u != x or streamed):
                 readers.setdefault(u, []).append(node)
-    share = {n.output: max(1, -(-band_rows * body[n.output].shape[2] // first_height)) for n in body.nodes}
+    made = tracked + [n.output for n in body.nodes]
+    share = {v: max(1, -(-band_rows * body[v].shape[2] // first_height)) for v in made}
     done: dict[str, int] = {}
     out = []
-    while not out or any(done[n.output] < body[n.output].shape[2] for n in body.nodes):
-        if len(out) > 4 * first_height + 4 * len(body.nodes):  # a geometry no op advances on: never in a real stage
+    while not out or any(done[v] < body[v].shape[2] for v in made):
+        if len(out) > 4 * first_height + 4 * len(made):  # a geometry no op advances on: never in a real stage
             raise ValueError("the stage's rows do not advance band after band")
         new: dict[str, Window] = {}
+        for v in tracked:
+            first = done.get(v, 0)
+            new[v] = (first, min(body[v].shape[2], first + share[v]))
+            done[v] = new[v][1]
         for node in body.nodes:
             v, height = node.output, body[node.output].shape[2]
             first = done.get(v, 0)
             end = min(height, first + share[v])
             for u in node.inputs:
-                if not body[u].is_const and u != x:
+                if not body[u].is_const and (u != x or streamed):
                     end = min(end, _computable(body, node, u, done[u]))
             new[v] = (first, max(first, end))
             done[v] = new[v][1]
-        win: dict[str, Window] = {x: (0, body[x].shape[2])}
-        for node in body.nodes:
-            v = node.output
+        win: dict[str, Window] = {} if streamed else {x: (0, body[x].shape[2])}
+        for v in made:
             low = new[v][0]
             for r in readers.get(v, []):
                 rows_now, later = new[r.output], done[r.output]
@@ -228,17 +239,20 @@ def size(w: Window) -> int:
     return w[1] - w[0]
 
 
-def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> PatchPlan:
+def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False, streamed: bool = False) -> PatchPlan:
     """The :class:`PatchPlan` of running ``body`` in bands of ``band_rows`` result rows, the halo kept between bands
     (``carry``: ``band_rows`` rows of the first op's result, see :func:`carry_windows`) or recomputed.  ``layout``
     places the workspace buffers: ``[(name, bytes, first step, last step)] -> (offsets by name, total bytes)`` (the
-    pass gives the arena planner).  Raises ValueError when a band of a recomputed halo would read nothing but
-    padding."""
-    y = body.outputs[0]
+    pass gives the arena planner).  ``streamed`` (with ``carry`` only): the stage's input comes in rows from a row
+    source, each band fetching its share below the rows its buffer keeps.  Raises ValueError when a band of a
+    recomputed halo would read nothing but padding, or ``streamed`` comes without ``carry``."""
+    x, y = body.inputs[0], body.outputs[0]
     height = body[y].shape[2]
-    values = tuple(n.output for n in body.nodes)
+    if streamed and not carry:
+        raise ValueError("a streamed input needs the halo kept: each row is fetched once")
+    values = ((x,) if streamed else ()) + tuple(n.output for n in body.nodes)
     if carry:  # bands of the first op's rows; an op computes no row in some of them
-        per_band = carry_windows(body, band_rows)
+        per_band = carry_windows(body, band_rows, streamed)
     else:
         per_band = [(w, w) for w in (band_windows(body, (b * band_rows, min((b + 1) * band_rows, height)))
                                      for b in range(-(-height // band_rows)))]
@@ -246,9 +260,10 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> Patc
             for v in values:
                 if w[v][0] >= w[v][1]:
                     raise ValueError(f"a band of {band_rows} rows reads only padding rows of '{v}'")
-    # a buffer that keeps rows between bands: its new rows are staged, then merged below the kept ones
-    staged = {v for v in values if any(w[v][0] < w[v][1] and not n[v][0] <= w[v][0] < n[v][1]
-                                       for w, n in per_band)}
+    # a buffer that keeps rows between bands: its new rows are staged, then merged below the kept ones (the streamed
+    # input's are fetched into their places)
+    staged = {v for v in values if v != x and any(w[v][0] < w[v][1] and not n[v][0] <= w[v][0] < n[v][1]
+                                                  for w, n in per_band)}
 
     def plane(v: str) -> int:  # bytes of one row of every channel
         n, c, _, width = body[v].shape
@@ -259,6 +274,9 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> Patc
     last_read: dict[str, int] = {}
     sizes: dict[str, int] = {}
     kinds: dict[str, tuple[str, str | None]] = {}  # buffer -> (value, whose window it holds)
+    if streamed:  # the input's kept rows move up, then the source writes the new ones below them
+        sizes[x], kinds[x] = max(size(w[x]) for w, _ in per_band) * plane(x), (x, x)
+        steps += [Step("keep", -1, -1, x), Step("fetch", -1, -1, x)]
     for k, node in enumerate(body.nodes):
         copies = []
         for i, u in enumerate(node.inputs):
@@ -296,7 +314,7 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> Patc
             first_write[name] = last_read[name] = step
     last_read[y] = len(steps)
     steps.append(Step("store", -1, -1, y))
-    for v in staged:  # kept rows live from one band to the next: the whole program
+    for v in staged | ({x} if streamed else set()):  # kept rows live from one band to the next: the whole program
         first_write[v], last_read[v] = 0, len(steps) - 1
     spans = [(name, sizes[name], first_write[name], max(last_read.get(name, first_write[name]), first_write[name]))
              for name in sizes]
@@ -311,8 +329,9 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> Patc
                 macs += node_macs(body, node, size(operand_rows(body, node, u, w, n)), size(n[node.output]))
     # the table of windows: every value's, then every gathered copy's (the rows its op needs), then the new rows and
     # the window in the band before of every buffer that keeps rows
+    kept = [v for v in values if v in staged or (streamed and v == x)]
     slots = values + tuple(st.buffer for st in steps if st.kind == "gather") + \
-        tuple(f"{v}{part}" for v in values if v in staged for part in (":new", ":prev"))
+        tuple(f"{v}{part}" for v in kept for part in (":new", ":prev"))
     rows = []
     before: dict[str, Window] = {}
     for w, n in per_band:
@@ -322,13 +341,13 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False) -> Patc
                 node = body.nodes[st.node]
                 u = node.inputs[st.operand]
                 row.append(needed_rows(body, node, u, n[node.output]) if size(n[node.output]) else (w[u][0],) * 2)
-        for v in values:
-            if v in staged:
-                row += [n[v], before.get(v, (0, 0))]
+        for v in kept:
+            row += [n[v], before.get(v, (0, 0))]
         before = w
         rows.append(tuple(row))
     return PatchPlan(band_rows, len(per_band), slots, tuple(rows), tuple(steps), buffers,
-                     tuple(sorted(offsets.items())), work, macs, whole, carry, result_over_input(body, per_band))
+                     tuple(sorted(offsets.items())), work, macs, whole, carry,
+                     not streamed and result_over_input(body, per_band), streamed)
 
 
 def result_over_input(body: Graph, per_band: list[tuple[dict[str, Window], dict[str, Window]]]) -> bool:

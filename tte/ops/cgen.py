@@ -327,6 +327,7 @@ class Emitter:
         self.state_of = {new: old for old, new in g.state_updates.items()}
         self.view_prefix = view_prefix
         self.views: dict[str, str] = {}  # arena value -> its view's name, in order of first use
+        self.quantize_rows: str | None = None  # a streamed input: the quantize function its float row source calls
 
     @property
     def consts(self) -> list[str]:

@@ -79,6 +79,8 @@ def patch_kernel(g: Graph, node: Node, x, *consts):
     that a band reading input rows an earlier band overwrote would compute other integers."""
     body, plan = node.attrs["body"], node.attrs["plan"]
     xin, yout = body.inputs[0], body.outputs[0]
+    if channels_last_stream(g, node):  # the row source gives the stage channel-planar rows
+        x = np.transpose(x, NHWC_TO_NCHW)
     env_const = dict(zip(node.inputs[1:], consts))
     work = np.zeros(plan.work_bytes, np.int8)
     if plan.over_input:  # one buffer: the input's bytes, the result's from its start
@@ -90,16 +92,21 @@ def patch_kernel(g: Graph, node: Node, x, *consts):
     at = dict(plan.offsets)
 
     def buffer(u: str, window: Window) -> np.ndarray:  # a band buffer, or the whole stage input
-        return x if u == xin else _view(work, at[u], body[u].shape, _size(window))
+        return x if u == xin and not plan.streamed else _view(work, at[u], body[u].shape, _size(window))
 
     for b in range(plan.bands):
         win = dict(zip(plan.values, plan.rows[b]))
-        win[xin] = (0, body[xin].shape[2])
+        if not plan.streamed:
+            win[xin] = (0, body[xin].shape[2])
         gathered: dict[tuple[int, int], Window] = {}
         for step in plan.steps:
             if step.kind == "store":
                 w = win[yout]
                 y[:, :, w[0]:w[1]] = buffer(yout, w)
+                continue
+            if step.kind == "fetch":  # the row source's rows: those of the whole input the caller holds
+                new, have = win[f"{xin}:new"], win[xin]
+                buffer(xin, have)[:, :, new[0] - have[0]:new[1] - have[0]] = x[:, :, new[0]:new[1]]
                 continue
             inner = body.nodes[step.node]
             if step.kind == "keep":
@@ -168,18 +175,41 @@ def patch_stats(node: Node) -> dict:
     body, plan = node.attrs["body"], node.attrs["plan"]
     return {"start": body.nodes[0].name, "end": body.nodes[-1].name, "ops": len(body.nodes),
             "output": node.output, "band_rows": plan.band_rows, "bands": plan.bands,
-            "halo": "kept" if plan.carry else "recomputed",
+            "halo": "kept" if plan.carry else "recomputed", "input": "streamed" if plan.streamed else "arena",
             "workspace_bytes": plan.work_bytes, "stage_macs": plan.whole_macs, "extra_macs": plan.extra_macs,
             "extra_macs_percent": round(100.0 * plan.extra_macs / max(plan.whole_macs, 1), 2)}
+
+
+def streamed_values(g: Graph) -> set[str]:
+    """The values a streamed input's patch node holds in no arena buffer: the int8 input and its views up to the
+    stage's input (empty unless ``g`` has a patch node whose plan streams)."""
+    if not any(n.op == "patch" and n.attrs["plan"].streamed for n in g.nodes):
+        return set()
+    names = {g.nodes[0].output}
+    for node in g.nodes[1:]:
+        if not (OPS[node.op].alias and node.inputs[0] in names):
+            break
+        names.add(node.output)
+    return names
+
 
 
 # -- facets -----------------------------------------------------------------------------------------------------
 
 
+def channels_last_stream(g: Graph, n: Node) -> bool:
+    """Whether a streamed patch node reads a channels-last input, its stage taking it channel-planar (the rows arrive
+    so: the stage's transpose is left out)."""
+    body = n.attrs["body"]
+    shape = body[body.inputs[0]].shape
+    return n.attrs["plan"].streamed and tuple(g[n.inputs[0]].shape) != tuple(shape) and \
+        tuple(g[n.inputs[0]].shape) == tuple(shape[i] for i in (0, 2, 3, 1))
+
+
 def patch_shape(g: Graph, n: Node):
     body = n.attrs["body"]
     x = n.inputs[0]
-    if g[x].shape != body[body.inputs[0]].shape:
+    if g[x].shape != body[body.inputs[0]].shape and not channels_last_stream(g, n):
         raise ValueError(f"patch reads {g[x].shape}, its stage expects {body[body.inputs[0]].shape}")
     return body[body.outputs[0]].shape
 
@@ -257,7 +287,8 @@ def emit_patch(e: cg.Emitter, node: Node) -> None:
                f"{body.nodes[0].output} and a like share of every other result; in each band every op computes the "
                f"rows no band computed before that its operands allow, and a band buffer keeps the rows its readers "
                f"still need from band to band (line buffers: only a fused 1x1 + depthwise op expands its kept rows "
-               f"again)")
+               f"again)" + (f"; the input {x} is no tensor in the arena: each band asks the caller's row source "
+                            f"for its new rows, each row once, in order" if plan.streamed else ""))
     else:
         how = (f"{plan.bands} bands of {plan.band_rows} row{'s' if plan.band_rows > 1 else ''} of {y}; in each band "
                f"every op computes only the rows of its result the band needs (halo rows recomputed)")
@@ -273,7 +304,7 @@ def emit_patch(e: cg.Emitter, node: Node) -> None:
         return f"rows + {2 * slot[v]}" if v in slot else _whole(body[v].shape)
 
     def where(v: str) -> str:
-        return e.ptr(x) if v == xin else names[v]
+        return e.ptr(x) if v == xin and not plan.streamed else names[v]
 
     def call(text: str, comment: str, when: str | None = None) -> None:
         """A call; in a band that computes rows of ``when`` (a window slot) only, if given."""
@@ -286,6 +317,12 @@ def emit_patch(e: cg.Emitter, node: Node) -> None:
         e.body.extend(cg.format_call(f"TTE_CALL({kind}, ", text, ");", indent=16))
 
     for step in plan.steps:
+        if step.kind == "fetch":
+            n, c, _, w = body[xin].shape
+            call(f"tte_patch_fetch_s8(tte_row_source_now, tte_row_context_now, {n * c}, {w}, {rows(xin + ':new')}, "
+                 f"{rows(xin)}, {names[xin]})", f"the new rows of the input {x}, from the caller's row source",
+                 xin + ":new")
+            continue
         if step.kind == "store":
             n, c, _, w = body[yout].shape
             call(f"tte_patch_rows_s8({n * c}, {w}, {rows(yout)}, {rows(yout)}, {names[yout]}, {_whole(g[y].shape)}, "
@@ -297,7 +334,7 @@ def emit_patch(e: cg.Emitter, node: Node) -> None:
             n, c, _, w = body[v].shape
             if step.kind == "keep":
                 call(f"tte_patch_keep_s8({n * c}, {w}, {rows(v + ':prev')}, {rows(v)}, {names[v]})",
-                     f"the rows of {v} earlier bands computed that this band keeps, to their places")
+                     f"the rows of {v} earlier bands made that this band keeps, to their places")
             else:
                 call(f"tte_patch_rows_s8({n * c}, {w}, {rows(v + ':new')}, {rows(v + ':new')}, {names[v + ':new']}, "
                      f"{rows(v)}, {names[v]})", f"the new rows of {v} below them", v + ":new")

@@ -58,6 +58,9 @@ def emit_concat(e: cg.Emitter, node: Node) -> None:
 
 
 def emit_reshape(e: cg.Emitter, node: Node) -> None:
+    if node.output not in e.root and node.inputs[0] not in e.root:  # a view of a streamed input: no bytes
+        e.comment(f"reshape {node.name}: a view of the streamed input, read in rows by the patched stage")
+        return
     if e.root[node.output] != e.root[node.inputs[0]]:
         raise AssertionError("a reshape must alias its operand")
     e.comment(f"reshape {node.name}: {e.ptr(node.output)} is a view of the bytes of {e.ptr(node.inputs[0])}")
@@ -72,15 +75,22 @@ def emit_slice(e: cg.Emitter, node: Node) -> None:
 
 
 def emit_alias(e: cg.Emitter, node: Node) -> None:
+    if node.output not in e.root and node.inputs[0] not in e.root:  # a view of a streamed input: no bytes
+        e.comment(f"{node.op} {node.name}: a view of the streamed input, read in rows by the patched stage")
+        return
     if e.root[node.output] != e.root[node.inputs[0]]:
         raise AssertionError("a reshape must alias its operand")
     e.comment(f"{node.op} {node.name}: {e.ptr(node.output)} is a view of the bytes of {e.ptr(node.inputs[0])}")
 
 
 def emit_quantize(e: cg.Emitter, node: Node) -> None:
-    """Quantizing the float input is the float API's prologue; the int8 API finds the input in place."""
+    """Quantizing the float input is the float API's prologue; the int8 API finds the input in place.  A streamed
+    input (no arena buffer) is quantized row by row in its row source: the emitter keeps the function only."""
     q = e.g[node.output].quant
     function = "tte_quantize_tflite_f32" if tflite(e.g) else "tte_quantize_f32"
+    if node.output not in e.root:
+        e.quantize_rows = function
+        return
     call = (f"{function}({e.g[node.output].size}, input, {cg.c_float(q.scale)}, {int(q.zero_point)}, "
             f"{e.ptr(node.output)})")
     e.prologue += cg.format_call("TTE_CHECK(", call, ");")

@@ -24,7 +24,7 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ir.facts import value_bytes
 from ..ir.registry import OPS
-from ..ops.patch import patch_stats
+from ..ops.patch import patch_stats, streamed_values
 from .arena import ArenaPlan, Buffer, check_overlaps, plan_arena
 
 RUNTIME_CODE_BYTES = 2048  # startup, the step driver, helpers
@@ -48,6 +48,7 @@ def liveness(g: Graph) -> tuple[list[Buffer], dict[str, str]]:
     Reshapes alias their operand; an in-place op (:func:`_in_place`) reuses its first operand's buffer
     when nothing reads that buffer later."""
     external = set(g.state) | {i for i in g.inputs if g[i].dtype == "float32"} | set(g.state_updates.values())
+    external |= streamed_values(g)  # a streamed input: its rows live in the patch node's workspace
     last_use: dict[str, int] = {}
     for i, node in enumerate(g.nodes):
         for name in node.inputs:
@@ -118,9 +119,15 @@ class MemoryReport:
         return sorted(((b.name, b.size) for b in self.arena.buffers if b.start <= t <= b.end),
                       key=lambda x: -x[1])
 
+    @property
+    def input_streamed(self) -> bool:
+        """Whether the step reads its input in rows from the caller's row source (no input in the arena)."""
+        return bool(streamed_values(self.graph))
+
     def to_dict(self) -> dict:
         return {
             "peak_sram_bytes": self.peak_sram,
+            "input_streamed": self.input_streamed,
             "arena_bytes": self.arena.size,
             "arena_lower_bound_bytes": self.arena.lower_bound,
             "trained_param_bytes": self.trained_bytes,

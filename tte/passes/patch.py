@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..errors import TteError
 from ..ir import Graph, Node, QuantParams, Value
 from ..ir.facts import LABEL
 from ..ops import OPS
@@ -96,8 +97,13 @@ def _cut_ok(g: Graph, stage: list[Node], x: str, readers: dict[str, list[Node]])
     return None
 
 
-def _body(g: Graph, stage: list[Node], x: str) -> Graph:
+def _body(g: Graph, stage: list[Node], x: str, stream: bool = False) -> Graph:
+    """The stage as a graph of its own, from ``x`` to its result; ``stream``: a leading transpose of a channels-last
+    input is left out (the streamed rows arrive channel-planar: the body reads its result)."""
     from dataclasses import replace
+
+    if stream and stage[0].op == "transpose":
+        stage, x = stage[1:], stage[0].output
 
     body = Graph(f"stage {stage[0].name} .. {stage[-1].name}")
     body.metadata = dict(g.metadata)
@@ -143,13 +149,29 @@ def _peak(g: Graph) -> int:
     return lower_bound(liveness(g)[0], 4) + graph_scratch(g)
 
 
-def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple[Graph, list[str]]:
+class StreamError(TteError):
+    """The input cannot be streamed in rows (``stream_input=True``) into this graph's frozen prefix."""
+
+
+def stream_input_rows(g: Graph) -> tuple[Graph, list[str]]:
+    """:func:`patch_frozen_prefix` with the input streamed (``stream_input=True`` of :func:`tte.pipeline.compile`):
+    the stage reads the input in rows from the caller's row source, no whole input in the arena; raises
+    :class:`StreamError` saying why when no stage can."""
+    return patch_frozen_prefix(g, stream=True)
+
+
+def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None, stream: bool = False) \
+        -> tuple[Graph, list[str]]:
     """Run the best leading stage of frozen ops band by band (see the module docstring).  ``trained``: the values
-    that train or vary between steps (default: the graph's state and the label)."""
+    that train or vary between steps (default: the graph's state and the label).  ``stream``: the stage's input
+    comes in rows from a row source (no whole input in the arena; the halo kept, so each row comes once), always
+    patched; :class:`StreamError` when no stage can take it."""
     tag = "patch_frozen_prefix"
     trained = set(g.state) | {LABEL} if trained is None else set(trained)
     found = _stage_input(g)
     if found is None:
+        if stream:
+            raise StreamError("cannot stream the input: the graph does not start with the input's quantize")
         return g, [f"{tag}: not patched: the graph does not start with the input's quantize"]
     start, x = found
     run: list[Node] = []
@@ -168,9 +190,11 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
     # recomputed or kept
     def plan(body: Graph, h: int, carry: bool) -> PatchPlan | None:
         try:
-            return plan_bands(body, h, _layout, carry)
-        except ValueError:  # a band would read only padding
+            return plan_bands(body, h, _layout, carry, stream)
+        except ValueError:  # a band would read only padding (or a streamed input's halo would be recomputed)
             return None
+
+    modes = (True,) if stream else (False, True)  # a streamed input: each row once, the halo kept
 
     def ladder(body: Graph, carry: bool) -> list[int]:  # band heights: of the result, or of the first op's result
         return heights(body[body.nodes[0].output if carry else body.outputs[0]].shape[2])
@@ -180,13 +204,18 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
         stage = run[:end + 1]
         if _cut_ok(g, stage, x, readers) is not None:
             continue
-        body = _body(g, stage, x)
-        small = [p for carry in (False, True) for p in (plan(body, h, carry) for h in ladder(body, carry)[:2])
+        body = _body(g, stage, x, stream)
+        small = [p for carry in modes for p in (plan(body, h, carry) for h in ladder(body, carry)[:2])
                  if p is not None]
         if small:
             smallest = min(small, key=lambda p: (p.work_bytes, p.extra_macs))
             stages.append((stage, body, smallest, _peak(_patched(g, start, stage, x, body, smallest, light=True))))
-    base = _peak(g)
+    if stream and not stages:
+        raise StreamError(f"cannot stream the input: no stage of the frozen run from '{x}' ({len(run)} ops; it ends "
+                          f"where {why}) can read it in rows; a streamed input needs the first layers frozen (a "
+                          f"sparse-update scheme, not the full update), a conv right after the input's quantize, and "
+                          f"no later op reading the input")
+    base = 2**62 if stream else _peak(g)  # a streamed input is always patched
     best = min([base, *(peak for *_, peak in stages)])
     # per end within reach, the band height with the fewest extra MACs whose peak is within TOLERANCE of the best
     choice: tuple[int, int, Graph | None] = (0, base, None) if base <= best + TOLERANCE else (2**62, base, None)
@@ -194,7 +223,7 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
     for stage, body, smallest, lowest in stages:
         if lowest > best + TOLERANCE:
             continue
-        for kept, h in [(mode, h) for mode in (True, False) for h in reversed(ladder(body, mode))]:
+        for kept, h in [(mode, h) for mode in reversed(modes) for h in reversed(ladder(body, mode))]:
             candidate = smallest if (h, kept) == (smallest.band_rows, smallest.carry) else plan(body, h, kept)
             # fewer extra MACs win; equal ones, the lower peak; not patching wins its ties (no band copies)
             if candidate is None or candidate.extra_macs > choice[0] or \
@@ -212,7 +241,8 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None) -> tuple
         return g, log
     out = choice[2]
     node = next(n for n in out.nodes if n.op == "patch")
-    log.append(f"{tag}: {describe(out, node)}; arena and scratch {choice[1]:,} B, unpatched {base:,} B (of "
+    unpatched = "the input streamed" if stream else f"unpatched {base:,} B"
+    log.append(f"{tag}: {describe(out, node)}; arena and scratch {choice[1]:,} B, {unpatched} (of "
                f"{counted} stage ends, {tried} stages and band heights planned: within {TOLERANCE:,} B of the "
                f"lowest, {best:,} B, the fewest extra MACs)")
     return out, log
@@ -224,14 +254,18 @@ def patch_like(g: Graph, like: Node, trained: Iterable[str]) -> Graph:
     its frozen run does not start with that stage."""
     body = like.attrs["body"]
     plan = like.attrs["plan"]
-    return patch_stage(g, body.nodes[-1].name, plan.band_rows, trained, plan.carry) or g
+    out = patch_stage(g, body.nodes[-1].name, plan.band_rows, trained, plan.carry, plan.streamed)
+    if out is None and plan.streamed:  # never: inference's frozen run holds the training step's
+        raise StreamError(f"cannot stream the input of inference: its frozen run does not end at "
+                          f"'{body.nodes[-1].name}' as the training step's does")
+    return out or g
 
 
 def patch_stage(g: Graph, end: str, band_rows: int, trained: Iterable[str] | None = None,
-                carry: bool = False) -> Graph | None:
+                carry: bool = False, stream: bool = False) -> Graph | None:
     """``g`` with its frozen run up to the op named ``end`` run in bands of ``band_rows`` rows, the halo kept between
-    bands (``carry``) or recomputed, or None when the run does not reach that op or cannot end there (``trained`` as
-    for :func:`patch_frozen_prefix`)."""
+    bands (``carry``) or recomputed, the input streamed (``stream``, with ``carry``) or whole, or None when the run
+    does not reach that op or cannot end there (``trained`` as for :func:`patch_frozen_prefix`)."""
     trained = set(g.state) | {LABEL} if trained is None else set(trained)
     found = _stage_input(g)
     if found is None:
@@ -250,9 +284,11 @@ def patch_stage(g: Graph, end: str, band_rows: int, trained: Iterable[str] | Non
             readers.setdefault(u, []).append(n)
     if not stage or stage[-1].name != end or _cut_ok(g, stage, x, readers) is not None:
         return None
-    body = _body(g, stage, x)
+    if stream and [n.op for n in stage] == ["transpose"]:  # a streamed stage leaves the transpose out: no ops
+        return None
+    body = _body(g, stage, x, stream)
     try:
-        plan = plan_bands(body, band_rows, _layout, carry)
+        plan = plan_bands(body, band_rows, _layout, carry, stream)
     except ValueError:
         return None
     return _patched(g, start, stage, x, body, plan)
@@ -265,6 +301,8 @@ def describe(g: Graph, node: Node) -> str:
     bands = f"{s['bands']} band{'s' if s['bands'] > 1 else ''}"
     of = f"of {node.attrs['body'].nodes[0].output} (and a like share of the others), halo kept" if s["halo"] == "kept" \
         else f"of {node.output}, halo recomputed"
+    if s["input"] == "streamed":
+        of += f", the input '{node.inputs[0]}' streamed in rows from the caller's row source"
     return (f"'{s['start']}' .. '{s['end']}' ({s['ops']} ops) -> patch, {bands} of {rows} "
             f"{of}, result {list(g[node.output].shape)}, workspace {s['workspace_bytes']:,} B, extra "
             f"{s['extra_macs']:,} MACs ({s['extra_macs_percent']:.1f}% of the stage's {s['stage_macs']:,})")
