@@ -104,7 +104,7 @@ def rows(name: str, paper: tuple[int, int, int], with_torch: bool) -> list[dict]
                 continue
             peaks[title] = program.memory.peak_sram
             on = program.memory if title == "tte" else on
-        paper_kb = paper[0] if scheme == "full" else paper[2]
+        paper_kb = None if scheme is auto else paper[0] if scheme == "full" else paper[2]
         if scheme is auto:  # judged with the input streamed, as it was found
             goal, judged = STREAMED_BUDGET - RUNTIME_RESERVE, "input streamed"
         else:
@@ -132,7 +132,8 @@ def cells(r: dict) -> list[str]:
                  f"MiB ({p['step_growth_bytes'] / r['peak_bytes']['tte']:,.0f}x ours)")
     return [r["model"], r["scheme"], *(kb(r["peak_bytes"][title]) if r["peak_bytes"][title] else "-"
                                        for title, _ in VARIANTS),
-            f"{r['arena_bytes'] / max(r['arena_lower_bound_bytes'], 1):.3f}", f"{r['paper_kb']:,}", goal, torch]
+            f"{r['arena_bytes'] / max(r['arena_lower_bound_bytes'], 1):.3f}",
+            "" if r["paper_kb"] is None else f"{r['paper_kb']:,}", goal, torch]
 
 
 TITLE = ("Peak training memory (tte plan's peak_sram_bytes; the 9 KB runtime reserve for stack, heap and C library "
