@@ -36,6 +36,7 @@ def losses(text: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("model,args", [
     (EXAMPLE, ["--classes", "4", "--scheme", "full"]),
+    (EXAMPLE, ["--classes", "4", "--scheme", "last-3", "--stream-input"]),  # the demo's rows from its generator
     ("mbv2-w0.35", ["--classes", "10", "--lr", "0.003"]),
 ])
 def test_qemu_training_equals_host(model, args, tmp_path, figures):
