@@ -30,7 +30,7 @@ from tte.codegen.native import CFLAGS
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime_c"
 
-TTE_OK, TTE_ERROR_ARGUMENT, TTE_ERROR_SIZE = 0, -1, -2
+TTE_OK, TTE_ERROR_ARGUMENT, TTE_ERROR_SIZE, TTE_ERROR_SOURCE = 0, -1, -2, -3
 ROUNDING = {"nearest": 0, "trunc": 1, "stochastic": 2, "accumulate": 3}
 
 c_int32, c_uint32, c_float = ctypes.c_int32, ctypes.c_uint32, ctypes.c_float

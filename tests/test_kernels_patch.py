@@ -6,12 +6,13 @@ between band buffers and whole tensors."""
 
 from __future__ import annotations
 
+import ctypes
 import zlib
 
 import cruntime as cr
 import numpy as np
 import pytest
-from cruntime import TTE_ERROR_ARGUMENT, TTE_OK, dims, lib, ptr, ref
+from cruntime import TTE_ERROR_ARGUMENT, TTE_ERROR_SOURCE, TTE_OK, dims, lib, ptr, ref
 
 from tte.ir import Graph, Node, QuantParams, Value
 from tte.ops import OPS
@@ -182,3 +183,45 @@ def test_patch_keep_s8(before, now):
         np.testing.assert_array_equal(held[:, :, first - now[0]:end - now[0]], whole[:, :, first:end])
     assert (buf[size:] == 77).all()
     assert lib().tte_patch_keep_s8(planes, width, ptr(rows(5, 4)), ptr(rows(*now)), ptr(buf)) == TTE_ERROR_ARGUMENT
+
+
+ROW_SOURCE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int8),
+                              ctypes.c_int32)
+
+
+@pytest.mark.parametrize("new,window", [((0, 2), (0, 2)), ((3, 5), (1, 5)), ((4, 5), (4, 5)), ((2, 2), (0, 2))])
+def test_patch_fetch_s8(new, window):
+    """The new rows of a streamed input come from the row source, each asked once in order, channel c's row at
+    dst + c * channel_stride: straight into their places in a band buffer of rows `window` (plane p's row r at
+    (p * rows + r - window[0]) * width); the rows before them are not touched; a failing source stops the fetch
+    (TTE_ERROR_SOURCE), a window that does not hold the rows or a NULL source is refused."""
+    rng = rng_for("patch fetch", new, window)
+    planes, width = 3, 7
+    whole = s8(rng, (planes, 9, width))
+    held = window[1] - window[0]
+    buf = np.full(planes * held * width + 8, 77, np.int8)
+    asked: list[int] = []
+
+    def source(context, row, dst, channel_stride):
+        asked.append(row)
+        if context is not None:  # the failing source
+            return 5
+        for c in range(planes):
+            ctypes.memmove(ctypes.addressof(dst.contents) + c * channel_stride, whole[c, row].ctypes.data, width)
+        return 0
+
+    f = ROW_SOURCE(source)
+    assert lib().tte_patch_fetch_s8(f, None, planes, width, ptr(rows(*new)), ptr(rows(*window)), ptr(buf)) == TTE_OK
+    assert asked == list(range(*new))
+    got = buf[:planes * held * width].reshape(planes, held, width)
+    np.testing.assert_array_equal(got[:, new[0] - window[0]:new[1] - window[0]], whole[:, new[0]:new[1]])
+    assert (got[:, :new[0] - window[0]] == 77).all() and (buf[planes * held * width:] == 77).all()
+    if new[0] < new[1]:
+        asked.clear()
+        assert lib().tte_patch_fetch_s8(f, ctypes.c_void_p(1), planes, width, ptr(rows(*new)), ptr(rows(*window)),
+                                        ptr(buf)) == TTE_ERROR_SOURCE
+        assert asked == [new[0]]
+    assert lib().tte_patch_fetch_s8(f, None, planes, width, ptr(rows(new[0], window[1] + 1)), ptr(rows(*window)),
+                                    ptr(buf)) == TTE_ERROR_ARGUMENT
+    assert lib().tte_patch_fetch_s8(ROW_SOURCE(), None, planes, width, ptr(rows(*new)), ptr(rows(*window)),
+                                    ptr(buf)) == TTE_ERROR_ARGUMENT

@@ -222,6 +222,8 @@ def test_plan_json_and_errors(tmp_path):
     r = run_cli("plan", EXAMPLE, "--scheme", "last-3", "--classes", "4")
     assert r.exit_code == 0 and json.loads(run_cli("plan", EXAMPLE, "--scheme", "last-3", "--classes", "4",
                                                    "--json").stdout)["input_streamed"] is False
+    r = run_cli("plan", EXAMPLE, "--scheme", "full", "--classes", "4", "--sram", "30k")  # no stage: no hint
+    assert r.exit_code == 1 and "KB budget" in r.stderr and "--stream-input" not in r.stderr
     with pytest.raises(StreamError, match="patch=False"):
         tte.compile(EXAMPLE, scheme="last-3", classes=4, stream_input=True, patch=False)
     with pytest.raises(TteError, match="stream_input"):
@@ -263,3 +265,68 @@ def test_compile_and_demo_read_rows(tmp_path):
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
         lines.append([line for line in p.stdout.splitlines() if line.startswith("epoch")])
     assert len(lines[0]) == 2 and lines[0] == lines[1]
+
+
+# -- what the review found ----------------------------------------------------------------------------------------
+
+
+def test_auto_scheme_with_a_streamed_input_never_trains_the_stem():
+    """--scheme auto with the input streamed at a budget where the full update (or every bias) would fit: the schemes
+    that train the layers the input feeds count as not fitting, and auto picks the best of the rest."""
+    p = plan(EXAMPLE, sram=512 * 1024, scheme="auto", classes=4, stream_input=True)
+    assert p.fits and p.memory.input_streamed
+    assert "does not fit: cannot stream the input" in "\n".join(p.auto_log)
+    n = len(p.program.forward.nodes)
+    assert p.program.plan.scheme.bias_last < n and not p.program.plan.scheme.all_weights
+
+
+def test_a_cube_shaped_channels_last_input(tmp_path):
+    """A channels-last input whose H, W and C are equal: the fetch still transposes (the plan says so, not the
+    shapes), bit for bit in the reference and in C."""
+    from tflite_builder import TFLiteBuilder
+
+    b = TFLiteBuilder(seed=1)
+    x = b.input((1, 6, 6, 6))
+    x = b.conv2d(x, 4, 3, stride=1, padding="SAME", activation="RELU6")
+    x = b.depthwise_conv2d(x, 3, padding="SAME", activation="RELU6")
+    for _ in range(3):
+        x = b.conv2d(x, 4, 1, activation="RELU")
+    x = b.mean(x, axes=(1, 2), keep_dims=False)
+    b.softmax(b.fully_connected(x, 4))
+    b.save(tmp_path / "cube.tflite")
+    streamed = tte.compile(tmp_path / "cube.tflite", scheme="last-2", classes=4, lr=0.05, stream_input=True)
+    unpatched = tte.compile(tmp_path / "cube.tflite", scheme="last-2", classes=4, lr=0.05, patch=False)
+    assert patch_node(streamed.train).attrs["plan"].channels_last
+    assert_same_training(streamed, unpatched, tmp_path, steps=2)
+    assert "TTE_INPUT_CHANNELS_LAST" in (tmp_path / "patched" / "tte_model.h").read_text()
+
+
+def test_an_input_also_read_after_the_stage_cannot_stream(tmp_path):
+    """The quantized input read through a view by the stage and directly by a later op (a residual add) has to be
+    held: streaming it is refused on one line, naming the other reader."""
+    import onnx
+
+    from tte.zoo import INPUT_NAME, NUM_CLASSES, GraphBuilder, quantize
+
+    g = GraphBuilder("alias", seed=1, input_shape=(1, 3, 12, 12))
+    v = g.reshape(INPUT_NAME, [1, 3, 12, 12])
+    y = g.relu(g.conv(g.relu(g.conv(v, 3, 3, 3)), 3, 3, 3))
+    y = g.add(y, INPUT_NAME)
+    for _ in range(3):
+        y = g.relu(g.conv(y, 3, 3, 1, 1, 0))
+    onnx.save(g.finish(g.gemm(g.flatten(g.global_avg_pool(y)), 3, NUM_CLASSES), (1, NUM_CLASSES)),
+              str(tmp_path / "f.onnx"))
+    path = quantize(tmp_path / "f.onnx", tmp_path / "q.onnx")
+    assert tte.compile(str(path), scheme="last-2", classes=4).memory.input_streamed is False
+    with pytest.raises(StreamError, match="is also read by 'add"):
+        tte.compile(str(path), scheme="last-2", classes=4, stream_input=True)
+
+
+def test_a_one_op_stage_streams(tmp_path):
+    """When only the stem is frozen, the stage is the stem alone, and it streams."""
+    scheme = {"bias_update_last": 9, "weight_update": {}}
+    streamed = tte.compile(EXAMPLE, scheme=scheme, classes=4, lr=0.05, stream_input=True)
+    node = patch_node(streamed.train)
+    assert node is not None and len(node.attrs["body"].nodes) == 1 and node.attrs["plan"].streamed
+    unpatched = tte.compile(EXAMPLE, scheme=scheme, classes=4, lr=0.05, patch=False)
+    assert_same_training(streamed, unpatched, tmp_path, steps=2)

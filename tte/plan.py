@@ -18,6 +18,7 @@ from .errors import TteError
 from .ir import Graph
 from .ir.facts import is_depthwise
 from .passes.memory import MemoryReport
+from .passes.patch import StreamError
 from .program import Program
 from .units import check_int, kb, parse_size
 
@@ -78,7 +79,8 @@ class Plan:
         """When the int8 input, held whole in the arena, is alive at the arena's peak: the hint that names
         --stream-input (the input read in rows instead)."""
         g, m = self.memory.graph, self.memory
-        if not g.nodes or g.nodes[0].op != "quantize" or g.nodes[0].output not in m.root:
+        if not g.nodes or g.nodes[0].op != "quantize" or g.nodes[0].output not in m.root or \
+                not any(n.op == "patch" for n in g.nodes):  # no frozen stage to read rows: nothing can stream
             return None
         held = dict(m.live_at_peak()).get(m.root[g.nodes[0].output])
         if held is None:
@@ -243,6 +245,15 @@ def compile(model, scheme=None, classes: int | None = None, *, sram: int | str |
     return program
 
 
+@dataclass
+class Refused:
+    """A scheme --scheme auto tried that the pipeline refused (with stream_input, one that trains the layers the
+    streamed input feeds): it never fits."""
+
+    why: str
+    fits: bool = False
+
+
 AUTO_WEIGHT_LAYERS = 8  # the published schemes train the weights of at most 8 layers (besides the classifier)
 RATIOS = (0.125, 0.25, 0.5, 1.0)  # the published schemes' channel ratios
 AUTO_RULE = ("the full update if it fits; else, from the last layer back, the weights of the last "
@@ -311,12 +322,18 @@ def auto_scheme(model, sram: int, flash: int = DEFAULT_FLASH, classes: int | Non
                                                        for i, r in weights.items())))
         if key not in cache:
             scheme = scheme or SparseScheme(name(b, weights), b, dict(weights))
-            cache[key] = make_plan(pipeline.compile(g, scheme=scheme, classes=classes, **options), sram, flash,
-                                   reserve)
+            try:
+                cache[key] = make_plan(pipeline.compile(g, scheme=scheme, classes=classes, **options), sram, flash,
+                                       reserve)
+            except StreamError as e:  # with stream_input: a scheme that trains the first layers never fits
+                if key == (0, ()):  # not even the classifier alone: nothing can stream
+                    raise
+                cache[key] = Refused(str(e))
         p = cache[key]
         if what:
-            log.append(f"auto: {what}: {'fits' if p.fits else 'does not fit'} "
-                       f"({kb(p.memory.peak_sram)} + {kb(reserve)} reserve)")
+            log.append(f"auto: {what}: " + (f"does not fit: {p.why}" if isinstance(p, Refused) else
+                                             f"{'fits' if p.fits else 'does not fit'} ({kb(p.memory.peak_sram)} + "
+                                             f"{kb(reserve)} reserve)"))
         return p
 
     def done(p: Plan) -> Plan:

@@ -22,15 +22,17 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             const int8_t *wm = w1 + (size_t)m * (size_t)C;
             const int32_t z1 = w1_zero_points ? w1_zero_points[m] : 0;
             /* sum_c (x - z_x) * (w - z_w) = sum_c x * (w - z_w) - z_x * sum_c (w - z_w): one MAC per term,
-             * two positions at a time (tte_pw_dot_1x2: SMLAD with the Arm DSP extension) */
+             * two positions at a time (tte_pw_dot_1x2: SMLAD with the Arm DSP extension), else a run of positions
+             * at a time (tte_pw_run: the compiler's vectors) */
             int32_t wsum = 0;
             for (int32_t c = 0; c < C; c++) wsum += (int32_t)wm[c] - z1;
             const int32_t offset = -q1->input_zero_point * wsum;
             const tte_rq r1 = tte_rq_channel(q1, b1, m1, m), r2 = tte_rq_channel(q2, b2, m2, m);
-            int32_t acc[TTE_DW_RUN];
-            for (int32_t p0 = 0; p0 < HW; p0 += TTE_DW_RUN) {
-                const int32_t n = HW - p0 < TTE_DW_RUN ? HW - p0 : TTE_DW_RUN;
+            int32_t acc[TTE_PW_RUN];
+            for (int32_t p0 = 0; p0 < HW; p0 += TTE_PW_RUN) {
+                const int32_t n = HW - p0 < TTE_PW_RUN ? HW - p0 : TTE_PW_RUN;
                 int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP)
                 for (; i + 1 < n; i += 2) {
                     acc[i] = acc[i + 1] = offset;
                     tte_pw_dot_1x2(x + p0 + i, (size_t)HW, wm, C, z1, acc + i);
@@ -40,6 +42,10 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
                     for (int32_t c = 0; c < C; c++)
                         acc[i] += (int32_t)x[(size_t)c * (size_t)HW + (size_t)(p0 + i)] * ((int32_t)wm[c] - z1);
                 }
+#else
+                for (; i < n; i++) acc[i] = offset;
+                tte_pw_run(x + p0, (size_t)HW, wm, NULL, C, z1, 0, acc, NULL, n);
+#endif
                 tte_rq_run(&r1, acc, n, scratch + p0, NULL, 0);
             }
             const int8_t *wc = w2 + (size_t)m * (size_t)KH * (size_t)KW;

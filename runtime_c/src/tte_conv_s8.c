@@ -12,8 +12,9 @@ static int32_t tte_pw_dot_1(const int8_t *x, size_t P, const int8_t *w, int32_t 
 
 /* 1x1, stride 1, unpadded, symmetric weights: acc = sum_c x * w - z_x * sum_c w, the same integer as
  * sum_c (x - z_x) * w with one multiply-accumulate per term.  Two output channels and two positions at a
- * time (tte_pw_dot_2x2: SMLAD with the Arm DSP extension); a weight row is its trained channels then its
- * frozen ones. */
+ * time (tte_pw_dot_2x2: SMLAD with the Arm DSP extension), or two output channels and a run of positions
+ * (tte_pw_run, the portable path: the compiler's vectors); a weight row is its trained channels then its frozen
+ * ones. */
 static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dims *in_dims, const int8_t *input,
                                         int32_t O, const tte_split_weights *weights, const int32_t *bias,
                                         const float *multipliers, int8_t *output, uint8_t *mask) {
@@ -43,6 +44,20 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
             int8_t *y1 = output + ((size_t)n * (size_t)O + (size_t)o1) * SP;
             const size_t i0 = (size_t)(y0 - output), i1 = (size_t)(y1 - output);
             int32_t p = 0;
+#if !defined(__ARM_FEATURE_DSP)
+            for (; p < P; p += TTE_PW_RUN) { /* a run of positions at a time: the compiler's vectors */
+                const int32_t run = P - p < TTE_PW_RUN ? P - p : TTE_PW_RUN;
+                int32_t acc0[TTE_PW_RUN], acc1[TTE_PW_RUN];
+                for (int32_t i = 0; i < run; i++) {
+                    acc0[i] = off0;
+                    acc1[i] = off1;
+                }
+                tte_pw_run(x + p, SP, t0, o1 != o ? t1 : NULL, CT, 0, 0, acc0, acc1, run);
+                if (CF) tte_pw_run(x + (size_t)CT * SP + (size_t)p, SP, f0, o1 != o ? f1 : NULL, CF, 0, 0, acc0, acc1, run);
+                tte_rq_run(&r0, acc0, run, y0 + p, mask, i0 + (size_t)p);
+                if (o1 != o) tte_rq_run(&r1, acc1, run, y1 + p, mask, i1 + (size_t)p);
+            }
+#endif
             for (; p + 1 < P; p += 2) {
                 int32_t acc[4] = {off0, off0, off1, off1};
                 tte_pw_dot_2x2(x + p, SP, t0, t1, CT, 0, 0, acc);

@@ -142,6 +142,51 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     return tte_round_clamp_mask(tte_acc_to_float(acc, r->bias) * r->m, r->zero_point, r->qmin, r->qmax, mask, index);
 }
 
+/* tte_rq_run of a run of at most TTE_RQ_RUN values, float32 multiplier, on a 64-bit host: when no acc + bias of the
+ * run overflows int32 (tte_add_sat's saturation is then moot), branch-free loops that the compiler vectorizes
+ * (tte_round_s32 and tte_round_clamp_mask as selects: the same values and mask bits; the mask's whole bytes packed
+ * eight bits at a time); 0 (nothing written) when one would overflow. */
+#define TTE_RQ_RUN 32
+static inline int tte_rq_run_host(const tte_rq *r, const int32_t *acc, int32_t n, int8_t *y, uint8_t *mask,
+                                  size_t index) {
+    const float m = r->m;
+    const int32_t bias = r->bias, zp = r->zero_point, qmin = r->qmin, qmax = r->qmax;
+    int32_t lo = acc[0], hi = acc[0], q[TTE_RQ_RUN];
+    uint8_t inside[TTE_RQ_RUN];
+    for (int32_t i = 0; i < n; i++) {
+        lo = acc[i] < lo ? acc[i] : lo;
+        hi = acc[i] > hi ? acc[i] : hi;
+    }
+    if (bias >= 0 ? hi > INT32_MAX - bias : lo < INT32_MIN - bias) return 0;
+    for (int32_t i = 0; i < n; i++) {
+        float v = (float)(acc[i] + bias) * m;
+        v = v >= -256.0f ? v : -256.0f; /* NaN too */
+        v = v <= 256.0f ? v : 256.0f;
+        const int32_t k = (int32_t)((v + 12582912.0f) - 12582912.0f) + zp;
+        inside[i] = (uint8_t)(k >= qmin && k <= qmax);
+        q[i] = k < qmin ? qmin : k > qmax ? qmax : k;
+    }
+    for (int32_t i = 0; i < n; i++) y[i] = (int8_t)q[i];
+    if (mask == NULL) return 1;
+    int32_t i = 0;
+    for (; i < n && ((index + (size_t)i) & 7u) != 0u; i++) {
+        const size_t k = index + (size_t)i;
+        const uint8_t bit = (uint8_t)(1u << (k & 7u));
+        mask[k >> 3] = inside[i] ? (uint8_t)(mask[k >> 3] | bit) : (uint8_t)(mask[k >> 3] & (uint8_t)~bit);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const uint8_t *b = inside + i;
+        mask[(index + (size_t)i) >> 3] = (uint8_t)(b[0] | b[1] << 1 | b[2] << 2 | b[3] << 3 | b[4] << 4 | b[5] << 5 |
+                                                   b[6] << 6 | b[7] << 7);
+    }
+    for (; i < n; i++) {
+        const size_t k = index + (size_t)i;
+        const uint8_t bit = (uint8_t)(1u << (k & 7u));
+        mask[k >> 3] = inside[i] ? (uint8_t)(mask[k >> 3] | bit) : (uint8_t)(mask[k >> 3] & (uint8_t)~bit);
+    }
+    return 1;
+}
+
 /* y[i] = tte_rq_apply(r, acc[i], mask, index + i) for i < n: the arithmetic and the mask decided once per run,
  * not per element, so that each loop stays small enough for the compiler to keep it in registers. */
 static inline void tte_rq_run(const tte_rq *r, const int32_t *acc, int32_t n, int8_t *y, uint8_t *mask, size_t index) {
@@ -150,6 +195,9 @@ static inline void tte_rq_run(const tte_rq *r, const int32_t *acc, int32_t n, in
         for (int32_t i = 0; i < n; i++) y[i] = tte_rq_apply(&rq, acc[i], mask, index + (size_t)i);
         return;
     }
+#if !defined(__arm__)
+    if (n > 0 && n <= TTE_RQ_RUN && tte_rq_run_host(&rq, acc, n, y, mask, index)) return;
+#endif
     const float m = rq.m;
     const int32_t bias = rq.bias, zp = rq.zero_point, qmin = rq.qmin, qmax = rq.qmax;
     if (mask) {
@@ -254,6 +302,41 @@ static inline void tte_pw_dot_1x2(const int8_t *x, size_t P, const int8_t *w, in
     }
     acc[0] = a0;
     acc[1] = a1;
+}
+
+/* The portable pointwise path, positions innermost so that the compiler vectorizes it (SIMD lanes across
+ * positions, one weight broadcast): acc0[i] += sum_{c < n} x[c * P + i] * (w0[c] - wz0), and the same for a second
+ * weight row w1 into acc1 (NULL: none), for i < count (at most TTE_PW_RUN; a full run has constant bounds).
+ * Integer sums: the same integers as tte_pw_dot_1x2's in any order. */
+#define TTE_PW_RUN 32
+static inline void tte_pw_run(const int8_t *x, size_t P, const int8_t *w0, const int8_t *w1, int32_t n, int32_t wz0,
+                              int32_t wz1, int32_t *acc0, int32_t *acc1, int32_t count) {
+    if (count == TTE_PW_RUN && w1 != NULL) {
+        for (int32_t c = 0; c < n; c++) {
+            const int32_t u = (int32_t)w0[c] - wz0, v = (int32_t)w1[c] - wz1;
+            const int8_t *xc = x + (size_t)c * P;
+            for (int32_t i = 0; i < TTE_PW_RUN; i++) {
+                acc0[i] += (int32_t)xc[i] * u;
+                acc1[i] += (int32_t)xc[i] * v;
+            }
+        }
+        return;
+    }
+    if (count == TTE_PW_RUN) {
+        for (int32_t c = 0; c < n; c++) {
+            const int32_t u = (int32_t)w0[c] - wz0;
+            const int8_t *xc = x + (size_t)c * P;
+            for (int32_t i = 0; i < TTE_PW_RUN; i++) acc0[i] += (int32_t)xc[i] * u;
+        }
+        return;
+    }
+    for (int32_t c = 0; c < n; c++) {
+        const int32_t u = (int32_t)w0[c] - wz0, v = w1 != NULL ? (int32_t)w1[c] - wz1 : 0;
+        const int8_t *xc = x + (size_t)c * P;
+        for (int32_t i = 0; i < count; i++) acc0[i] += (int32_t)xc[i] * u;
+        if (w1 != NULL)
+            for (int32_t i = 0; i < count; i++) acc1[i] += (int32_t)xc[i] * v;
+    }
 }
 
 /* tte_pw_dot_1x2 for two weight rows at once (each input loaded once): acc[2 * j + q] for row j, position q. */

@@ -68,6 +68,7 @@ class PatchPlan:
     carry: bool = False
     over_input: bool = False
     streamed: bool = False
+    channels_last: bool = False  # streamed: the caller's input is channels-last, fetched channel-planar
 
     @property
     def extra_macs(self) -> int:
@@ -239,12 +240,15 @@ def size(w: Window) -> int:
     return w[1] - w[0]
 
 
-def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False, streamed: bool = False) -> PatchPlan:
+def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False, streamed: bool = False,
+               channels_last: bool = False) -> PatchPlan:
     """The :class:`PatchPlan` of running ``body`` in bands of ``band_rows`` result rows, the halo kept between bands
     (``carry``: ``band_rows`` rows of the first op's result, see :func:`carry_windows`) or recomputed.  ``layout``
     places the workspace buffers: ``[(name, bytes, first step, last step)] -> (offsets by name, total bytes)`` (the
     pass gives the arena planner).  ``streamed`` (with ``carry`` only): the stage's input comes in rows from a row
-    source, each band fetching its share below the rows its buffer keeps.  Raises ValueError when a band of a
+    source, each band fetching its share below the rows its buffer keeps; ``channels_last``: the caller's input is
+    channels-last (the stage's leading transpose left out: the fetch gives channel-planar rows).  Raises ValueError
+    when a band of a
     recomputed halo would read nothing but padding, or ``streamed`` comes without ``carry``."""
     x, y = body.inputs[0], body.outputs[0]
     height = body[y].shape[2]
@@ -347,7 +351,7 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False, streame
         rows.append(tuple(row))
     return PatchPlan(band_rows, len(per_band), slots, tuple(rows), tuple(steps), buffers,
                      tuple(sorted(offsets.items())), work, macs, whole, carry,
-                     not streamed and result_over_input(body, per_band), streamed)
+                     not streamed and result_over_input(body, per_band), streamed, streamed and channels_last)
 
 
 def result_over_input(body: Graph, per_band: list[tuple[dict[str, Window], dict[str, Window]]]) -> bool:

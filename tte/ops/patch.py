@@ -200,17 +200,17 @@ def streamed_values(g: Graph) -> set[str]:
 def channels_last_stream(g: Graph, n: Node) -> bool:
     """Whether a streamed patch node reads a channels-last input, its stage taking it channel-planar (the rows arrive
     so: the stage's transpose is left out)."""
-    body = n.attrs["body"]
-    shape = body[body.inputs[0]].shape
-    return n.attrs["plan"].streamed and tuple(g[n.inputs[0]].shape) != tuple(shape) and \
-        tuple(g[n.inputs[0]].shape) == tuple(shape[i] for i in (0, 2, 3, 1))
+    return n.attrs["plan"].channels_last
 
 
 def patch_shape(g: Graph, n: Node):
     body = n.attrs["body"]
     x = n.inputs[0]
-    if g[x].shape != body[body.inputs[0]].shape and not channels_last_stream(g, n):
-        raise ValueError(f"patch reads {g[x].shape}, its stage expects {body[body.inputs[0]].shape}")
+    want = tuple(body[body.inputs[0]].shape)
+    if channels_last_stream(g, n):
+        want = tuple(want[i] for i in (0, 2, 3, 1))
+    if tuple(g[x].shape) != want:
+        raise ValueError(f"patch reads {g[x].shape}, its stage expects {list(want)}")
     return body[body.outputs[0]].shape
 
 

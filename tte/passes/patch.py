@@ -85,6 +85,17 @@ def _stage_input(g: Graph) -> tuple[int, str] | None:
     return i, x
 
 
+def _why_not_streamed(g: Graph, start: int, readers: dict[str, list[Node]]) -> str | None:
+    """Why the int8 input cannot be streamed, or None: the quantize's result and every view of it before the stage
+    must be read by the next view only (a streamed input has no bytes anywhere else)."""
+    for node in g.nodes[:start - 1]:
+        v = node.output
+        if v in g.outputs or [r.name for r in readers.get(v, [])] != [g.nodes[g.nodes.index(node) + 1].name]:
+            others = sorted({r.name for r in readers.get(v, [])} - {g.nodes[g.nodes.index(node) + 1].name})
+            return f"'{v}' is also read by {', '.join(repr(o) for o in others) or 'the graph outputs'}"
+    return None
+
+
 def _cut_ok(g: Graph, stage: list[Node], x: str, readers: dict[str, list[Node]]) -> str | None:
     """Why the stage cannot end after its last op, or None: its result must be the only value read after it, and
     the stage input must die in it."""
@@ -190,7 +201,7 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None, stream: 
     # recomputed or kept
     def plan(body: Graph, h: int, carry: bool) -> PatchPlan | None:
         try:
-            return plan_bands(body, h, _layout, carry, stream)
+            return plan_bands(body, h, _layout, carry, stream, channels_last=stream and run[0].op == "transpose")
         except ValueError:  # a band would read only padding (or a streamed input's halo would be recomputed)
             return None
 
@@ -200,9 +211,12 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None, stream: 
         return heights(body[body.nodes[0].output if carry else body.outputs[0]].shape[2])
 
     stages = []  # (stage, body, the plan of the smallest workspace, its peak)
-    for end in range(1, len(run)):
+    chain = _why_not_streamed(g, start, readers) if stream else None
+    if chain is not None:
+        raise StreamError(f"cannot stream the input: {chain}")
+    for end in range(0 if stream else 1, len(run)):  # a streamed input may feed a one-op stage
         stage = run[:end + 1]
-        if _cut_ok(g, stage, x, readers) is not None:
+        if [n.op for n in stage] == ["transpose"] or _cut_ok(g, stage, x, readers) is not None:
             continue
         body = _body(g, stage, x, stream)
         small = [p for carry in modes for p in (plan(body, h, carry) for h in ladder(body, carry)[:2])
@@ -284,11 +298,11 @@ def patch_stage(g: Graph, end: str, band_rows: int, trained: Iterable[str] | Non
             readers.setdefault(u, []).append(n)
     if not stage or stage[-1].name != end or _cut_ok(g, stage, x, readers) is not None:
         return None
-    if stream and [n.op for n in stage] == ["transpose"]:  # a streamed stage leaves the transpose out: no ops
-        return None
+    if stream and ([n.op for n in stage] == ["transpose"] or _why_not_streamed(g, start, readers)):
+        return None  # a streamed stage leaves the transpose out: no ops; or the input is read elsewhere too
     body = _body(g, stage, x, stream)
     try:
-        plan = plan_bands(body, band_rows, _layout, carry, stream)
+        plan = plan_bands(body, band_rows, _layout, carry, stream, channels_last=stream and stage[0].op == "transpose")
     except ValueError:
         return None
     return _patched(g, start, stage, x, body, plan)
