@@ -487,11 +487,21 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
 #endif
         const int32_t w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3], w4 = wk[4], w5 = wk[5], w6 = wk[6], w7 = wk[7],
                       w8 = wk[8];
-        for (; i < n; i++) {
-            const int32_t j = i * sw;
-            acc[i] = offset + r0[j] * w0 + r0[j + 1] * w1 + r0[j + 2] * w2 + r1[j] * w3 + r1[j + 1] * w4 +
-                     r1[j + 2] * w5 + r2[j] * w6 + r2[j + 1] * w7 + r2[j + 2] * w8;
+        /* strides 1 and 2 as constants: the compiler vectorizes them (a runtime stride it does not) */
+#define TTE_DW3_ROW(S)                                                                                                \
+    for (; i < n; i++) {                                                                                              \
+        const int32_t j = i * (S);                                                                                    \
+        acc[i] = offset + r0[j] * w0 + r0[j + 1] * w1 + r0[j + 2] * w2 + r1[j] * w3 + r1[j + 1] * w4 +                \
+                 r1[j + 2] * w5 + r2[j] * w6 + r2[j + 1] * w7 + r2[j + 2] * w8;                                       \
+    }
+        if (sw == 1) {
+            TTE_DW3_ROW(1)
+        } else if (sw == 2) {
+            TTE_DW3_ROW(2)
+        } else {
+            TTE_DW3_ROW(sw)
         }
+#undef TTE_DW3_ROW
         return;
     }
     for (; i < n; i++) acc[i] = tte_window_interior_s8(x + i * sw, W, wk, KH, KW, offset);
