@@ -101,24 +101,23 @@ def main() -> None:
     """
 
 
-def stream_option(f):
-    return click.option(
-        "--stream-input", "stream_input", is_flag=True,
-        help="Hold no input in the arena: the first frozen layers read the int8 input in rows, as they need them, "
-             "from a row source the firmware gives (tte_train_step_rows, tte_predict_rows; each row once, top "
-             "down), e.g. a camera's lines or a file; tte_train_step_s8 reads a whole input where it lies.  Saves "
-             "the input's bytes (48 KB at 3x128x128).")(f)
-
-
-def arithmetic_option(f):
-    return click.option(
-        "--arithmetic", type=click.Choice(list(ARITHMETICS)), default=None,
-        help="How int8 ops requantize. onnxruntime: float32 multipliers rounded half to even, as onnxruntime's "
-             "int8 kernels (the default for ONNX files). tflite: TFLite's fixed-point multipliers and per-op "
-             "integer algorithms, bit-exact with TFLite's reference kernels (the default for .tflite files). "
-             "tflite-micro: what TFLite Micro and CMSIS-NN run on a device, tflite except fully connected layers "
-             "(requantized like convs) and LOGISTIC (TFLite Micro's integer algorithm); choose it to train "
-             "with the arithmetic the model runs with on the device (ONNX files too).")(f)
+favor_option = click.option(
+    "--favor", type=click.Choice(["memory", "speed"]), default="memory", show_default=True,
+    help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits --sram (the "
+         "frozen prefix unpatched, the block backward unfused, where the budget allows; same numerics, same scheme).")
+stream_option = click.option(
+    "--stream-input", "stream_input", is_flag=True,
+    help="Hold no input in the arena: the first frozen layers read the int8 input in rows from a row source the "
+         "firmware gives (tte_train_step_rows; each row once, top down), e.g. a camera's lines or a file; "
+         "tte_train_step_s8 reads a whole input where it lies.  Saves the input's bytes (48 KB at 3x128x128).")
+arithmetic_option = click.option(
+    "--arithmetic", type=click.Choice(list(ARITHMETICS)), default=None,
+    help="How int8 ops requantize. onnxruntime: float32 multipliers rounded half to even, as onnxruntime's int8 "
+         "kernels (the default for ONNX files). tflite: TFLite's fixed-point multipliers and per-op integer "
+         "algorithms, bit-exact with TFLite's reference kernels (the default for .tflite files). tflite-micro: what "
+         "TFLite Micro and CMSIS-NN run on a device, tflite except fully connected layers (requantized like convs) "
+         "and LOGISTIC (TFLite Micro's integer algorithm); choose it to train with the arithmetic the model runs "
+         "with on the device (ONNX files too).")
 
 
 @main.command()
@@ -165,10 +164,7 @@ def inspect(model: str, input_shape: tuple[str, ...], as_json: bool, dump_ir: bo
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--explain", is_flag=True, help="Also print what each compiler pass did or why it did not fire, and "
                                               "each step of --scheme auto.")
-@click.option("--favor", type=click.Choice(["memory", "speed"]), default="memory", show_default=True,
-              help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits "
-                   "--sram (the frozen prefix unpatched, the block backward unfused, where the budget allows; same "
-                   "numerics, same scheme).")
+@favor_option
 @stream_option
 @click.option("--timeline", is_flag=True, help="Also print the arena timeline (one row per step).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
@@ -226,10 +222,7 @@ def plan(model, sram, flash, scheme, classes, input_shape, as_json, explain, fav
 @click.option("--rounding", type=click.Choice(["stochastic", "nearest", "trunc", "accumulate"]),
               default="stochastic", show_default=True, help="How integer parameters absorb fractional steps.")
 @click.option("--no-qas", is_flag=True, help="Disable quantization-aware scaling (the naive int8 baseline).")
-@click.option("--favor", type=click.Choice(["memory", "speed"]), default="memory", show_default=True,
-              help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits "
-                   "--sram (the frozen prefix unpatched, the block backward unfused, where the budget allows; same "
-                   "numerics, same scheme).")
+@favor_option
 @stream_option
 @click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7"]), default="host", show_default=True,
               help="What the printed build command targets (the Makefile builds all of them).")

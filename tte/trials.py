@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import _ctypes
 import atexit
-import fcntl
-import hashlib
 import json
 import math
 import os
 import pathlib
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +29,7 @@ from dataclasses import dataclass, field
 
 from . import pipeline
 from .autodiff.scheme import SparseScheme
-from .codegen.native import CFLAGS, HOST_SPEED, NativeProgram, library_path
+from .codegen.native import CFLAGS, HOST_SPEED, NativeProgram, library_path, runtime_archive
 from .data import Samples
 from .errors import TteError
 from .frontend import load
@@ -121,28 +118,9 @@ def _graph(ctx: TrialContext):
 
 
 def _runtime_library(src: pathlib.Path) -> pathlib.Path:
-    """The emitted runtime's sources compiled into an archive once per machine and compiler: kept under the
-    temporary directory, keyed by a SHA-256 of the sources, the flags, ``gcc --version`` and the host name (a lock
-    lets one process compile while the others wait)."""
-    if "gcc" not in _WORKER:
-        _WORKER["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
-    h = hashlib.sha256("\0".join([*BUILD_FLAGS, _WORKER["gcc"], platform.node()]).encode())  # -march=native
-    for f in sorted((src / "runtime").rglob("*")):
-        if f.is_file():
-            h.update(f.relative_to(src).as_posix().encode() + b"\0" + f.read_bytes())
-    out = pathlib.Path(tempfile.gettempdir()) / f"tte-search-{os.getuid()}" / h.hexdigest()[:24]
-    library = out / "libtte_runtime.a"
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not library.exists():
-            with tempfile.TemporaryDirectory(dir=out) as tmp:
-                sources = [str(p) for p in sorted((src / "runtime" / "src").glob("*.c"))]
-                _run(["gcc", *BUILD_FLAGS, f"-I{src / 'runtime' / 'include'}", "-c", *sources], pathlib.Path(tmp))
-                objects = sorted(p.name for p in pathlib.Path(tmp).glob("*.o"))
-                _run(["ar", "rcs", "libtte_runtime.a", *objects], pathlib.Path(tmp))
-                os.replace(pathlib.Path(tmp) / "libtte_runtime.a", library)
-    return library
+    """The emitted runtime compiled once per machine and compiler with the trials' flags
+    (:func:`tte.codegen.native.runtime_archive`)."""
+    return runtime_archive(src, BUILD_FLAGS)
 
 
 def _run(cmd: list[str], cwd: pathlib.Path) -> None:

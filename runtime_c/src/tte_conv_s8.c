@@ -53,7 +53,8 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
                     acc1[i] = off1;
                 }
                 tte_pw_run(x + p, SP, t0, o1 != o ? t1 : NULL, CT, 0, 0, acc0, acc1, run);
-                if (CF) tte_pw_run(x + (size_t)CT * SP + (size_t)p, SP, f0, o1 != o ? f1 : NULL, CF, 0, 0, acc0, acc1, run);
+                if (CF)
+                    tte_pw_run(x + (size_t)CT * SP + (size_t)p, SP, f0, o1 != o ? f1 : NULL, CF, 0, 0, acc0, acc1, run);
                 tte_rq_run(&r0, acc0, run, y0 + p, mask, i0 + (size_t)p);
                 if (o1 != o) tte_rq_run(&r1, acc1, run, y1 + p, mask, i1 + (size_t)p);
             }

@@ -283,6 +283,7 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
     x = train.inputs[0]
     stream = next((n for n in train.nodes if n.op == "patch" and n.attrs["plan"].streamed), None)
     streamed = stream is not None
+    quantized = "row by row" if streamed else "into tte_input_buffer()"
     logits_train = train.outputs[1]
     logits_fwd = fwd.outputs[0]
     # one arena serves both functions; the training step's plan is the one the memory report gives
@@ -313,7 +314,7 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
 #define TTE_STATE_STORAGE_BYTES (2u * TTE_STATE_SLOT_BYTES)
 
 """ + (_streamed_api(train, stream) if streamed else _ARENA_API) + f"""
-/* The same from a float32 NCHW input (quantized inside, {'row by row' if streamed else 'into tte_input_buffer()'}). */
+/* The same from a float32 input of the model's input shape (quantized inside, {quantized}). */
 int tte_train_step(const float *input, int32_t label, float *loss);
 
 /* float32 logits (TTE_CLASSES) of the current model, from an int8 or a float32 input. */

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import hashlib
 import itertools
 import os
 import pathlib
+import platform
 import subprocess
 import tempfile
 
@@ -53,8 +56,49 @@ def library_path(directory: pathlib.Path) -> pathlib.Path:
     return directory / f"libtte_model-{os.getpid()}-{next(_built)}.so"
 
 
+_GCC: dict[str, str] = {}  # `gcc --version`, asked once per process
+
+
+def runtime_archive(src_dir: pathlib.Path, flags: list[str]) -> pathlib.Path:
+    """The emitted runtime's sources (``src_dir/runtime``) compiled with ``flags`` into an archive once per machine
+    and compiler: kept under the temporary directory, keyed by a SHA-256 of the runtime's files, the flags, ``gcc
+    --version`` and the host name (``-march=native``); a lock lets one process compile while the others wait.  Each
+    runtime file is its own translation unit either way: the objects are those a whole build makes."""
+    if "gcc" not in _GCC:
+        _GCC["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
+    h = hashlib.sha256("\0".join([*flags, _GCC["gcc"], platform.node()]).encode())
+    for f in sorted((src_dir / "runtime").rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(src_dir).as_posix().encode() + b"\0" + f.read_bytes())
+    out = pathlib.Path(tempfile.gettempdir()) / f"tte-runtime-{os.getuid()}" / h.hexdigest()[:24]
+    archive = out / "libtte_runtime.a"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not archive.exists():
+            with tempfile.TemporaryDirectory(dir=out) as tmp:
+                sources = [str(p) for p in sorted((src_dir / "runtime" / "src").glob("*.c"))]
+                _gcc(["gcc", *flags, f"-I{src_dir / 'runtime' / 'include'}", "-c", *sources], pathlib.Path(tmp))
+                objects = sorted(p.name for p in pathlib.Path(tmp).glob("*.o"))
+                _gcc(["ar", "rcs", "libtte_runtime.a", *objects], pathlib.Path(tmp))
+                os.replace(pathlib.Path(tmp) / "libtte_runtime.a", archive)
+    return archive
+
+
+def _gcc(cmd: list[str], cwd: pathlib.Path | None = None) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TteError(f"the C compiler failed:\n{proc.stderr.strip()}")
+
+
 def compile_shared(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
-    return compile_c(src_dir, out, ["-fPIC", "-shared", *(extra or [])])
+    """A shared library of the emitted program in ``src_dir``: its own sources compiled here, the runtime from
+    :func:`runtime_archive` (compiled once per set of flags)."""
+    flags = [*CFLAGS, *HOST_SPEED, "-fPIC", *(extra or [])]
+    runtime = runtime_archive(src_dir, flags)
+    _gcc(["gcc", *flags, "-shared", f"-I{src_dir}", f"-I{src_dir / 'runtime' / 'include'}",
+          *[str(p) for p in sorted(src_dir.glob("*.c"))], str(runtime), "-o", str(out), "-lm"])
+    return out
 
 
 def _infer_f32(lib, x: np.ndarray, in_shape, out_shape) -> np.ndarray:

@@ -248,8 +248,7 @@ def plan_bands(body: Graph, band_rows: int, layout, carry: bool = False, streame
     pass gives the arena planner).  ``streamed`` (with ``carry`` only): the stage's input comes in rows from a row
     source, each band fetching its share below the rows its buffer keeps; ``channels_last``: the caller's input is
     channels-last (the stage's leading transpose left out: the fetch gives channel-planar rows).  Raises ValueError
-    when a band of a
-    recomputed halo would read nothing but padding, or ``streamed`` comes without ``carry``."""
+    when a band of a recomputed halo would read nothing but padding, or ``streamed`` comes without ``carry``."""
     x, y = body.inputs[0], body.outputs[0]
     height = body[y].shape[2]
     if streamed and not carry:

@@ -88,11 +88,11 @@ def _stage_input(g: Graph) -> tuple[int, str] | None:
 def _why_not_streamed(g: Graph, start: int, readers: dict[str, list[Node]]) -> str | None:
     """Why the int8 input cannot be streamed, or None: the quantize's result and every view of it before the stage
     must be read by the next view only (a streamed input has no bytes anywhere else)."""
-    for node in g.nodes[:start - 1]:
-        v = node.output
-        if v in g.outputs or [r.name for r in readers.get(v, [])] != [g.nodes[g.nodes.index(node) + 1].name]:
-            others = sorted({r.name for r in readers.get(v, [])} - {g.nodes[g.nodes.index(node) + 1].name})
-            return f"'{v}' is also read by {', '.join(repr(o) for o in others) or 'the graph outputs'}"
+    for node, view in zip(g.nodes[:start - 1], g.nodes[1:start]):
+        names = [r.name for r in readers.get(node.output, [])]
+        if node.output in g.outputs or names != [view.name]:
+            others = sorted(set(names) - {view.name})
+            return f"'{node.output}' is also read by {', '.join(repr(o) for o in others) or 'the graph outputs'}"
     return None
 
 
