@@ -95,3 +95,20 @@ def test_op_without_emitter_is_a_named_error(monkeypatch):
     monkeypatch.delitem(OPS, "add")
     with pytest.raises(tte.TteError, match="no C emitter for op 'add' \\(node 'add0'\\)"):
         emit_node(Emitter(g, arena, root), node)
+
+
+def test_the_runtime_archive_is_keyed_by_contents_and_flags(tmp_path):
+    """Native builds link the runtime from an archive compiled once per set of flags: the same runtime and flags
+    find the same archive; a changed runtime file (a fix, or a deliberately planted bug) or other flags build
+    another, so a build never links stale objects."""
+    from tte.codegen.c_train import emit_program
+    from tte.codegen.native import CFLAGS, runtime_archive
+
+    emit_program(tte.compile(ROOT / "examples" / "tiny_cnn.int8.onnx", scheme="last-2", classes=4), tmp_path)
+    flags = [*CFLAGS, "-fPIC"]
+    first = runtime_archive(tmp_path, flags)
+    assert first.exists() and runtime_archive(tmp_path, flags) == first
+    assert runtime_archive(tmp_path, [*flags, "-DTTE_SOMETHING"]) != first
+    source = tmp_path / "runtime" / "src" / "tte_add_s8.c"
+    source.write_text(source.read_text() + "\n/* changed */\n")
+    assert runtime_archive(tmp_path, flags) != first
