@@ -230,6 +230,34 @@ def test_plan_json_and_errors(tmp_path):
         tte.compile(EXAMPLE, scheme="last-3", classes=4, stream_input="yes")
 
 
+def demo_losses(out) -> list[str]:
+    p = subprocess.run(["make", "-s", "-C", str(out), "run"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return [line.split()[4] for line in p.stdout.splitlines() if line.startswith("step")]
+
+
+def reference_demo_losses(program) -> list[str]:
+    """The losses the reference gives on the demo's inputs (demo_inputs: the values of the model's input layout)."""
+    q = program.forward[program.forward.nodes[0].output].quant
+    shape = program.forward[program.forward.inputs[0]].shape
+    classes = program.forward[program.forward.outputs[0]].shape[1]
+    out = []
+    for s, xq in enumerate(demo_inputs(DEMO_STEPS, int(np.prod(shape)))):
+        x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape).astype(np.float32)
+        out.append(f"({np.float32(program.train_step(x, s % classes)).view(np.uint32):08x})")
+    return out
+
+
+def test_demo_reads_channels_last_rows(small, tmp_path):
+    """A channels-last model's demo: its generator's rows (every channel of a pixel consecutive in demo_inputs) train
+    the losses of the reference."""
+    out = tmp_path / "rows"
+    assert run_cli("compile", small, "--scheme", "last-2", "--classes", "4", "--stream-input", "-o", out).exit_code == 0
+    assert "TTE_INPUT_CHANNELS_LAST" in (out / "tte_model.h").read_text()
+    assert demo_losses(out) == reference_demo_losses(tte.compile(small, scheme="last-2", classes=4,
+                                                                 stream_input=True))
+
+
 def test_compile_and_demo_read_rows(tmp_path):
     """`tte compile --stream-input`: the header declares the row-source API and no input buffer; the demo trains on
     its generator's rows the losses of the reference on demo_inputs, and on a sample file, row by row, the epoch
@@ -239,17 +267,8 @@ def test_compile_and_demo_read_rows(tmp_path):
     assert r.exit_code == 0, r.output
     header = (out / "tte_model.h").read_text()
     assert "tte_train_step_rows" in header and "TTE_INPUT_STREAMED" in header and "tte_input_buffer" not in header
-    p = subprocess.run(["make", "-s", "-C", str(out), "run"], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr[-2000:]
-    got = [line.split()[4] for line in p.stdout.splitlines() if line.startswith("step")]
-    program = tte.compile(EXAMPLE, scheme="last-3", classes=4, stream_input=True)
-    q = program.forward[program.forward.nodes[0].output].quant
-    shape = program.forward[program.forward.inputs[0]].shape
-    want = []
-    for s, xq in enumerate(demo_inputs(DEMO_STEPS, int(np.prod(shape)))):
-        x = sem.dequantize(xq, q.scale, q.zero_point).reshape(shape).astype(np.float32)
-        want.append(f"({np.float32(program.train_step(x, s % 4)).view(np.uint32):08x})")
-    assert got == want
+    assert demo_losses(out) == reference_demo_losses(tte.compile(EXAMPLE, scheme="last-3", classes=4,
+                                                                 stream_input=True))
     # a sample file, read row by row, against the arena build reading it whole
     rng = np.random.default_rng(0)
     npz = tmp_path / "d.npz"

@@ -69,15 +69,19 @@ static uint32_t lcg_skip(uint32_t state, uint32_t n) {
     return acc_mult * state + acc_plus;
 }
 
-/* Row `row` of the generator's input that starts after LCG state *context: the values next_int8 would give (the
- * value at index i of the whole input, in the input's layout: TTE_INPUT_INDEX). */
+/* Row `row` of the generator's input that starts after LCG state *context: the values next_int8 would give (value
+ * i of the whole input, in the input's layout: TTE_INPUT_INDEX, is the top byte of the state i + 1 steps on).  One
+ * jump per channel of the row, then a step per value (NCHW) or per value of every channel (channels last). */
 static int noise_rows(void *context, int32_t row, int8_t *dst, int32_t channel_stride) {
     const uint32_t base = *(const uint32_t *)context;
-    for (int32_t c = 0; c < TTE_INPUT_CHANNELS; c++)
+    for (int32_t c = 0; c < TTE_INPUT_CHANNELS; c++) {
+        int32_t steps = TTE_INPUT_INDEX(c, row, 0);
+        uint32_t state = lcg_skip(base, (uint32_t)steps);
         for (int32_t x = 0; x < TTE_INPUT_WIDTH; x++) {
-            const uint32_t state = lcg_skip(base, (uint32_t)TTE_INPUT_INDEX(c, row, x) + 1u);
+            for (; steps <= TTE_INPUT_INDEX(c, row, x); steps++) state = state * 1664525u + 1013904223u;
             dst[c * channel_stride + x] = (int8_t)(int32_t)((state >> 24) & 0xFFu);
         }
+    }
     return 0;
 }
 #endif
