@@ -142,10 +142,11 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     return tte_round_clamp_mask(tte_acc_to_float(acc, r->bias) * r->m, r->zero_point, r->qmin, r->qmax, mask, index);
 }
 
-/* tte_rq_run of a run of at most TTE_RQ_RUN values, float32 multiplier, on a 64-bit host: when no acc + bias of the
- * run overflows int32 (tte_add_sat's saturation is then moot), branch-free loops that the compiler vectorizes
- * (tte_round_s32 and tte_round_clamp_mask as selects: the same values and mask bits; the mask's whole bytes packed
- * eight bits at a time); 0 (nothing written) when one would overflow. */
+/* tte_rq_run of a run of at most TTE_RQ_RUN values, float32 multiplier, on a 64-bit host (x86-64, AArch64: float32
+ * arithmetic without excess precision): when no acc + bias of the run overflows int32 (tte_add_sat's saturation is
+ * then moot), branch-free loops that the compiler vectorizes (tte_round_s32 and tte_round_clamp_mask as selects: the
+ * same values and mask bits; the mask's whole bytes packed eight bits at a time); 0 (nothing written) when one would
+ * overflow. */
 #define TTE_RQ_RUN 32
 static inline int tte_rq_run_host(const tte_rq *r, const int32_t *acc, int32_t n, int8_t *y, uint8_t *mask,
                                   size_t index) {
@@ -162,7 +163,8 @@ static inline int tte_rq_run_host(const tte_rq *r, const int32_t *acc, int32_t n
         float v = (float)(acc[i] + bias) * m;
         v = v >= -256.0f ? v : -256.0f; /* NaN too */
         v = v <= 256.0f ? v : 256.0f;
-        const int32_t k = (int32_t)((v + 12582912.0f) - 12582912.0f) + zp;
+        const float shifted = v + 12582912.0f; /* stored as float32, as tte_round_s32 */
+        const int32_t k = (int32_t)(shifted - 12582912.0f) + zp;
         inside[i] = (uint8_t)(k >= qmin && k <= qmax);
         q[i] = k < qmin ? qmin : k > qmax ? qmax : k;
     }
@@ -195,7 +197,7 @@ static inline void tte_rq_run(const tte_rq *r, const int32_t *acc, int32_t n, in
         for (int32_t i = 0; i < n; i++) y[i] = tte_rq_apply(&rq, acc[i], mask, index + (size_t)i);
         return;
     }
-#if !defined(__arm__)
+#if defined(__x86_64__) || defined(__aarch64__)
     if (n > 0 && n <= TTE_RQ_RUN && tte_rq_run_host(&rq, acc, n, y, mask, index)) return;
 #endif
     const float m = rq.m;

@@ -9,6 +9,7 @@ import itertools
 import os
 import pathlib
 import platform
+import stat
 import subprocess
 import tempfile
 
@@ -56,32 +57,62 @@ def library_path(directory: pathlib.Path) -> pathlib.Path:
     return directory / f"libtte_model-{os.getpid()}-{next(_built)}.so"
 
 
-_GCC: dict[str, str] = {}  # `gcc --version`, asked once per process
+_GCC: dict[str, str] = {}  # `gcc --version` and the CPU's flags (-march=native), asked once per process
+
+
+def _machine() -> str:
+    if "gcc" not in _GCC:
+        _GCC["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
+        try:
+            with open("/proc/cpuinfo") as f:
+                _GCC["cpu"] = next((line for line in f if line.startswith(("flags", "Features"))), "")
+        except OSError:
+            _GCC["cpu"] = ""
+    return "\0".join([_GCC["gcc"], _GCC["cpu"], platform.node(), platform.machine()])
+
+
+def _cache_root() -> pathlib.Path | None:
+    """This user's archive cache under the temporary directory, created private (0700); None when it exists but is
+    not this user's own private directory (another user could have planted objects in it): then nothing is cached."""
+    root = pathlib.Path(tempfile.gettempdir()) / f"tte-runtime-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(root)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return None
+    return root
 
 
 def runtime_archive(src_dir: pathlib.Path, flags: list[str]) -> pathlib.Path:
     """The emitted runtime's sources (``src_dir/runtime``) compiled with ``flags`` into an archive once per machine
-    and compiler: kept under the temporary directory, keyed by a SHA-256 of the runtime's files, the flags, ``gcc
-    --version`` and the host name (``-march=native``); a lock lets one process compile while the others wait.  Each
-    runtime file is its own translation unit either way: the objects are those a whole build makes."""
-    if "gcc" not in _GCC:
-        _GCC["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
-    h = hashlib.sha256("\0".join([*flags, _GCC["gcc"], platform.node()]).encode())
-    for f in sorted((src_dir / "runtime").rglob("*")):
-        if f.is_file():
-            h.update(f.relative_to(src_dir).as_posix().encode() + b"\0" + f.read_bytes())
-    out = pathlib.Path(tempfile.gettempdir()) / f"tte-runtime-{os.getuid()}" / h.hexdigest()[:24]
+    and compiler: kept in a private directory under the temporary directory, keyed by a SHA-256 of the runtime's
+    files, the flags, ``gcc --version`` and the CPU (``-march=native``); a lock lets one process compile while the
+    others wait.  The bytes hashed are the bytes compiled (copied into the build directory first).  Each runtime file
+    is its own translation unit either way: the objects are those a whole build makes."""
+    files = {f.relative_to(src_dir / "runtime").as_posix(): f.read_bytes()
+             for f in sorted((src_dir / "runtime").rglob("*")) if f.is_file()}
+    h = hashlib.sha256("\0".join([*flags, _machine()]).encode())
+    for name, data in files.items():
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    root = _cache_root()
+    out = (root / h.hexdigest()[:24]) if root is not None else pathlib.Path(tempfile.mkdtemp(prefix="tte-runtime-"))
     archive = out / "libtte_runtime.a"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not archive.exists():
             with tempfile.TemporaryDirectory(dir=out) as tmp:
-                sources = [str(p) for p in sorted((src_dir / "runtime" / "src").glob("*.c"))]
-                _gcc(["gcc", *flags, f"-I{src_dir / 'runtime' / 'include'}", "-c", *sources], pathlib.Path(tmp))
-                objects = sorted(p.name for p in pathlib.Path(tmp).glob("*.o"))
-                _gcc(["ar", "rcs", "libtte_runtime.a", *objects], pathlib.Path(tmp))
-                os.replace(pathlib.Path(tmp) / "libtte_runtime.a", archive)
+                build = pathlib.Path(tmp)
+                for name, data in files.items():
+                    (build / "runtime" / name).parent.mkdir(parents=True, exist_ok=True)
+                    (build / "runtime" / name).write_bytes(data)
+                sources = [str(p) for p in sorted((build / "runtime" / "src").glob("*.c"))]
+                _gcc(["gcc", *flags, f"-I{build / 'runtime' / 'include'}", "-c", *sources], build)
+                objects = sorted(p.name for p in build.glob("*.o"))
+                _gcc(["ar", "rcs", "libtte_runtime.a", *objects], build)
+                os.replace(build / "libtte_runtime.a", archive)
     return archive
 
 
