@@ -22,14 +22,14 @@ import math
 import os
 import pathlib
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 from . import pipeline
 from .autodiff.scheme import SparseScheme
-from .codegen.native import CFLAGS, HOST_SPEED, NativeProgram, library_path, runtime_archive
+from .codegen import build_program
+from .codegen.native import SHARED_FLAGS, NativeProgram
 from .data import Samples
 from .errors import TteError
 from .frontend import load
@@ -39,7 +39,7 @@ from .version import __version__
 
 CACHE_FORMAT = 1
 WARMUP = 0.05  # of a trial's steps, before the cosine decay
-BUILD_FLAGS = [*CFLAGS, *HOST_SPEED, "-fPIC"]
+BUILD_FLAGS = SHARED_FLAGS  # what a trial's build compiles with (its cache key)
 
 
 # -- trials --------------------------------------------------------------------------------------------------------
@@ -117,28 +117,10 @@ def _graph(ctx: TrialContext):
     return _WORKER[ctx.digest]
 
 
-def _runtime_library(src: pathlib.Path) -> pathlib.Path:
-    """The emitted runtime compiled once per machine and compiler with the trials' flags
-    (:func:`tte.codegen.native.runtime_archive`)."""
-    return runtime_archive(src, BUILD_FLAGS)
-
-
-def _run(cmd: list[str], cwd: pathlib.Path) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise TteError(f"the C compiler failed:\n{proc.stderr.strip()}")
-
-
 def build_trial_program(program, directory: pathlib.Path) -> NativeProgram:
-    """:func:`tte.codegen.build_program` with the runtime from :func:`_runtime_library`: the same flags and objects."""
-    from .codegen.c_train import emit_program
-
-    emit_program(program, directory)
-    runtime = _runtime_library(directory)
-    lib = library_path(directory)
-    _run(["gcc", *BUILD_FLAGS, "-shared", f"-I{directory}", f"-I{directory / 'runtime' / 'include'}",
-          *[str(p) for p in sorted(directory.glob("*.c"))], str(runtime), "-o", str(lib), "-lm"], directory)
-    return NativeProgram(program, directory, lib)
+    """A trial's native program: :func:`tte.codegen.build_program` (its runtime from the archive compiled once per
+    set of flags, :func:`tte.codegen.native.runtime_archive`)."""
+    return build_program(program, str(directory))
 
 
 def schedule(step: int, total: int, lr: float) -> float:

@@ -27,7 +27,6 @@ import numpy as np
 from ..errors import TteError
 from ..ir.facts import LABEL, LOSS, value_bytes
 from ..ops.cgen import CTYPES, LINE, Emitter, Shared, c_comment, c_float, format_call
-from ..ops.patch import channels_last_stream
 from ..passes.memory import graph_scratch
 from ..passes.prefix import FrozenPrefix, frozen_prefix
 from ..version import __version__
@@ -201,11 +200,11 @@ int32_t tte_predict_rows(tte_row_source source, void *context);
 """
 
 
-def _streamed_api(g, node) -> str:
+def _streamed_api(node) -> str:
     """The header's part on a streamed input: the entry points, the input's dimensions and layout."""
     body = node.attrs["body"]
     _, c, h, w = body[body.inputs[0]].shape
-    if channels_last_stream(g, node):
+    if node.attrs["plan"].channels_last:
         layout, index = "channels last, NHWC", "(((r) * TTE_INPUT_WIDTH + (x)) * TTE_INPUT_CHANNELS + (c))"
         index += "\n#define TTE_INPUT_CHANNELS_LAST 1"
     else:
@@ -313,7 +312,7 @@ def emit_program(program, out_dir: str | os.PathLike) -> list[pathlib.Path]:
 #define TTE_STATE_SLOT_BYTES {st.slot_bytes(layout)}u /* the smallest slot: the blob in whole TTE_STATE_UNITs */
 #define TTE_STATE_STORAGE_BYTES (2u * TTE_STATE_SLOT_BYTES)
 
-""" + (_streamed_api(train, stream) if streamed else _ARENA_API) + f"""
+""" + (_streamed_api(stream) if streamed else _ARENA_API) + f"""
 /* The same from a float32 input of the model's input shape (quantized inside, {quantized}). */
 int tte_train_step(const float *input, int32_t label, float *loss);
 

@@ -33,6 +33,7 @@ SANITIZE = ["-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=
 # mbv2 step (99kb, benchmarks/speed.py's build) went from 5.8 to 4.6 ms.  -ffp-contract=off stays (no fused
 # multiply-add), and nothing like -ffast-math: float32 results must stay those of the reference.
 HOST_SPEED = ["-funroll-loops", "-march=native", "-mtune=generic", "-fvect-cost-model=dynamic"]
+SHARED_FLAGS = [*CFLAGS, *HOST_SPEED, "-fPIC"]  # a shared library of an emitted program (compile_shared)
 
 
 def compile_c(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
@@ -125,7 +126,7 @@ def _gcc(cmd: list[str], cwd: pathlib.Path | None = None) -> None:
 def compile_shared(src_dir: pathlib.Path, out: pathlib.Path, extra: list[str] | None = None) -> pathlib.Path:
     """A shared library of the emitted program in ``src_dir``: its own sources compiled here, the runtime from
     :func:`runtime_archive` (compiled once per set of flags)."""
-    flags = [*CFLAGS, *HOST_SPEED, "-fPIC", *(extra or [])]
+    flags = [*SHARED_FLAGS, *(extra or [])]
     runtime = runtime_archive(src_dir, flags)
     _gcc(["gcc", *flags, "-shared", f"-I{src_dir}", f"-I{src_dir / 'runtime' / 'include'}",
           *[str(p) for p in sorted(src_dir.glob("*.c"))], str(runtime), "-o", str(out), "-lm"])

@@ -79,7 +79,7 @@ def patch_kernel(g: Graph, node: Node, x, *consts):
     that a band reading input rows an earlier band overwrote would compute other integers."""
     body, plan = node.attrs["body"], node.attrs["plan"]
     xin, yout = body.inputs[0], body.outputs[0]
-    if channels_last_stream(g, node):  # the row source gives the stage channel-planar rows
+    if plan.channels_last:  # the row source gives the stage channel-planar rows
         x = np.transpose(x, NHWC_TO_NCHW)
     env_const = dict(zip(node.inputs[1:], consts))
     work = np.zeros(plan.work_bytes, np.int8)
@@ -180,34 +180,34 @@ def patch_stats(node: Node) -> dict:
             "extra_macs_percent": round(100.0 * plan.extra_macs / max(plan.whole_macs, 1), 2)}
 
 
+def stage_input(g: Graph) -> tuple[int, str] | None:
+    """The index of the first node after the input's quantize (and views of it), and the value it reads; None when
+    the graph does not start with the input's quantize."""
+    if not g.nodes or g.nodes[0].op != "quantize":
+        return None
+    x, i = g.nodes[0].output, 1
+    while i < len(g.nodes) and OPS[g.nodes[i].op].alias and g.nodes[i].inputs[0] == x:
+        x, i = g.nodes[i].output, i + 1
+    return i, x
+
+
 def streamed_values(g: Graph) -> set[str]:
     """The values a streamed input's patch node holds in no arena buffer: the int8 input and its views up to the
-    stage's input (empty unless ``g`` has a patch node whose plan streams)."""
+    stage's input (:func:`stage_input`; empty unless ``g`` has a patch node whose plan streams)."""
     if not any(n.op == "patch" and n.attrs["plan"].streamed for n in g.nodes):
         return set()
-    names = {g.nodes[0].output}
-    for node in g.nodes[1:]:
-        if not (OPS[node.op].alias and node.inputs[0] in names):
-            break
-        names.add(node.output)
-    return names
-
+    start, _ = stage_input(g)
+    return {n.output for n in g.nodes[:start]}
 
 
 # -- facets -----------------------------------------------------------------------------------------------------
-
-
-def channels_last_stream(g: Graph, n: Node) -> bool:
-    """Whether a streamed patch node reads a channels-last input, its stage taking it channel-planar (the rows arrive
-    so: the stage's transpose is left out)."""
-    return n.attrs["plan"].channels_last
 
 
 def patch_shape(g: Graph, n: Node):
     body = n.attrs["body"]
     x = n.inputs[0]
     want = tuple(body[body.inputs[0]].shape)
-    if channels_last_stream(g, n):
+    if n.attrs["plan"].channels_last:  # a streamed channels-last input
         want = tuple(want[i] for i in (0, 2, 3, 1))
     if tuple(g[x].shape) != want:
         raise ValueError(f"patch reads {g[x].shape}, its stage expects {list(want)}")

@@ -57,15 +57,6 @@ def emit_concat(e: cg.Emitter, node: Node) -> None:
         offset += g[x].shape[1]
 
 
-def emit_reshape(e: cg.Emitter, node: Node) -> None:
-    if node.output not in e.root and node.inputs[0] not in e.root:  # a view of a streamed input: no bytes
-        e.comment(f"reshape {node.name}: a view of the streamed input, read in rows by the patched stage")
-        return
-    if e.root[node.output] != e.root[node.inputs[0]]:
-        raise AssertionError("a reshape must alias its operand")
-    e.comment(f"reshape {node.name}: {e.ptr(node.output)} is a view of the bytes of {e.ptr(node.inputs[0])}")
-
-
 def emit_slice(e: cg.Emitter, node: Node) -> None:
     gy = node.inputs[0]
     a = node.attrs
@@ -75,6 +66,7 @@ def emit_slice(e: cg.Emitter, node: Node) -> None:
 
 
 def emit_alias(e: cg.Emitter, node: Node) -> None:
+    """A view (reshape, freshape): a comment naming the bytes it shares; nothing for a view of a streamed input."""
     if node.output not in e.root and node.inputs[0] not in e.root:  # a view of a streamed input: no bytes
         e.comment(f"{node.op} {node.name}: a view of the streamed input, read in rows by the patched stage")
         return
@@ -141,7 +133,7 @@ def reshape_channels(g: Graph, n: Node, c) -> None:
 
 
 register(name="reshape", operands=("int8",), out_dtype="int8", shape=reshape_shape, attrs=("shape",),
-         requantizes=False, extra=None, optional=0, kernel=reshape, grad=reshape_grad, emit=emit_reshape, runtime=(),
+         requantizes=False, extra=None, optional=0, kernel=reshape, grad=reshape_grad, emit=emit_alias, runtime=(),
          scratch=no_scratch, in_place=never, alias=True,
          flash=no_flash, code_bytes=0, channels=reshape_channels, layer=False,
          onnx=("Flatten", "Reshape", "Squeeze", "Unsqueeze"))

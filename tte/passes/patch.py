@@ -29,8 +29,7 @@ from collections.abc import Iterable
 from ..errors import TteError
 from ..ir import Graph, Node, QuantParams, Value
 from ..ir.facts import LABEL
-from ..ops import OPS
-from ..ops.patch import INNER, MAX_CONSTANTS, NHWC_TO_NCHW, PatchPlan, patch_stats, plan_bands
+from ..ops.patch import INNER, MAX_CONSTANTS, NHWC_TO_NCHW, PatchPlan, patch_stats, plan_bands, stage_input
 from .arena import Buffer, check_overlaps, lower_bound, plan_arena
 from .memory import graph_scratch, liveness
 
@@ -73,16 +72,6 @@ def _why_not_inner(g: Graph, node: Node, stage: list[Node], x: str, trained: set
     if len(consts) > MAX_CONSTANTS:
         return f"the stage would read more than {MAX_CONSTANTS} constants"
     return None
-
-
-def _stage_input(g: Graph) -> tuple[int, str] | None:
-    """The index of the first node after the input's quantize (and views of it), and the value it reads."""
-    if not g.nodes or g.nodes[0].op != "quantize":
-        return None
-    x, i = g.nodes[0].output, 1
-    while i < len(g.nodes) and OPS[g.nodes[i].op].alias and g.nodes[i].inputs[0] == x:
-        x, i = g.nodes[i].output, i + 1
-    return i, x
 
 
 def _why_not_streamed(g: Graph, start: int, readers: dict[str, list[Node]]) -> str | None:
@@ -179,7 +168,7 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None, stream: 
     patched; :class:`StreamError` when no stage can take it."""
     tag = "patch_frozen_prefix"
     trained = set(g.state) | {LABEL} if trained is None else set(trained)
-    found = _stage_input(g)
+    found = stage_input(g)
     if found is None:
         if stream:
             raise StreamError("cannot stream the input: the graph does not start with the input's quantize")
@@ -210,10 +199,10 @@ def patch_frozen_prefix(g: Graph, trained: Iterable[str] | None = None, stream: 
     def ladder(body: Graph, carry: bool) -> list[int]:  # band heights: of the result, or of the first op's result
         return heights(body[body.nodes[0].output if carry else body.outputs[0]].shape[2])
 
-    stages = []  # (stage, body, the plan of the smallest workspace, its peak)
     chain = _why_not_streamed(g, start, readers) if stream else None
     if chain is not None:
         raise StreamError(f"cannot stream the input: {chain}")
+    stages = []  # (stage, body, the plan of the smallest workspace, its peak)
     for end in range(0 if stream else 1, len(run)):  # a streamed input may feed a one-op stage
         stage = run[:end + 1]
         if [n.op for n in stage] == ["transpose"] or _cut_ok(g, stage, x, readers) is not None:
@@ -281,7 +270,7 @@ def patch_stage(g: Graph, end: str, band_rows: int, trained: Iterable[str] | Non
     bands (``carry``) or recomputed, the input streamed (``stream``, with ``carry``) or whole, or None when the run
     does not reach that op or cannot end there (``trained`` as for :func:`patch_frozen_prefix`)."""
     trained = set(g.state) | {LABEL} if trained is None else set(trained)
-    found = _stage_input(g)
+    found = stage_input(g)
     if found is None:
         return None
     start, x = found
