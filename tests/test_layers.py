@@ -31,6 +31,7 @@ LAYERS = [
     {"tte.plan", "tte.device"},
     {"tte.trainer"},  # tte.train: compile, train the native C on samples, test
     {"tte.trials"},  # tte search's fine-tune trials: in this process, worker processes or Ray tasks; their cache
+    {"tte.evolution"},  # tte search's space of schemes, its evolutionary search and the finalists
     {"tte.search"},  # tte.search: contribution analysis + evolutionary search of a sparse-update scheme
     {"tte.cli"},
     {"tte.__main__", "tte"},

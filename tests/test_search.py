@@ -21,6 +21,7 @@ from conftest import run_cli as run
 
 import tte
 from tte.codegen import build_program
+from tte.evolution import finalists
 from tte.search import RATIOS, Space, evolve, screened, search
 from tte.trainer import fit
 from tte.trials import TrialCache, TrialSpec, build_trial_program
@@ -56,20 +57,22 @@ def test_cli_writes_a_scheme_that_tte_plan_accepts_and_a_rerun_resumes(tmp_path)
     assert scheme["model"] == "tiny_cnn" and isinstance(scheme["bias_update_last"], int)
     assert all(k.isdigit() and 0 < v <= 1 for k, v in scheme["weight_update"].items())
     needed = re.search(r"= ([\d.]+) KB of 30.0 KB", r.stdout)
-    assert needed and "13 trials run, 0 from the cache" in r.stdout, r.stdout
+    finals = re.search(r"13 trials run, 0 from the cache, (\d+) finalists \(0 from the cache\)", r.stdout)
+    assert needed and finals and int(finals.group(1)) > 1, r.stdout
     p = run("plan", EXAMPLE, "--scheme", out, "--sram", "30k", "--classes", "10", "--json")
     assert p.exit_code == 0, p.output
     plan = json.loads(p.stdout)
     assert plan["fits"] and f"{plan['sram_needed_bytes'] / 1024:.1f}" == needed.group(1)
 
     cache = tmp_path / "scheme.json.trials.jsonl"
-    assert len(cache.read_text().splitlines()) == 1 + 13  # the header, then one line per trial
+    n = int(finals.group(1))
+    assert len(cache.read_text().splitlines()) == 1 + 13 + n  # the header, then one line per trial and finalist
     r = run("search", EXAMPLE, "--data", digits(), "-o", out, *CLI_SMALL)
     one_line_error(r, "exists; pass --force")
     r = run("search", EXAMPLE, "--data", digits(), "-o", out, "--force", *CLI_SMALL)
-    assert r.exit_code == 0 and "0 trials run, 13 from the cache" in r.stdout, r.output
+    assert r.exit_code == 0 and f"0 trials run, 13 from the cache, {n} finalists ({n} from" in r.stdout, r.output
     assert json.loads(out.read_text()) == scheme
-    assert len(cache.read_text().splitlines()) == 14
+    assert len(cache.read_text().splitlines()) == 14 + n
 
 
 def test_two_workers_and_ray_give_the_scheme_and_trials_of_one_worker(one_worker):
@@ -162,6 +165,40 @@ def test_the_evolutionary_search_finds_the_optimum_of_a_small_problem():
     keys = {space.key(g) for g in product(range(9), *[range(4)] * 4)}
     optimum = max(space.score(k) for k in keys if planner.fits(k))
     assert planner.fits(best) and space.score(best) == pytest.approx(optimum)
+
+
+def test_the_finalists_start_with_the_evolutions_best_and_the_best_joint_score_wins(one_worker):
+    finals, keys = one_worker.finalists, [(t.spec.k, t.spec.weights) for t in one_worker.finalists]
+    assert len(finals) > 1 and all(t.spec.kind == "scheme" for t in finals) and len(set(keys)) == len(keys)
+    alone = search(EXAMPLE, digits(), **SMALL, finalists=1)
+    assert alone.finalists == [] and alone.table() == one_worker.table()[:len(alone.trials)]
+    assert keys[0] == alone.key  # the evolution's best comes first
+    assert finals[0].tested > one_worker.baseline.tested  # scored on more held-out samples than a trial
+    best = max(t.correct for t in finals)
+    chosen = [key for key, t in zip(keys, finals) if t.correct == best]
+    assert one_worker.key == min(chosen, key=lambda key: one_worker.finalist_figures[key][0])
+    assert all(one_worker.finalist_figures[key][0] <= 30 * 1024 for key in keys)
+    k, weights = one_worker.key
+    assert one_worker.scheme["bias_update_last"] == k and one_worker.scheme["weight_update"] == {
+        str(i): (1 if r == 1 else r) for i, r in weights}
+
+
+def test_the_finalists_add_the_best_measured_layers_one_at_a_time():
+    """After the evolution's best: the biases of the best measured k, plus layers by contribution (each at its best
+    ratio, a layer that does not fit skipped), points spread over that chain."""
+    gain = {(5, 0.5): 0.03, (5, 1.0): 0.02, (6, 1.0): 0.05, (7, 1.0): -0.01, (4, 1.0): 0.01, (3, 1.0): 0.04}
+    space = Space(8, 8, [3, 4, 5, 6, 7], [[1.0], [1.0], [0.5, 1.0], [1.0], [1.0]], [0, 2, 4], [0.0, 0.02, 0.01],
+                  gain)
+    best = (3, ((5, 0.5),))
+    planner = AdditivePlanner(budget=40)  # need: 2 k + 10 r (1 + layer % 3), weights of layer i need k >= 8 - i
+    assert finalists(space, planner, best, 1) == [best]
+    # by contribution: 6 (k 2: 14), then 3 (k 5: 30); 5 at 1/2 (45) and 4 (50) do not fit; 7 did not help
+    chain = [(2, ((6, 1.0),)), (5, ((3, 1.0), (6, 1.0)))]
+    assert [planner(key)[0] for key in chain] == [14, 30]
+    assert not any(planner.fits((5, ((3, 1.0), w, (6, 1.0)))) for w in [(4, 1.0), (5, 0.5)])
+    assert finalists(space, planner, best, 4) == [best, *chain]
+    assert finalists(space, planner, best, 2) == [best, chain[-1]]
+    assert finalists(space, planner, chain[-1], 3) == [chain[-1], chain[0]]  # the best is not repeated
 
 
 def test_a_trial_build_trains_the_integers_of_build_program(one_worker):

@@ -540,11 +540,9 @@ def _at_least(low: int, what: str):
               help="Run at most K trials: the baseline, the bias curve, each layer at its largest ratio from the last "
                    "layer back, then the smaller ratios of the layers that helped.")
 @click.option("--trial-samples", type=int, default=400, show_default=True, metavar="N",
-              callback=_at_least(1, "--trial-samples"),
-              help="Training samples of each trial's fine-tune.")
+              callback=_at_least(1, "--trial-samples"), help="Training samples of each trial's fine-tune.")
 @click.option("--eval-samples", type=int, default=400, show_default=True, metavar="N",
-              callback=_at_least(1, "--eval-samples"),
-              help="Held-out training samples each trial is scored on.")
+              callback=_at_least(1, "--eval-samples"), help="Held-out training samples each trial is scored on.")
 @click.option("--epochs", type=int, default=3, show_default=True, callback=_at_least(1, "--epochs"),
               help="Epochs of each trial's fine-tune.")
 @click.option("--lr", type=float, default=0.005, show_default=True,
@@ -553,18 +551,22 @@ def _at_least(low: int, what: str):
               help="Population of the evolutionary search.")
 @click.option("--generations", type=int, default=20, show_default=True, callback=_at_least(0, "--generations"),
               help="Generations of the evolutionary search.")
+@click.option("--finalists", type=int, default=6, show_default=True, metavar="N", callback=_at_least(1, "--finalists"),
+              help="Then fine-tune N schemes whole (the evolution's best, simpler ones of the best-measured layers) on "
+                   "2000 training samples, score them on 1000 more and keep the best (1: the evolution's best).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="The trial cache to resume from and add to (JSON lines) [default: OUTPUT.trials.jsonl].")
 @_sample_options
 def search(model, source, output, force, sram, flash, classes, workers, ray_address, max_trials, trial_samples,
-           eval_samples, epochs, lr, population, generations, cache_path, test_fraction, split, limit, value_range,
-           seed) -> None:
+           eval_samples, epochs, lr, population, generations, finalists, cache_path, test_fraction, split, limit,
+           value_range, seed) -> None:
     """Search a sparse-update scheme for MODEL that fits --sram / --flash, from short fine-tunes on --data.
 
     Measures the held-out accuracy that training the biases of the last k layers, and each layer's weights at
     channel ratios 1/8, 1/4, 1/2 and 1, add to training the classifier alone (trials in C, as `tte train` trains),
     then runs an evolutionary search for the scheme with the largest summed contribution whose SRAM and flash, by
-    the planner (the figures `tte plan` prints), fit.  Trials are cached: a rerun runs only the ones it lacks.
+    the planner (the figures `tte plan` prints), fit; of it and a few simpler finalists, the one that learns best
+    when fine-tuned whole wins.  Trials are cached: a rerun runs only the ones it lacks.
     The same seed gives the same scheme with 1 worker, N workers or Ray.  Python: tte.search(MODEL, DATA, ...).
     """
     from .search import is_scheme_file
@@ -581,14 +583,13 @@ def search(model, source, output, force, sram, flash, classes, workers, ray_addr
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task({"prepare": "preparing", "trials": "trials", "search": "search"}[stage],
-                                            total=total)
+                tasks[stage] = bar.add_task("preparing" if stage == "prepare" else stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        result = run_search(model, source, sram=sram, flash=flash, classes=classes, workers=workers,
-                            ray=ray_address, max_trials=max_trials, train_samples=trial_samples,
-                            eval_samples=eval_samples, epochs=epochs, lr=lr, seed=seed, population=population,
-                            generations=generations, cache=cache_path, test_fraction=test_fraction, split=split,
+        result = run_search(model, source, sram=sram, flash=flash, classes=classes, workers=workers, ray=ray_address,
+                            max_trials=max_trials, train_samples=trial_samples, eval_samples=eval_samples,
+                            epochs=epochs, lr=lr, seed=seed, population=population, generations=generations,
+                            finalists=finalists, cache=cache_path, test_fraction=test_fraction, split=split,
                             limit=limit, value_range=value_range, progress=progress)
     result.save(output)
     result.print()

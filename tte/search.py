@@ -48,6 +48,8 @@ from .autodiff.scheme import SparseScheme, channel_count, weighted_layers
 from .data import ModelInput, Samples, images_from_arrays, is_sample_file, prepare_one, read_images, split_indices
 from .data import value_range as data_range
 from .errors import TteError
+from .evolution import Key, Space, evolve
+from .evolution import finalists as finalist_keys
 from .ir import Graph
 from .ir.facts import is_depthwise
 from .plan import BudgetError, budgets
@@ -60,7 +62,6 @@ RATIOS = (0.125, 0.25, 0.5, 1.0)
 
 
 # -- memory: the planner's own figures, once per scheme -------------------------------------------------------------
-Key = tuple  # (k, ((layer, ratio), ...)) with layers ascending
 
 
 class Planner:
@@ -136,165 +137,6 @@ def screened(fitting: dict[int, list[float]], first: dict[int, float]) -> list[T
     return [TrialSpec("weight", 0, layer, r) for layer in order for r in fitting[layer][:-1]]
 
 
-# -- the evolutionary search ----------------------------------------------------------------------------------------
-@dataclass
-class Space:
-    """Genes: k in [0, kmax], then per candidate layer an index into (no update, its measured ratios...)."""
-
-    n: int
-    kmax: int
-    layers: list[int]
-    choices: list[list[float]]
-    bias_k: list[int]  # the bias curve: k (0 first) and contribution
-    bias_gain: list[float]
-    gain: dict[tuple[int, float], float]
-
-    def key(self, genes: tuple) -> Key:
-        return self.make(genes[0], {self.layers[j]: self.choices[j][c - 1] for j, c in enumerate(genes[1:]) if c})
-
-    def make(self, k: int, weights: dict[int, float]) -> Key:
-        k = max([k] + [self.n - layer for layer in weights])  # a weight-trained layer's bias trains too
-        return k, tuple(sorted(weights.items()))
-
-    def moves(self, key: Key) -> list[Key]:
-        """The keys one gene away: k + 1, and each layer's weights at another measured ratio or not at all."""
-        k, weights = key
-        out = [(k + 1, weights)] if k < self.kmax else []
-        for layer, choices in zip(self.layers, self.choices):
-            for r in [0.0, *choices]:
-                if r != dict(weights).get(layer, 0.0):
-                    w = {**dict(weights), layer: r}
-                    out.append(self.make(k, {i: x for i, x in w.items() if x}))
-        return out
-
-    def score(self, key: Key) -> float:
-        k, weights = key
-        return float(np.interp(k, self.bias_k, self.bias_gain)) + sum(self.gain[w] for w in weights)
-
-    def vector(self, key: Key) -> np.ndarray:
-        v = np.zeros(1 + len(self.layers))
-        v[0] = key[0]
-        for layer, ratio in key[1]:
-            v[1 + self.layers.index(layer)] = ratio
-        return v
-
-
-class Feasibility:
-    """Whether a key fits: by the planner, or by memory's monotonicity from the keys planned so far (a scheme that
-    trains no more than one that fits -- every bias layer and channel ratio at most its -- is taken to fit, one that
-    trains at least as much as one that does not fit is taken not to).  The chosen scheme is planned in the end."""
-
-    def __init__(self, space: Space, planner: Planner):
-        self.space, self.planner = space, planner
-        self.rows = {True: np.zeros((0, 1 + len(space.layers))), False: np.zeros((0, 1 + len(space.layers)))}
-
-    def known(self, key: Key) -> bool | None:
-        if key in self.planner.figures:
-            return self.planner.fits(key)
-        v = self.space.vector(key)
-        if np.any(np.all(self.rows[False] <= v, axis=1)):
-            return False
-        if np.any(np.all(v <= self.rows[True], axis=1)):
-            return True
-        return None
-
-    def learn(self, keys) -> None:
-        """Plan the keys that are not known yet (one batch, on the workers) and remember them, in order."""
-        todo = [k for k in dict.fromkeys(keys) if self.known(k) is None]
-        self.planner.prefetch(todo)
-        for k in todo:
-            fits = self.planner.fits(k)
-            self.rows[fits] = np.vstack([self.rows[fits], self.space.vector(k)])
-
-    def __call__(self, key: Key) -> bool:
-        if (fits := self.known(key)) is None:
-            self.learn([key])
-            fits = self.planner.fits(key)
-        return fits
-
-
-def evolve(space: Space, planner: Planner, rng: np.random.Generator, population: int, generations: int,
-           progress=None, parent_ratio: float = 0.25, mutation_ratio: float = 0.5, mutate_prob: float = 0.1,
-           attempts: int = 50, rounds: int = 20, batch: int = 8) -> Key:
-    """The best key that fits: the highest score, then the fewest bias layers, then the fewest channels; improved
-    one gene at a time (at most ``rounds`` times) while that raises the score and fits.
-
-    Each generation's children are drawn, then planned in one batch (the workers plan in parallel); a child that
-    does not fit is drawn again (at most ``attempts`` times), one that ranks below every parent is never selected
-    and is not planned.  The batches do not depend on the number of workers, so neither does the result."""
-    sizes = [len(c) + 1 for c in space.choices]
-    fits = Feasibility(space, planner)
-    seen: set[Key] = set()  # the keys that fit (planned, or by monotonicity)
-
-    def rank(key: Key):
-        return -space.score(key), key[0], sum(r for _, r in key[1]), key
-
-    def draw(makers: list, floor=None) -> list[tuple[Key, tuple]]:
-        """One child of each maker (a function drawing genes): those that fit, in the makers' order."""
-        out: dict[int, tuple[Key, tuple]] = {}
-        pending = list(range(len(makers)))
-        for _ in range(attempts):
-            if not pending:
-                break
-            genes = {i: makers[i]() for i in pending}
-            keys = {i: space.key(genes[i]) for i in pending}
-            skip = {i for i in pending if keys[i] not in seen and floor is not None and rank(keys[i]) > floor}
-            fits.learn([keys[i] for i in pending if i not in skip and keys[i] not in seen])
-            for i in pending:
-                if i not in skip and (keys[i] in seen or fits(keys[i])):
-                    seen.add(keys[i])
-                    out[i] = keys[i], genes[i]
-            pending = [i for i in pending if i not in out and i not in skip]
-        return [out[i] for i in sorted(out)]
-
-    def random_genes() -> tuple:
-        density = rng.uniform(0, 0.3)
-        return (int(rng.integers(0, space.kmax + 1)),
-                *(int(rng.integers(1, s)) if rng.random() < density else 0 for s in sizes))
-
-    def mutate(genes: tuple) -> tuple:
-        k = int(rng.integers(0, space.kmax + 1)) if rng.random() < mutate_prob else genes[0]
-        return (k, *(int(rng.integers(0, s)) if rng.random() < mutate_prob else g for g, s in zip(genes[1:], sizes)))
-
-    def cross(a: tuple, b: tuple) -> tuple:
-        return tuple(x if rng.random() < 0.5 else y for x, y in zip(a, b))
-
-    # the first population: the measured bias-only points, then random genes
-    genomes = dict(draw([lambda k=k: (min(k, space.kmax), *[0] * len(sizes)) for k in space.bias_k]))
-    for _ in range(attempts):
-        if len(genomes) >= population:
-            break
-        for key, genes in draw([random_genes] * (population - len(genomes))):
-            genomes.setdefault(key, genes)
-    for gen in range(generations):
-        parents = sorted(genomes, key=rank)[:max(2, int(population * parent_ratio))]
-        pool = [genomes[p] for p in parents]
-        mutations = int(population * mutation_ratio) if len(pool) > 1 else population
-
-        def child(i: int, pool=pool, mutations=mutations):
-            if i < mutations:
-                return lambda: mutate(pool[int(rng.integers(len(pool)))])
-            return lambda: cross(*(pool[int(j)] for j in rng.choice(len(pool), 2, replace=False)))
-
-        genomes = {p: genomes[p] for p in parents}  # a child ranked below every parent is never selected
-        for key, genes in draw([child(i) for i in range(population - len(parents))], rank(parents[-1])):
-            genomes.setdefault(key, genes)
-        if progress is not None:
-            progress("search", gen + 1, generations)
-    best = next(key for key in sorted(seen, key=rank) if planner.fits(key))  # (0, ()) fits: checked first
-    for _ in range(rounds):  # then one gene at a time while that gains and fits (a small k step, most often)
-        better = sorted((m for m in space.moves(best) if space.score(m) > space.score(best)), key=rank)
-        found = None
-        for at in range(0, len(better), batch):
-            fits.learn(better[at:at + batch])
-            if (found := next((m for m in better[at:at + batch] if fits(m) and planner.fits(m)), None)) is not None:
-                break
-        if found is None:
-            break
-        best = found
-    return best
-
-
 # -- tte.search --------------------------------------------------------------------------------------------------------
 @dataclass
 class SearchResult:
@@ -316,6 +158,8 @@ class SearchResult:
     plans: int
     seconds: float
     layers: list[str] = field(repr=False, default_factory=list)  # "name (kind, C channels)" by layer index
+    finalists: list[Trial] = field(default_factory=list)  # the joint fine-tunes (kind "scheme"), the chosen one's
+    finalist_figures: dict = field(repr=False, default_factory=dict)  # key -> (SRAM needed, summed contribution)
 
     @property
     def reserve(self) -> int:
@@ -332,7 +176,7 @@ class SearchResult:
     def table(self) -> list[dict]:
         """The trial table as plain rows (the same for 1 worker, N workers and Ray; seconds and cache aside)."""
         return [{**t.spec.to_dict(), "correct": t.correct, "tested": t.tested, "loss": t.loss,
-                 "contribution": t.contribution} for t in self.trials]
+                 "contribution": t.contribution} for t in self.trials + self.finalists]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the scheme as JSON, atomically (a temporary file, fsync, rename)."""
@@ -373,10 +217,26 @@ class SearchResult:
                       f"classifier alone, measured alone; the search's objective, not an accuracy forecast), from "
                       f"{len(self.trials)} trials scored on {self.baseline.tested} held-out training samples",
                       markup=False, highlight=False)
+        if self.finalists:
+            f = Table(title=f"finalists: each fine-tuned whole on more samples than a trial, scored on "
+                            f"{self.finalists[0].tested} held-out training samples; the best score is chosen",
+                      title_justify="left", header_style="bold")
+            for col, just in [("", "left"), ("scheme", "left"), ("SRAM", "right"), ("summed contribution", "right"),
+                              ("accuracy", "right")]:
+                f.add_column(col, justify=just)
+            for j, t in enumerate(self.finalists):
+                key = (t.spec.k, t.spec.weights)
+                needed, score = self.finalist_figures[key]
+                f.add_row("chosen" if key == self.key else "evolution" if j == 0 else "", t.spec.describe(),
+                          kb(needed), f"{100 * score:+.1f} points",
+                          f"{100 * t.accuracy:.2f}%")
+            console.print(f)
         console.print(f"SRAM {kb(self.peak_sram)} + {kb(self.reserve)} for stack, heap and C library = "
                       f"{kb(self.sram_needed)} of {kb(self.sram_budget)}; flash {kb(self.flash)} of "
                       f"{kb(self.flash_budget)} (tte plan's figures)", markup=False, highlight=False)
-        console.print(f"{self.trials_run} trials run, {len(self.trials) - self.trials_run} from the cache, "
+        finals = (f"{len(self.finalists)} finalists ({sum(t.cached for t in self.finalists)} from the cache), "
+                  if self.finalists else "")
+        console.print(f"{self.trials_run} trials run, {len(self.trials) - self.trials_run} from the cache, {finals}"
                       f"{self.plans} schemes planned, {self.seconds / 60:.1f} min", markup=False, highlight=False)
 
 
@@ -485,7 +345,8 @@ def _model_label(g, source: str | None) -> str:
 def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = None, workers: int = 1,
            ray: str | None = None, max_trials: int | None = 100, train_samples: int = 400, eval_samples: int = 400,
            epochs: int = 3, lr: float = 0.005, seed: int = 0, ratios=RATIOS, bias_steps: int = 8,
-           population: int = 50, generations: int = 20, cache: str | os.PathLike | None = None,
+           population: int = 50, generations: int = 20, finalists: int = 6, final_samples: int = 2000,
+           final_eval: int = 1000, cache: str | os.PathLike | None = None,
            test_fraction: float | None = None, split: int | None = None, limit: int | None = None,
            value_range: str = "auto", input_shape=None, arithmetic: str | None = None,
            progress=None) -> SearchResult:
@@ -509,6 +370,8 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
                                                                                             "eval_samples", 1)
     epochs, bias_steps = check_int(epochs, "epochs", 1), check_int(bias_steps, "bias_steps", 1)
     population, generations = check_int(population, "population", 2), check_int(generations, "generations", 0)
+    finalists = check_int(finalists, "finalists", 1, 64)
+    final_samples, final_eval = check_int(final_samples, "final_samples", 1), check_int(final_eval, "final_eval", 1)
     seed, lr = check_int(seed, "seed", 0, SEED_LIMIT - 1), check_number(lr, "lr")
     ratios = sorted({check_number(r, "ratios") for r in ratios})
     if not ratios or not all(0 < r <= 1 for r in ratios):
@@ -545,35 +408,37 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
     options = {"classes": classes, "lr": lr, "seed": seed, "epochs": epochs, "build": BUILD_FLAGS,
                "schedule": f"warm-up {WARMUP}, cosine"}
     store, results, ran = TrialCache(cache), {}, set()
+
+    def run_trials(pool: Workers, specs: list[TrialSpec], data: str, stage: str, total: int) -> None:
+        """Run the specs the cache lacks on ``pool`` (their results into ``results``, in the cache as each ends)."""
+        keys = {s: _digest(graph_id, data, s.to_dict(), options, __version__, sources_digest()) for s in specs}
+
+        def done(job: tuple, result: dict) -> None:
+            spec = job[0]
+            if keys[spec] not in store.records:
+                store.put(keys[spec], spec, result)
+                ran.add(spec)
+            results[spec] = Trial(spec, **store.records[keys[spec]], cached=spec not in ran)
+            if progress is not None:
+                progress(stage, sum(t.spec.kind == "scheme" for t in results.values()) if stage == "finalists"
+                         else len(results), total)
+
+        for s in specs:
+            if keys[s] in store.records:
+                done((s,), store.records[keys[s]])
+        pool.run("trial", [(s,) for s in specs if s not in results], done)
+
     with Workers(ctx, workers, ray) as pool:
         planner.workers = pool
         first, fitting, kmax = candidates(g, planner, ratios, bias_steps)
         first = (first + [TrialSpec("weight", 0, i, r[-1]) for i, r in fitting.items()])[:max_trials]
         second = sum(len(r) - 1 for r in fitting.values())  # at most, until the first round says which layers
-
-        def run(specs: list[TrialSpec]) -> None:
-            keys = {s: _digest(graph_id, data_id, s.to_dict(), options, __version__, sources_digest()) for s in specs}
-            total = min(max_trials or 2**31, len(first) + second)
-
-            def done(job: tuple, result: dict) -> None:
-                spec = job[0]
-                if keys[spec] not in store.records:
-                    store.put(keys[spec], spec, result)
-                    ran.add(spec)
-                results[spec] = Trial(spec, **store.records[keys[spec]], cached=spec not in ran)
-                if progress is not None:
-                    progress("trials", len(results), total)
-
-            for s in specs:
-                if keys[s] in store.records:
-                    done((s,), store.records[keys[s]])
-            pool.run("trial", [(s,) for s in specs if s not in results], done)
-
-        run(first)  # the baseline, the bias curve and each layer at its largest ratio that fits
+        # the baseline, the bias curve and each layer at its largest ratio that fits
+        run_trials(pool, first, data_id, "trials", min(max_trials or 2**31, len(first) + second))
         base_accuracy = results[first[0]].accuracy
         gain = {t.spec.layer: t.accuracy - base_accuracy for t in results.values() if t.spec.kind == "weight"}
-        second = len(more := screened(fitting, gain)[:max(0, (max_trials or 2**31) - len(first))])
-        run(more)
+        more = screened(fitting, gain)[:max(0, (max_trials or 2**31) - len(first))]
+        run_trials(pool, more, data_id, "trials", len(first) + len(more))
         trials = [results[s] for s in sorted(results)]
         for t in trials:
             t.contribution = t.accuracy - base_accuracy
@@ -586,6 +451,20 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
                       [0] + [t.spec.k for t in bias], [0.0] + [t.contribution for t in bias],
                       {(t.spec.layer, t.spec.ratio): t.contribution for t in weight})
         best = evolve(space, planner, np.random.default_rng(seed), population, generations, progress)
+        picks = finalist_keys(space, planner, best, finalists)
+    final: list[Trial] = []
+    if len(picks) > 1:  # fine-tune each finalist whole on more of the training split; the best held-out score wins
+        more = trial_samples(x, y, ModelInput(g, model_bytes or None), final_samples, final_eval, None, value_range,
+                             test_fraction=test_fraction, split=split, limit=limit, seed=seed)
+        final_ctx = TrialContext(model_bytes, ctx.model_name, input_shape, arithmetic, classes, lr, seed, epochs,
+                                 more, graph_id)
+        final_data = _digest("finalists", more.format.describe(), list(more.value_range), more.train,
+                             more.inputs.tobytes(), more.labels.astype("<i4").tobytes())
+        specs = [TrialSpec("scheme", k, weights=w) for k, w in picks]
+        with Workers(final_ctx, workers, ray) as pool:
+            run_trials(pool, specs, final_data, "finalists", len(specs))
+        final = [results[s] for s in specs]
+        best = picks[max(range(len(picks)), key=lambda j: (final[j].correct, -planner(picks[j])[0], -j))]
     peak, needed, flash_used, _ = planner(best)
     k, weights = best
     label = f"{sram_bytes // 1024}kb" if sram_bytes % 1024 == 0 else f"{sram_bytes}b"
@@ -593,4 +472,5 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
               "weight_update": {str(i): (1 if r == 1 else r) for i, r in weights},
               "classifier": "weight and bias always updated"}
     return SearchResult(scheme, best, trials, space.score(best), peak, needed, flash_used, sram_bytes, flash_bytes,
-                        seed, len(planner.figures), time.monotonic() - start, _layer_names(g))
+                        seed, len(planner.figures), time.monotonic() - start, _layer_names(g), final,
+                        {key: (planner(key)[1], space.score(key)) for key in picks})

@@ -45,24 +45,31 @@ BUILD_FLAGS = SHARED_FLAGS  # what a trial's build compiles with (its cache key)
 # -- trials --------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, order=True)
 class TrialSpec:
-    """One fine-tune: ``kind`` "baseline" (the classifier alone), "bias" (biases of the last ``k`` layers) or
-    "weight" (the weights of layer ``layer`` for a ``ratio`` of its input channels).  Ordered as the trial table."""
+    """One fine-tune: ``kind`` "baseline" (the classifier alone), "bias" (biases of the last ``k`` layers),
+    "weight" (the weights of layer ``layer`` for a ``ratio`` of its input channels) or "scheme" (a whole scheme: the
+    biases of the last ``k`` layers and ``weights``, ((layer, ratio), ...): a finalist).  Ordered as the trial
+    table."""
 
     kind: str
     k: int = 0
     layer: int = -1
     ratio: float = 0.0
+    weights: tuple = ()
 
     def scheme(self) -> SparseScheme:
-        weights = {self.layer: self.ratio} if self.kind == "weight" else {}
+        weights = {self.layer: self.ratio} if self.kind == "weight" else dict(self.weights)
         return SparseScheme(f"trial: {self.describe()}", self.k, weights)
 
     def describe(self) -> str:
+        if self.kind == "scheme":
+            return f"biases of the last {self.k} layers, weights " + (
+                " ".join(f"{i}:{r:g}" for i, r in self.weights) or "none")
         return {"baseline": "classifier only", "bias": f"biases of the last {self.k} layers",
                 "weight": f"layer {self.layer} weights x {self.ratio:g}"}[self.kind]
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "k": self.k, "layer": self.layer, "ratio": self.ratio}
+        d = {"kind": self.kind, "k": self.k, "layer": self.layer, "ratio": self.ratio}
+        return {**d, "weights": [list(w) for w in self.weights]} if self.kind == "scheme" else d
 
 
 @dataclass
