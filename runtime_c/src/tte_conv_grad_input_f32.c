@@ -9,37 +9,57 @@ int32_t tte_conv_grad_input_f32_get_buffer_size(const tte_dims *in_dims) {
 
 /* The pointwise tile: TTE_PW_TILE_C channels x TTE_PW_TILE_P positions whose accumulators stay in registers while
  * the output channels o run (a host's vector registers hold 8 x 16, a Cortex-M's 32 single-precision registers
- * 4 x 4). */
+ * 3 x 8 beside the 8 dz values of a row). */
 #if defined(__arm__)
-#define TTE_PW_TILE_C 4
-#define TTE_PW_TILE_P 4
+#define TTE_PW_TILE_C 3
+#define TTE_PW_TILE_P 8
 #else
 #define TTE_PW_TILE_C 8
 #define TTE_PW_TILE_P 16
 #endif
 
-/* dx[c0 + j, p0 + i] for a tile of channels j and positions i: each the sum over o = o0 .. o1-1 (ascending) of
- * dz[o, p0 + i] * W[o, c0 + j].  The innermost loop runs across positions i, independent elements next to each
- * other in dz and dx, so the compiler gives each its own vector lane while every element still adds its terms one
- * at a time in the reference's order (no reassociation); each weight is converted once per tile and broadcast.
- * w: W[o0, c0], rows ldw apart; dz: dz[o0, p0] and dx: dx[c0, p0], planes P apart. */
+/* dx[c0 + j, p0 + i] for a tile of channels j and positions i: each the sum over o = o0 .. o0 + n - 1 (ascending)
+ * of dz[o, p0 + i] * W[o, c0 + j].  The innermost loop runs across positions i, independent elements next to each
+ * other in dz and dx, so the compiler gives each its own vector lane (on Arm: its own register) while every element
+ * still adds its terms one at a time in the reference's order (no reassociation); each weight is converted once
+ * per tile and broadcast.  w: W[o0, c0], rows ldw apart; zp, scales: o0's (zp NULL: no zero points, a constant the
+ * compiler folds where this is inlined); dz: dz[o0, p0] and dx: dx[c0, p0], planes P apart. */
+static inline void grad_input_pw_tile_body(int32_t n, const int8_t *w, int32_t ldw, const int32_t *zp,
+                                           const float *scales, const float *dz, int32_t P, float *dx) {
+    float acc[TTE_PW_TILE_C][TTE_PW_TILE_P];
+    TTE_ARM_UNROLL
+    for (int32_t j = 0; j < TTE_PW_TILE_C; j++) {
+        TTE_ARM_UNROLL
+        for (int32_t i = 0; i < TTE_PW_TILE_P; i++) acc[j][i] = 0.0f;
+    }
+    for (int32_t o = 0; o < n; o++) {
+        const int32_t wz = zp ? zp[o] : 0;
+        const float scale = scales[o];
+        float d[TTE_PW_TILE_P];
+        TTE_ARM_UNROLL
+        for (int32_t i = 0; i < TTE_PW_TILE_P; i++) d[i] = dz[i];
+        TTE_ARM_UNROLL
+        for (int32_t j = 0; j < TTE_PW_TILE_C; j++) {
+            const float wr = (float)((int32_t)w[j] - wz) * scale;
+            TTE_ARM_UNROLL
+            for (int32_t i = 0; i < TTE_PW_TILE_P; i++) acc[j][i] = tte_mla_f32(acc[j][i], d[i], wr);
+        }
+        w += ldw;
+        dz += P;
+    }
+    TTE_ARM_UNROLL
+    for (int32_t j = 0; j < TTE_PW_TILE_C; j++) {
+        TTE_ARM_UNROLL
+        for (int32_t i = 0; i < TTE_PW_TILE_P; i++) dx[(size_t)j * (size_t)P + (size_t)i] = acc[j][i];
+    }
+}
+
 static void grad_input_pw_tile(int32_t o0, int32_t o1, const int8_t *w, int32_t ldw, const tte_weights_s8 *ws,
                                const float *dz, int32_t P, float *dx) {
-    float acc[TTE_PW_TILE_C][TTE_PW_TILE_P];
-    for (int32_t j = 0; j < TTE_PW_TILE_C; j++)
-        for (int32_t i = 0; i < TTE_PW_TILE_P; i++) acc[j][i] = 0.0f;
-    for (int32_t o = o0; o < o1; o++) {
-        const int8_t *wo = w + (size_t)(o - o0) * (size_t)ldw;
-        const float *dzo = dz + (size_t)(o - o0) * (size_t)P;
-        const int32_t wz = ws->zero_points ? ws->zero_points[o] : 0;
-        const float scale = ws->scales[o];
-        for (int32_t j = 0; j < TTE_PW_TILE_C; j++) {
-            const float wr = (float)((int32_t)wo[j] - wz) * scale;
-            for (int32_t i = 0; i < TTE_PW_TILE_P; i++) acc[j][i] += dzo[i] * wr;
-        }
-    }
-    for (int32_t j = 0; j < TTE_PW_TILE_C; j++)
-        for (int32_t i = 0; i < TTE_PW_TILE_P; i++) dx[(size_t)j * (size_t)P + (size_t)i] = acc[j][i];
+    if (ws->zero_points)
+        grad_input_pw_tile_body(o1 - o0, w, ldw, ws->zero_points + o0, ws->scales + o0, dz, P, dx);
+    else
+        grad_input_pw_tile_body(o1 - o0, w, ldw, NULL, ws->scales + o0, dz, P, dx);
 }
 
 /* The same for a part of a tile, nc channels x np positions (a weight part of fewer than TTE_PW_TILE_C columns, a
@@ -55,7 +75,7 @@ static void grad_input_pw_edge(int32_t o0, int32_t o1, const int8_t *w, int32_t 
         const int32_t wz = ws->zero_points ? ws->zero_points[o] : 0;
         for (int32_t j = 0; j < nc; j++) {
             const float wr = (float)((int32_t)wo[j] - wz) * ws->scales[o];
-            for (int32_t i = 0; i < np; i++) acc[j][i] += dzo[i] * wr;
+            for (int32_t i = 0; i < np; i++) acc[j][i] = tte_mla_f32(acc[j][i], dzo[i], wr);
         }
     }
     for (int32_t j = 0; j < nc; j++)

@@ -15,6 +15,7 @@ tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depth
                                      const tte_dims *w_dims, int8_t *weights, float *scratch) {
     const int32_t KK = w_dims->h * w_dims->w;
     const int32_t rows = depthwise ? channels : w_dims->n, cols = depthwise ? 1 : channels;
+    const tte_sgd_params sg = *sgd; /* a local copy: the int8 stores below cannot change it, so it stays in registers */
     if (tte_pointwise_weight_grad(geo, depthwise, x_dims, dz_dims, w_dims)) {
         for (int32_t o = 0; o < rows; o += TTE_WG_TILE_O) {
             const int32_t no = rows - o < TTE_WG_TILE_O ? rows - o : TTE_WG_TILE_O;
@@ -25,7 +26,7 @@ tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depth
                 for (int32_t i = 0; i < no; i++) {
                     for (int32_t j = 0; j < nc; j++) {
                         const int32_t index = (o + i) * cols + c + j;
-                        weights[index] = (int8_t)tte_sgd_value(sgd, weights[index], g[i][j], factors[o + i],
+                        weights[index] = (int8_t)tte_sgd_value(&sg, weights[index], g[i][j], factors[o + i],
                                                                (uint32_t)index);
                     }
                 }
@@ -40,7 +41,7 @@ tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depth
                 const uint32_t index = (uint32_t)((o * cols + cl) * KK + t);
                 /* the trained slice's layout */
                 int8_t *p = weights + ((size_t)o * (size_t)cols + (size_t)cl) * (size_t)KK + t;
-                *p = (int8_t)tte_sgd_value(sgd, *p, scratch[cl * KK + t], factors[o], index);
+                *p = (int8_t)tte_sgd_value(&sg, *p, scratch[cl * KK + t], factors[o], index);
             }
         }
     }

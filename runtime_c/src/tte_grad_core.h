@@ -43,10 +43,11 @@ static inline void tte_conv_weight_grad_row(const tte_conv_geometry *geo, int32_
 /* A pointwise conv (1x1, stride 1, no padding, one group) trains a matrix dW[o, c], each element the sum over
  * samples, then positions p (ascending) of dz[n, o, p] * x[n, c, p].  It is computed a tile of TTE_WG_TILE_O output
  * x TTE_WG_TILE_C input channels at a time whose accumulators stay in registers while n and p run (a host's
- * vector registers hold 16 x 8, a Cortex-M's 32 single-precision registers 4 x 4). */
+ * vector registers hold 16 x 8; a Cortex-M's 32 single-precision registers 8 x 3, beside the 3 converted x values:
+ * a dz value is one load, an x value a conversion of four instructions). */
 #if defined(__arm__)
-#define TTE_WG_TILE_O 4
-#define TTE_WG_TILE_C 4
+#define TTE_WG_TILE_O 8
+#define TTE_WG_TILE_C 3
 #else
 #define TTE_WG_TILE_O 16
 #define TTE_WG_TILE_C 8
@@ -66,25 +67,34 @@ static inline int tte_pointwise_weight_grad(const tte_conv_geometry *geo, int32_
 static inline void tte_pw_weight_grad_tile(const tte_dims *x_dims, const tte_saved_s8 *x, const tte_dims *dz_dims,
                                            const float *dz, int32_t o, int32_t c,
                                            float g[TTE_WG_TILE_O][TTE_WG_TILE_C]) {
-    const int32_t P = x_dims->h * x_dims->w;
+    const int32_t P = x_dims->h * x_dims->w, zx = x->zero_point;
+    const float sx = x->scale;
     float acc[TTE_WG_TILE_O][TTE_WG_TILE_C]; /* a local array: registers, not memory that dz or x might alias */
-    for (int32_t i = 0; i < TTE_WG_TILE_O; i++)
+    TTE_ARM_UNROLL
+    for (int32_t i = 0; i < TTE_WG_TILE_O; i++) {
+        TTE_ARM_UNROLL
         for (int32_t j = 0; j < TTE_WG_TILE_C; j++) acc[i][j] = 0.0f;
+    }
     for (int32_t n = 0; n < x_dims->n; n++) {
-        const float *dzn = dz + ((size_t)n * (size_t)dz_dims->c + (size_t)o) * (size_t)P;
-        const int8_t *xn = x->data + ((size_t)n * (size_t)x_dims->c + (size_t)c) * (size_t)P;
-        for (int32_t p = 0; p < P; p++) {
+        const float *dzp = dz + ((size_t)n * (size_t)dz_dims->c + (size_t)o) * (size_t)P;
+        const int8_t *xp = x->data + ((size_t)n * (size_t)x_dims->c + (size_t)c) * (size_t)P;
+        for (int32_t p = 0; p < P; p++, dzp++, xp++) {
             float xv[TTE_WG_TILE_C];
-            for (int32_t j = 0; j < TTE_WG_TILE_C; j++)
-                xv[j] = (float)((int32_t)xn[(size_t)j * (size_t)P + (size_t)p] - x->zero_point) * x->scale;
+            TTE_ARM_UNROLL
+            for (int32_t j = 0; j < TTE_WG_TILE_C; j++) xv[j] = (float)((int32_t)xp[(size_t)j * (size_t)P] - zx) * sx;
+            TTE_ARM_UNROLL
             for (int32_t i = 0; i < TTE_WG_TILE_O; i++) {
-                const float d = dzn[(size_t)i * (size_t)P + (size_t)p];
-                for (int32_t j = 0; j < TTE_WG_TILE_C; j++) acc[i][j] += d * xv[j];
+                const float d = dzp[(size_t)i * (size_t)P];
+                TTE_ARM_UNROLL
+                for (int32_t j = 0; j < TTE_WG_TILE_C; j++) acc[i][j] = tte_mla_f32(acc[i][j], d, xv[j]);
             }
         }
     }
-    for (int32_t i = 0; i < TTE_WG_TILE_O; i++)
+    TTE_ARM_UNROLL
+    for (int32_t i = 0; i < TTE_WG_TILE_O; i++) {
+        TTE_ARM_UNROLL
         for (int32_t j = 0; j < TTE_WG_TILE_C; j++) g[i][j] = acc[i][j];
+    }
 }
 
 /* The same for a part of a tile, no x nc elements (fewer than a tile's rows or columns in all). */
@@ -101,7 +111,8 @@ static inline void tte_pw_weight_grad_edge(const tte_dims *x_dims, const tte_sav
         for (int32_t p = 0; p < P; p++) {
             for (int32_t j = 0; j < nc; j++) {
                 const float xv = (float)((int32_t)xn[(size_t)j * (size_t)P + (size_t)p] - x->zero_point) * x->scale;
-                for (int32_t i = 0; i < no; i++) acc[i][j] += dzn[(size_t)i * (size_t)P + (size_t)p] * xv;
+                for (int32_t i = 0; i < no; i++)
+                    acc[i][j] = tte_mla_f32(acc[i][j], dzn[(size_t)i * (size_t)P + (size_t)p], xv);
             }
         }
     }

@@ -38,6 +38,27 @@ static inline int32_t tte_round_s32(float v) {
 }
 #endif
 
+/* The float kernels' multiply-add: acc + a * b, the product rounded to float32 before the addition, never fused
+ * (the reference's arithmetic; builds keep -ffp-contract=off).  A Cortex-M FPU's VMLA.F32 is exactly that (the Arm
+ * ARM's chained multiply-accumulate: the product is rounded, then added; VFMA is the fused one): one instruction
+ * instead of a VMUL and a VADD, the same bits. */
+#if defined(__arm__) && defined(__ARM_FP) && (__ARM_FP & 4) && defined(__GNUC__)
+static inline float tte_mla_f32(float acc, float a, float b) {
+    __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b));
+    return acc;
+}
+#else
+static inline float tte_mla_f32(float acc, float a, float b) { return acc + a * b; }
+#endif
+
+/* Unroll the next loop completely on Arm, so that a tile's accumulators live in registers (GCC's -O2 keeps a
+ * small array in memory otherwise); on other targets the compiler vectorizes the loops as they are. */
+#if defined(__arm__) && defined(__GNUC__)
+#define TTE_ARM_UNROLL _Pragma("GCC unroll 16")
+#else
+#define TTE_ARM_UNROLL
+#endif
+
 /* clamp(round_half_even(v) + zero_point, qmin, qmax). */
 static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, int32_t qmax) {
     int32_t r = tte_round_s32(v) + zero_point;

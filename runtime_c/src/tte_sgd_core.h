@@ -28,7 +28,9 @@ static inline int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current, fl
     if (delta != delta) delta = 0.0f; /* NaN: a diverged gradient moves nothing */
     if (delta > span) delta = span;
     if (delta < -span) delta = -span;
-    const int64_t d = (int64_t)delta;
+    /* delta is a whole number within +-span: an int8 or int16 parameter's fits an int32 (a single conversion
+     * instruction on a 32-bit core, where the int64 one is a library call); an int32 bias's may need the int64 */
+    const int64_t d = delta >= -2147483648.0f && delta < 2147483648.0f ? (int64_t)(int32_t)delta : (int64_t)delta;
     if (d == 0) return current;
     int64_t v = current - d;
     if (v < p->qmin) v = p->qmin;
