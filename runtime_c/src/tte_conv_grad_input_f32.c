@@ -167,8 +167,11 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
                     for (int32_t q = 0; q < TTE_DW_WINDOW; q++) win[r][q] = 0.0f;
                 for (int32_t h0 = 0; h0 < H; h0 += TTE_DW_ROWS) {
                     float acc[TTE_DW_ROWS][TTE_DW_LANES];
-                    for (int32_t r = 0; r < TTE_DW_ROWS; r++)
+                    TTE_ARM_UNROLL
+                    for (int32_t r = 0; r < TTE_DW_ROWS; r++) {
+                        TTE_ARM_UNROLL
                         for (int32_t l = 0; l < TTE_DW_LANES; l++) acc[r][l] = 0.0f;
+                    }
                     for (int32_t i = 0; i < KH; i++) {
                         const float *in[TTE_DW_ROWS]; /* row r's window for tap row i: zeros where i misses h */
                         for (int32_t r = 0; r < TTE_DW_ROWS; r++) {
@@ -181,12 +184,17 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
                         }
                         for (int32_t j = 0; j < KW; j++) {
                             const float wij = wr[i * KW + j];
-                            for (int32_t r = 0; r < TTE_DW_ROWS; r++)
-                                for (int32_t l = 0; l < TTE_DW_LANES; l++) acc[r][l] += in[r][l - j] * wij;
+                            TTE_ARM_UNROLL
+                            for (int32_t r = 0; r < TTE_DW_ROWS; r++) {
+                                TTE_ARM_UNROLL
+                                for (int32_t l = 0; l < TTE_DW_LANES; l++)
+                                    acc[r][l] = tte_mla_f32(acc[r][l], in[r][l - j], wij);
+                            }
                         }
                     }
                     for (int32_t r = 0; r < TTE_DW_ROWS && h0 + r < H; r++) {
                         float out[TTE_DW_LANES]; /* (acc itself stays in registers) */
+                        TTE_ARM_UNROLL
                         for (int32_t l = 0; l < TTE_DW_LANES; l++) out[l] = acc[r][l];
                         for (int32_t l = 0; l < lanes; l++) scratch[(h0 + r) * W + w0 + l] = out[l];
                     }

@@ -31,19 +31,10 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             int32_t acc[TTE_PW_RUN];
             for (int32_t p0 = 0; p0 < HW; p0 += TTE_PW_RUN) {
                 const int32_t n = HW - p0 < TTE_PW_RUN ? HW - p0 : TTE_PW_RUN;
-                int32_t i = 0;
 #if defined(__ARM_FEATURE_DSP)
-                for (; i + 1 < n; i += 2) {
-                    acc[i] = acc[i + 1] = offset;
-                    tte_pw_dot_1x2(x + p0 + i, (size_t)HW, wm, C, z1, acc + i);
-                }
-                if (i < n) { /* odd H * W: the last position */
-                    acc[i] = offset;
-                    for (int32_t c = 0; c < C; c++)
-                        acc[i] += (int32_t)x[(size_t)c * (size_t)HW + (size_t)(p0 + i)] * ((int32_t)wm[c] - z1);
-                }
+                tte_pw_acc_s8(x + p0, (size_t)HW, wm, C, z1, offset, n, acc);
 #else
-                for (; i < n; i++) acc[i] = offset;
+                for (int32_t i = 0; i < n; i++) acc[i] = offset;
                 tte_pw_run(x + p0, (size_t)HW, wm, NULL, C, z1, 0, acc, NULL, n);
 #endif
                 tte_rq_run(&r1, acc, n, scratch + p0, NULL, 0);

@@ -3,13 +3,6 @@
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
-/* sum_{c < n} x[c * P] * w[c]: one position of channels-major planes. */
-static int32_t tte_pw_dot_1(const int8_t *x, size_t P, const int8_t *w, int32_t n) {
-    int32_t acc = 0;
-    for (int32_t c = 0; c < n; c++) acc += (int32_t)x[(size_t)c * P] * (int32_t)w[c];
-    return acc;
-}
-
 /* 1x1, stride 1, unpadded, symmetric weights: acc = sum_c x * w - z_x * sum_c w, the same integer as
  * sum_c (x - z_x) * w with one multiply-accumulate per term.  Two output channels and two positions at a
  * time (tte_pw_dot_2x2: SMLAD with the Arm DSP extension), or two output channels and a run of positions
@@ -43,38 +36,23 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
             int8_t *y0 = output + ((size_t)n * (size_t)O + (size_t)o) * SP;
             int8_t *y1 = output + ((size_t)n * (size_t)O + (size_t)o1) * SP;
             const size_t i0 = (size_t)(y0 - output), i1 = (size_t)(y1 - output);
-            int32_t p = 0;
-#if !defined(__ARM_FEATURE_DSP)
-            for (; p < P; p += TTE_PW_RUN) { /* a run of positions at a time: the compiler's vectors */
+            for (int32_t p = 0; p < P; p += TTE_PW_RUN) { /* a run of positions at a time, then its output stage */
                 const int32_t run = P - p < TTE_PW_RUN ? P - p : TTE_PW_RUN;
                 int32_t acc0[TTE_PW_RUN], acc1[TTE_PW_RUN];
                 for (int32_t i = 0; i < run; i++) {
                     acc0[i] = off0;
                     acc1[i] = off1;
                 }
-                tte_pw_run(x + p, SP, t0, o1 != o ? t1 : NULL, CT, 0, 0, acc0, acc1, run);
+#if defined(__ARM_FEATURE_DSP)
+                tte_pw_acc2_s8(x + p, SP, t0, t1, CT, run, acc0, acc1); /* SMLAD, two rows x two positions */
+                if (CF) tte_pw_acc2_s8(x + (size_t)CT * SP + (size_t)p, SP, f0, f1, CF, run, acc0, acc1);
+#else
+                tte_pw_run(x + p, SP, t0, o1 != o ? t1 : NULL, CT, 0, 0, acc0, acc1, run); /* the compiler's vectors */
                 if (CF)
                     tte_pw_run(x + (size_t)CT * SP + (size_t)p, SP, f0, o1 != o ? f1 : NULL, CF, 0, 0, acc0, acc1, run);
+#endif
                 tte_rq_run(&r0, acc0, run, y0 + p, mask, i0 + (size_t)p);
                 if (o1 != o) tte_rq_run(&r1, acc1, run, y1 + p, mask, i1 + (size_t)p);
-            }
-#endif
-            for (; p + 1 < P; p += 2) {
-                int32_t acc[4] = {off0, off0, off1, off1};
-                tte_pw_dot_2x2(x + p, SP, t0, t1, CT, 0, 0, acc);
-                if (CF) tte_pw_dot_2x2(x + (size_t)CT * SP + (size_t)p, SP, f0, f1, CF, 0, 0, acc);
-                const size_t pp = (size_t)p;
-                y0[p] = tte_rq_apply(&r0, acc[0], mask, i0 + pp);
-                y0[p + 1] = tte_rq_apply(&r0, acc[1], mask, i0 + pp + 1);
-                y1[p] = tte_rq_apply(&r1, acc[2], mask, i1 + pp);
-                y1[p + 1] = tte_rq_apply(&r1, acc[3], mask, i1 + pp + 1);
-            }
-            if (p < P) { /* odd P: the last position */
-                const int8_t *xp = x + p, *xf = x + (size_t)CT * SP + (size_t)p;
-                const int32_t a0 = off0 + tte_pw_dot_1(xp, SP, t0, CT) + tte_pw_dot_1(xf, SP, f0, CF);
-                const int32_t a1 = off1 + tte_pw_dot_1(xp, SP, t1, CT) + tte_pw_dot_1(xf, SP, f1, CF);
-                y0[p] = tte_rq_apply(&r0, a0, mask, i0 + (size_t)p);
-                y1[p] = tte_rq_apply(&r1, a1, mask, i1 + (size_t)p);
             }
         }
     }

@@ -59,6 +59,14 @@ static inline float tte_mla_f32(float acc, float a, float b) { return acc + a * 
 #define TTE_ARM_UNROLL
 #endif
 
+/* A static helper that stays a function of its own on Arm: inlined into a large kernel, its loops would share
+ * that kernel's 13 registers and keep their values on the stack; elsewhere an inline function. */
+#if defined(__arm__) && defined(__GNUC__)
+#define TTE_ARM_NOINLINE static __attribute__((noinline, unused))
+#else
+#define TTE_ARM_NOINLINE static inline
+#endif
+
 /* clamp(round_half_even(v) + zero_point, qmin, qmax). */
 static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, int32_t qmax) {
     int32_t r = tte_round_s32(v) + zero_point;
@@ -138,6 +146,7 @@ typedef struct {
     int32_t bias, multiplier, shift, zero_point, qmin, qmax;
     float m;
     int q31;
+    int finite; /* float32 arithmetic with a finite multiplier: the scaled value is never NaN */
 } tte_rq;
 
 static inline tte_rq tte_rq_channel(const tte_quant_params *q, const int32_t *bias, const float *multipliers,
@@ -151,17 +160,84 @@ static inline tte_rq tte_rq_channel(const tte_quant_params *q, const int32_t *bi
     r.zero_point = q->output_zero_point;
     r.qmin = q->qmin;
     r.qmax = q->qmax;
+    r.finite = !r.q31 && r.m - r.m == 0.0f; /* false for an infinite or NaN multiplier */
     return r;
 }
+
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FP) && (__ARM_FP & 4)
+#define TTE_RQ_DSP 1
+/* round_half_even((acc + bias, saturated: QADD) * m) + z_y for a finite m, as tte_round_s32 computes it (VCVTR,
+ * then saturated to [-512, 511]) but without its NaN test: with m finite the product is never NaN. */
+static inline int32_t tte_rq_round_dsp(const tte_rq *r, int32_t acc) {
+    const float v = (float)__qadd(acc, r->bias) * r->m;
+    float t;
+    int32_t k;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(t) : "t"(v));
+    memcpy(&k, &t, 4);
+    __asm__("ssat %0, #10, %1" : "=r"(k) : "r"(k)); /* to [-512, 511] */
+    return k + r->zero_point;
+}
+#endif
+
 
 /* acc + bias (saturated), then TFLite's MBQM by the channel's Q31 multiplier and shift when they are set, else
  * the float32 multiplier; plus z_y, clamped, the mask bit recorded. */
 static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, size_t index) {
+#if defined(TTE_RQ_DSP)
+    if (r->finite) {
+        const int32_t k = tte_rq_round_dsp(r, acc);
+        if (mask) {
+            const uint8_t bit = (uint8_t)(1u << (index & 7u));
+            if (k >= r->qmin && k <= r->qmax) mask[index >> 3] |= bit; else mask[index >> 3] &= (uint8_t)~bit;
+        }
+        return (int8_t)(k < r->qmin ? r->qmin : k > r->qmax ? r->qmax : k);
+    }
+#endif
     if (r->q31)
         return tte_clamp_mask((int64_t)tte_mbqm(tte_add_sat(acc, r->bias), r->multiplier, r->shift) + r->zero_point,
                               r->qmin, r->qmax, mask, index);
     return tte_round_clamp_mask(tte_acc_to_float(acc, r->bias) * r->m, r->zero_point, r->qmin, r->qmax, mask, index);
 }
+
+#if defined(TTE_RQ_DSP)
+/* tte_rq_run for a finite float32 multiplier on a Cortex-M (tte_rq_round_dsp), the mask's bits gathered in a
+ * register and each byte written once.  Not inlined: in the large kernels that call it, the compiler would keep
+ * its constants on the stack. */
+TTE_ARM_NOINLINE void tte_rq_run_dsp(const tte_rq *r, const int32_t *acc, int32_t n, int8_t *y,
+                                                      uint8_t *mask, size_t index) {
+    const tte_rq rq = *r;
+    const uint32_t span = (uint32_t)(rq.qmax - rq.qmin);
+    int32_t i = 0;
+    if (mask == NULL && rq.qmin == -128 && rq.qmax == 127) { /* the whole int8 range: SSAT */
+        for (; i + 2 <= n; i += 2) {
+            int32_t a = tte_rq_round_dsp(&rq, acc[i]), b = tte_rq_round_dsp(&rq, acc[i + 1]);
+            __asm__("ssat %0, #8, %1" : "=r"(a) : "r"(a));
+            __asm__("ssat %0, #8, %1" : "=r"(b) : "r"(b));
+            y[i] = (int8_t)a;
+            y[i + 1] = (int8_t)b;
+        }
+    }
+    if (mask == NULL) {
+        for (; i < n; i++) {
+            const int32_t k = tte_rq_round_dsp(&rq, acc[i]);
+            y[i] = (int8_t)(k < rq.qmin ? rq.qmin : k > rq.qmax ? rq.qmax : k);
+        }
+        return;
+    }
+    for (; i < n && ((index + (size_t)i) & 7u) != 0u; i++) y[i] = tte_rq_apply(&rq, acc[i], mask, index + (size_t)i);
+    for (; i + 8 <= n; i += 8) { /* a whole mask byte: eight bits in a register, one store */
+        uint32_t bits = 0u;
+        TTE_ARM_UNROLL
+        for (int32_t j = 0; j < 8; j++) {
+            const int32_t k = tte_rq_round_dsp(&rq, acc[i + j]);
+            bits |= (uint32_t)((uint32_t)(k - rq.qmin) <= span) << j; /* qmin <= k <= qmax */
+            y[i + j] = (int8_t)(k < rq.qmin ? rq.qmin : k > rq.qmax ? rq.qmax : k);
+        }
+        mask[(index + (size_t)i) >> 3] = (uint8_t)bits;
+    }
+    for (; i < n; i++) y[i] = tte_rq_apply(&rq, acc[i], mask, index + (size_t)i);
+}
+#endif
 
 /* tte_rq_run of a run of at most TTE_RQ_RUN values, float32 multiplier, on a 64-bit host (x86-64, AArch64: float32
  * arithmetic without excess precision): when no acc + bias of the run overflows int32 (tte_add_sat's saturation is
@@ -220,6 +296,12 @@ static inline void tte_rq_run(const tte_rq *r, const int32_t *acc, int32_t n, in
     }
 #if defined(__x86_64__) || defined(__aarch64__)
     if (n > 0 && n <= TTE_RQ_RUN && tte_rq_run_host(&rq, acc, n, y, mask, index)) return;
+#endif
+#if defined(TTE_RQ_DSP)
+    if (rq.finite) {
+        tte_rq_run_dsp(&rq, acc, n, y, mask, index);
+        return;
+    }
 #endif
     const float m = rq.m;
     const int32_t bias = rq.bias, zp = rq.zero_point, qmin = rq.qmin, qmax = rq.qmax;
@@ -362,6 +444,22 @@ static inline void tte_pw_run(const int8_t *x, size_t P, const int8_t *w0, const
     }
 }
 
+/* acc[i] = offset + sum_{c < n} x[c * P + i] * (w[c] - wz) for i < count: tte_pw_dot_1x2 two positions at a time
+ * (a function of its own on Arm, so that its loop keeps its values in registers). */
+TTE_ARM_NOINLINE void tte_pw_acc_s8(const int8_t *x, size_t P, const int8_t *w, int32_t n, int32_t wz, int32_t offset,
+                                    int32_t count, int32_t *acc) {
+    int32_t i = 0;
+    for (; i + 1 < count; i += 2) {
+        acc[i] = acc[i + 1] = offset;
+        tte_pw_dot_1x2(x + i, P, w, n, wz, acc + i);
+    }
+    if (i < count) { /* an odd count: the last position */
+        int32_t a = offset;
+        for (int32_t c = 0; c < n; c++) a += (int32_t)x[(size_t)c * P + (size_t)i] * ((int32_t)w[c] - wz);
+        acc[i] = a;
+    }
+}
+
 /* tte_pw_dot_1x2 for two weight rows at once (each input loaded once): acc[2 * j + q] for row j, position q. */
 static inline void tte_pw_dot_2x2(const int8_t *x, size_t P, const int8_t *w0, const int8_t *w1, int32_t n,
                                   int32_t wz0, int32_t wz1, int32_t *acc) {
@@ -396,6 +494,26 @@ static inline void tte_pw_dot_2x2(const int8_t *x, size_t P, const int8_t *w0, c
     acc[1] = a01;
     acc[2] = a10;
     acc[3] = a11;
+}
+
+/* acc0[i] += sum_{c < n} x[c * P + i] * w0[c] and acc1[i] the same with w1, for i < count: tte_pw_dot_2x2 two
+ * positions at a time (a function of its own on Arm, so that its loop keeps its values in registers). */
+TTE_ARM_NOINLINE void tte_pw_acc2_s8(const int8_t *x, size_t P, const int8_t *w0, const int8_t *w1, int32_t n,
+                                     int32_t count, int32_t *acc0, int32_t *acc1) {
+    int32_t i = 0;
+    for (; i + 1 < count; i += 2) {
+        int32_t acc[4] = {acc0[i], acc0[i + 1], acc1[i], acc1[i + 1]};
+        tte_pw_dot_2x2(x + i, P, w0, w1, n, 0, 0, acc);
+        acc0[i] = acc[0];
+        acc0[i + 1] = acc[1];
+        acc1[i] = acc[2];
+        acc1[i + 1] = acc[3];
+    }
+    for (; i < count; i++) /* an odd count: the last position */
+        for (int32_t c = 0; c < n; c++) {
+            acc0[i] += (int32_t)x[(size_t)c * P + (size_t)i] * (int32_t)w0[c];
+            acc1[i] += (int32_t)x[(size_t)c * P + (size_t)i] * (int32_t)w1[c];
+        }
 }
 
 /* sum_{i < n} (x[i] - zx) * (w[i] - wz) over contiguous rows. */
@@ -533,43 +651,53 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
 /* One output plane of a conv whose output channel sees nc input planes (H x W each, consecutive at x; 1 for a
  * depthwise conv) through the nc * KH * KW taps at w (nc <= TTE_DW_FAST_TAPS / (KH * KW)):
  * y[oh * WO + ow] = the requantized window sum (r: the channel's output stage; mask bit base + oh * WO + ow, mask
- * may be NULL).  Rows of interior windows go through tte_dw_row_s8 in runs of up to TTE_DW_RUN outputs; windows
- * that overlap the padding take tte_window_dot_s8. */
+ * may be NULL).  Each row's window sums are gathered in runs of up to TTE_DW_RUN outputs, then requantized together
+ * (tte_rq_run).  Windows whose columns lie inside the plane go through tte_dw_row_s8, with only the tap rows inside
+ * the plane in a row that overlaps the top or bottom padding (padding reads as z_x: it adds nothing); the others
+ * take tte_window_dot_s8. */
 #define TTE_DW_RUN 32
-static inline void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, int32_t W, const int8_t *w, int32_t KH,
+TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, int32_t W, const int8_t *w, int32_t KH,
                                      int32_t KW, const tte_conv_geometry *geo, int32_t HO, int32_t WO, int32_t zx,
                                      int32_t wz, const tte_rq *r, int8_t *y, uint8_t *mask, size_t base) {
     const int32_t SH = geo->stride_h, SW = geo->stride_w, PT = geo->pad_top, PL = geo->pad_left, kk = KH * KW;
     const size_t HW = (size_t)H * (size_t)W;
     const tte_rq rq = *r; /* in registers: y may alias *r */
-    int32_t hlo, hhi, wlo, whi, offset = 0;
+    int32_t wlo, whi, offset = 0;
     int16_t wk[TTE_DW_FAST_TAPS];
     int32_t acc[TTE_DW_RUN], part[TTE_DW_RUN];
-    tte_interior_range(SH, PT, KH, H, HO, &hlo, &hhi);
     tte_interior_range(SW, PL, KW, W, WO, &wlo, &whi);
-    if (!tte_dw_prepare(w, nc * kk, wz, zx, wk, &offset)) hlo = hhi = 0; /* every window tap-checked */
+    if (!tte_dw_prepare(w, nc * kk, wz, zx, wk, &offset)) wlo = whi = 0; /* every window tap-checked */
     for (int32_t oh = 0; oh < HO; oh++) {
         const int32_t top = oh * SH - PT;
-        const int interior = oh >= hlo && oh < hhi;
-        for (int32_t ow = 0; ow < WO;) {
-            if (interior && ow >= wlo && ow < whi) {
-                const int32_t n = whi - ow < TTE_DW_RUN ? whi - ow : TTE_DW_RUN;
-                const int8_t *xw = x + top * W + ow * SW - PL;
-                tte_dw_row_s8(xw, W, SW, wk, KH, KW, offset, n, acc);
-                for (int32_t c = 1; c < nc; c++) {
-                    tte_dw_row_s8(xw + (size_t)c * HW, W, SW, wk + c * kk, KH, KW, 0, n, part);
-                    for (int32_t i = 0; i < n; i++) acc[i] += part[i];
+        int32_t i0, i1, rows_offset = 0;
+        tte_tap_range(top, KH, H, &i0, &i1); /* the tap rows inside the plane */
+        if (i0 == 0 && i1 == KH) {
+            rows_offset = offset;
+        } else {
+            for (int32_t c = 0; c < nc; c++)
+                for (int32_t t = c * kk + i0 * KW; t < c * kk + i1 * KW; t++) rows_offset -= zx * wk[t];
+        }
+        for (int32_t ow0 = 0; ow0 < WO; ow0 += TTE_DW_RUN) {
+            const int32_t end = WO - ow0 < TTE_DW_RUN ? WO : ow0 + TTE_DW_RUN;
+            for (int32_t ow = ow0; ow < end;) {
+                if (ow >= wlo && ow < whi && i1 > i0) {
+                    const int32_t n = (whi < end ? whi : end) - ow;
+                    const int8_t *xw = x + (top + i0) * W + ow * SW - PL;
+                    tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset, n, acc + (ow - ow0));
+                    for (int32_t c = 1; c < nc; c++) {
+                        tte_dw_row_s8(xw + (size_t)c * HW, W, SW, wk + c * kk + i0 * KW, i1 - i0, KW, 0, n, part);
+                        for (int32_t i = 0; i < n; i++) acc[ow - ow0 + i] += part[i];
+                    }
+                    ow += n;
+                } else {
+                    int32_t a = 0;
+                    for (int32_t c = 0; c < nc; c++)
+                        a += tte_window_dot_s8(x + (size_t)c * HW, H, W, top, ow * SW - PL, w + c * kk, KH, KW, zx, wz);
+                    acc[ow - ow0] = a;
+                    ow++;
                 }
-                tte_rq_run(&rq, acc, n, y + oh * WO + ow, mask, base + (size_t)(oh * WO + ow));
-                ow += n;
-            } else {
-                const int32_t o = oh * WO + ow;
-                int32_t a = 0;
-                for (int32_t c = 0; c < nc; c++)
-                    a += tte_window_dot_s8(x + (size_t)c * HW, H, W, top, ow * SW - PL, w + c * kk, KH, KW, zx, wz);
-                y[o] = tte_rq_apply(&rq, a, mask, base + (size_t)o);
-                ow++;
             }
+            tte_rq_run(&rq, acc, end - ow0, y + oh * WO + ow0, mask, base + (size_t)(oh * WO + ow0));
         }
     }
 }
