@@ -444,11 +444,61 @@ static inline void tte_pw_run(const int8_t *x, size_t P, const int8_t *w0, const
     }
 }
 
-/* acc[i] = offset + sum_{c < n} x[c * P + i] * (w[c] - wz) for i < count: tte_pw_dot_1x2 two positions at a time
- * (a function of its own on Arm, so that its loop keeps its values in registers). */
+/* acc[i] = offset + sum_{c < n} x[c * P + i] * (w[c] - wz) for i < count (a function of its own on Arm, so that
+ * its loop keeps its values in registers).  With the Arm DSP extension, four positions at a time: one word load per
+ * channel gives its four positions, which PKHBT / PKHTB pair with channel c + 2's for SMLAD against the weight pair
+ * (w[c], w[c + 2]); then tte_pw_dot_1x2 two positions at a time. */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t tte_pkhbt16(int32_t lo, int32_t hi) { /* (lo's low half, hi's low half) */
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+static inline int32_t tte_pkhtb16(int32_t hi, int32_t lo) { /* (lo's high half, hi's high half) */
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+#endif
 TTE_ARM_NOINLINE void tte_pw_acc_s8(const int8_t *x, size_t P, const int8_t *w, int32_t n, int32_t wz, int32_t offset,
                                     int32_t count, int32_t *acc) {
     int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP)
+    if (tte_zp_s8(wz) && n >= 4) {
+        const int32_t nz = tte_pair16(-wz, -wz);
+        for (; i + 4 <= count; i += 4) {
+            int32_t a0 = offset, a1 = offset, a2 = offset, a3 = offset, c = 0;
+            for (; c + 4 <= n; c += 4) {
+                const int8_t *xc = x + (size_t)c * P + (size_t)i;
+                const int32_t ww = tte_ld32(w + c), w02 = __sxtab16(nz, ww), w13 = tte_sxtab16_ror8(nz, ww);
+                const int32_t u = tte_ld32(xc), v = tte_ld32(xc + 2 * P); /* channels c, c + 2 */
+                const int32_t u02 = __sxtb16(u), u13 = tte_sxtb16_ror8(u), v02 = __sxtb16(v), v13 = tte_sxtb16_ror8(v);
+                a0 = __smlad(tte_pkhbt16(u02, v02), w02, a0);
+                a1 = __smlad(tte_pkhbt16(u13, v13), w02, a1);
+                a2 = __smlad(tte_pkhtb16(v02, u02), w02, a2);
+                a3 = __smlad(tte_pkhtb16(v13, u13), w02, a3);
+                const int32_t s = tte_ld32(xc + P), t = tte_ld32(xc + 3 * P); /* channels c + 1, c + 3 */
+                const int32_t s02 = __sxtb16(s), s13 = tte_sxtb16_ror8(s), t02 = __sxtb16(t), t13 = tte_sxtb16_ror8(t);
+                a0 = __smlad(tte_pkhbt16(s02, t02), w13, a0);
+                a1 = __smlad(tte_pkhbt16(s13, t13), w13, a1);
+                a2 = __smlad(tte_pkhtb16(t02, s02), w13, a2);
+                a3 = __smlad(tte_pkhtb16(t13, s13), w13, a3);
+            }
+            for (; c < n; c++) {
+                const int8_t *xc = x + (size_t)c * P + (size_t)i;
+                const int32_t wc = (int32_t)w[c] - wz;
+                a0 += (int32_t)xc[0] * wc;
+                a1 += (int32_t)xc[1] * wc;
+                a2 += (int32_t)xc[2] * wc;
+                a3 += (int32_t)xc[3] * wc;
+            }
+            acc[i] = a0;
+            acc[i + 1] = a1;
+            acc[i + 2] = a2;
+            acc[i + 3] = a3;
+        }
+    }
+#endif
     for (; i + 1 < count; i += 2) {
         acc[i] = acc[i + 1] = offset;
         tte_pw_dot_1x2(x + i, P, w, n, wz, acc + i);
@@ -501,6 +551,33 @@ static inline void tte_pw_dot_2x2(const int8_t *x, size_t P, const int8_t *w0, c
 TTE_ARM_NOINLINE void tte_pw_acc2_s8(const int8_t *x, size_t P, const int8_t *w0, const int8_t *w1, int32_t n,
                                      int32_t count, int32_t *acc0, int32_t *acc1) {
     int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP)
+    for (; i + 1 < count; i += 2) { /* tte_pw_dot_2x2's SMLADs, the weights' zero points known to be 0 */
+        int32_t a00 = acc0[i], a01 = acc0[i + 1], a10 = acc1[i], a11 = acc1[i + 1], c = 0;
+        const int8_t *xc = x + i, *xd = x + i + 2 * P; /* channels c (and c + 1), c + 2 (and c + 3) */
+        for (; c + 4 <= n; c += 4, xc += 4 * P, xd += 4 * P) {
+            const int32_t A = tte_ld16x2(xc, xd), B = tte_ld16x2(xc + P, xd + P);
+            const int32_t A0 = __sxtb16(A), A1 = tte_sxtb16_ror8(A), B0 = __sxtb16(B), B1 = tte_sxtb16_ror8(B);
+            const int32_t u = tte_ld32(w0 + c), v = tte_ld32(w1 + c);
+            const int32_t u02 = __sxtb16(u), u13 = tte_sxtb16_ror8(u), v02 = __sxtb16(v), v13 = tte_sxtb16_ror8(v);
+            a00 = __smlad(B0, u13, __smlad(A0, u02, a00));
+            a01 = __smlad(B1, u13, __smlad(A1, u02, a01));
+            a10 = __smlad(B0, v13, __smlad(A0, v02, a10));
+            a11 = __smlad(B1, v13, __smlad(A1, v02, a11));
+        }
+        for (; c < n; c++, xc += P) {
+            const int32_t x0 = xc[0], x1 = xc[1];
+            a00 += x0 * w0[c];
+            a01 += x1 * w0[c];
+            a10 += x0 * w1[c];
+            a11 += x1 * w1[c];
+        }
+        acc0[i] = a00;
+        acc0[i + 1] = a01;
+        acc1[i] = a10;
+        acc1[i + 1] = a11;
+    }
+#endif
     for (; i + 1 < count; i += 2) {
         int32_t acc[4] = {acc0[i], acc0[i + 1], acc1[i], acc1[i + 1]};
         tte_pw_dot_2x2(x + i, P, w0, w1, n, 0, 0, acc);
