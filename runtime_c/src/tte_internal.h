@@ -4,12 +4,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tte_runtime.h"
 
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
-#include <string.h>
 #endif
 
 /* round_half_even(v) for the requantization below, exact where it matters: the result only feeds
@@ -733,17 +733,31 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
  * the plane in a row that overlaps the top or bottom padding (padding reads as z_x: it adds nothing); the others
  * take tte_window_dot_s8. */
 #define TTE_DW_RUN 32
+#define TTE_PAD_BYTES 400 /* a single padded plane up to this size is copied with its padding (18 x 18 and less) */
 TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, int32_t W, const int8_t *w, int32_t KH,
                                      int32_t KW, const tte_conv_geometry *geo, int32_t HO, int32_t WO, int32_t zx,
                                      int32_t wz, const tte_rq *r, int8_t *y, uint8_t *mask, size_t base) {
-    const int32_t SH = geo->stride_h, SW = geo->stride_w, PT = geo->pad_top, PL = geo->pad_left, kk = KH * KW;
-    const size_t HW = (size_t)H * (size_t)W;
+    const int32_t SH = geo->stride_h, SW = geo->stride_w, kk = KH * KW;
+    int32_t PT = geo->pad_top, PL = geo->pad_left;
     const tte_rq rq = *r; /* in registers: y may alias *r */
     int32_t wlo, whi, offset = 0;
     int16_t wk[TTE_DW_FAST_TAPS];
     int32_t acc[TTE_DW_RUN], part[TTE_DW_RUN];
+    int8_t padded[TTE_PAD_BYTES];
+    const int fast = tte_dw_prepare(w, nc * kk, wz, zx, wk, &offset);
+    const int32_t HP = H + PT + geo->pad_bottom, WP = W + PL + geo->pad_right;
+    if (fast && nc == 1 && (PT || PL || HP > H || WP > W) && HP * WP <= TTE_PAD_BYTES && tte_zp_s8(zx)) {
+        /* a small plane: copied inside its padding (which reads as z_x), every window is then an interior one */
+        memset(padded, (int)(int8_t)zx, (size_t)(HP * WP));
+        for (int32_t h = 0; h < H; h++) memcpy(padded + (h + PT) * WP + PL, x + h * W, (size_t)W);
+        x = padded;
+        H = HP;
+        W = WP;
+        PT = PL = 0;
+    }
+    const size_t HW = (size_t)H * (size_t)W;
     tte_interior_range(SW, PL, KW, W, WO, &wlo, &whi);
-    if (!tte_dw_prepare(w, nc * kk, wz, zx, wk, &offset)) wlo = whi = 0; /* every window tap-checked */
+    if (!fast) wlo = whi = 0; /* every window tap-checked */
     for (int32_t oh = 0; oh < HO; oh++) {
         const int32_t top = oh * SH - PT;
         int32_t i0, i1, rows_offset = 0;
