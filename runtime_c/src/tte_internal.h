@@ -649,6 +649,30 @@ static inline int tte_dw_prepare(const int8_t *w, int32_t kk, int32_t wz, int32_
     return 1;
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* tte_window_interior_s8 two taps per SMLAD: (x[j], x[j + 1]) from a halfword load (spread to bytes 0 and 2, then
+ * SXTB16) against the weight pair (wk[j], wk[j + 1]) loaded as one word; loops unrolled where KH and KW are constants
+ * of the call. */
+static inline int32_t tte_window_pairs_s8(const int8_t *x, int32_t W, const int16_t *wk, int32_t KH, int32_t KW,
+                                          int32_t acc) {
+    TTE_ARM_UNROLL
+    for (int32_t r = 0; r < KH; r++) {
+        const int8_t *xr = x + r * W;
+        const int16_t *wr = wk + r * KW;
+        TTE_ARM_UNROLL
+        for (int32_t j = 0; j < KW - 1; j += 2) {
+            uint16_t h;
+            int32_t wpair;
+            memcpy(&h, xr + j, 2);
+            memcpy(&wpair, wr + j, 4);
+            acc = __smlad(__sxtb16((int32_t)((uint32_t)h | ((uint32_t)h << 8))), wpair, acc);
+        }
+        if (KW & 1) acc += (int32_t)xr[KW - 1] * (int32_t)wr[KW - 1];
+    }
+    return acc;
+}
+#endif
+
 /* n interior outputs of one row, left to right (stride sw): acc[i] = offset + the window at x + i * sw (x: the
  * first window's top-left input, W: the row stride), weights offset as in tte_window_interior_s8.  3x3 windows
  * are unrolled; with the Arm DSP extension they take SXTB16 + SMLAD: at stride 1 one word load per row serves
@@ -722,6 +746,16 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
 #undef TTE_DW3_ROW
         return;
     }
+#if defined(__ARM_FEATURE_DSP)
+    /* other kernels: two taps per SMLAD (tte_window_pairs_s8), square 5x5 and 7x7 ones unrolled */
+    if (KH == 5 && KW == 5) {
+        for (; i < n; i++) acc[i] = tte_window_pairs_s8(x + i * sw, W, wk, 5, 5, offset);
+    } else if (KH == 7 && KW == 7) {
+        for (; i < n; i++) acc[i] = tte_window_pairs_s8(x + i * sw, W, wk, 7, 7, offset);
+    } else {
+        for (; i < n; i++) acc[i] = tte_window_pairs_s8(x + i * sw, W, wk, KH, KW, offset);
+    }
+#endif
     for (; i < n; i++) acc[i] = tte_window_interior_s8(x + i * sw, W, wk, KH, KW, offset);
 }
 
