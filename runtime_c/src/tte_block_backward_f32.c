@@ -14,8 +14,8 @@ int32_t tte_block_backward_f32_get_buffer_size(const tte_dims *dz2_dims, const t
 /* A tile of the depthwise output's gradient: TTE_BB_TILE_C channels x TTE_BB_TILE_P positions whose accumulators stay
  * in registers while pw2's output channels o run (as tte_conv_grad_input_f32's pointwise tiles). */
 #if defined(__arm__)
-#define TTE_BB_TILE_C 4
-#define TTE_BB_TILE_P 4
+#define TTE_BB_TILE_C 1 /* groups are often of 1 to 3 channels: full tiles for any group */
+#define TTE_BB_TILE_P 8
 #else
 #define TTE_BB_TILE_C 8
 #define TTE_BB_TILE_P 16
@@ -49,18 +49,29 @@ typedef struct {
 static void dw_output_tile(const block_geometry *b, const float *dz2, const tte_block_conv *pw2, int32_t n,
                            int32_t j0, int32_t q, float *g2) {
     float acc[TTE_BB_TILE_C][TTE_BB_TILE_P];
-    for (int32_t j = 0; j < TTE_BB_TILE_C; j++)
+    TTE_ARM_UNROLL
+    for (int32_t j = 0; j < TTE_BB_TILE_C; j++) {
+        TTE_ARM_UNROLL
         for (int32_t i = 0; i < TTE_BB_TILE_P; i++) acc[j][i] = 0.0f;
+    }
     for (int32_t o = 0; o < b->O; o++) {
         const float *dzo = dz2 + ((size_t)n * (size_t)b->O + (size_t)o) * (size_t)b->P2 + (size_t)q;
+        float d[TTE_BB_TILE_P];
+        TTE_ARM_UNROLL
+        for (int32_t i = 0; i < TTE_BB_TILE_P; i++) d[i] = dzo[i];
+        TTE_ARM_UNROLL
         for (int32_t j = 0; j < TTE_BB_TILE_C; j++) {
             const float wr = pointwise_real(pw2, o, b->c0 + j0 + j);
-            for (int32_t i = 0; i < TTE_BB_TILE_P; i++) acc[j][i] += dzo[i] * wr;
+            TTE_ARM_UNROLL
+            for (int32_t i = 0; i < TTE_BB_TILE_P; i++) acc[j][i] = tte_mla_f32(acc[j][i], d[i], wr);
         }
     }
-    for (int32_t j = 0; j < TTE_BB_TILE_C; j++)
+    TTE_ARM_UNROLL
+    for (int32_t j = 0; j < TTE_BB_TILE_C; j++) {
+        TTE_ARM_UNROLL
         for (int32_t i = 0; i < TTE_BB_TILE_P; i++)
             g2[((size_t)n * (size_t)b->G + (size_t)(j0 + j)) * (size_t)b->P2 + (size_t)(q + i)] = acc[j][i];
+    }
 }
 
 static void dw_output_edge(const block_geometry *b, const float *dz2, const tte_block_conv *pw2, int32_t n,
@@ -72,7 +83,7 @@ static void dw_output_edge(const block_geometry *b, const float *dz2, const tte_
         const float *dzo = dz2 + ((size_t)n * (size_t)b->O + (size_t)o) * (size_t)b->P2 + (size_t)q;
         for (int32_t j = 0; j < nc; j++) {
             const float wr = pointwise_real(pw2, o, b->c0 + j0 + j);
-            for (int32_t i = 0; i < np; i++) acc[j][i] += dzo[i] * wr;
+            for (int32_t i = 0; i < np; i++) acc[j][i] = tte_mla_f32(acc[j][i], dzo[i], wr);
         }
     }
     for (int32_t j = 0; j < nc; j++)
@@ -136,6 +147,7 @@ static void bias_steps(const block_geometry *b, const tte_block_conv *layer, con
 static void pw2_steps(const tte_block_conv *layer, const tte_dims *x_dims, const tte_dims *dz_dims, const float *dz,
                       int32_t rows, int32_t o, int32_t no, int32_t k, int32_t nk) {
     const int32_t cols = layer->channels;
+    const tte_sgd_params sg = *layer->weight_sgd; /* a local copy: the int8 stores cannot change it */
     float g[TTE_WG_TILE_O][TTE_WG_TILE_C];
     /* a part of a tile that has no full tile ending where it ends (at the start of a group) is computed as an edge */
     tte_pw_weight_grad_block(x_dims, layer->x, dz_dims, dz, o + no >= TTE_WG_TILE_O ? rows : no,
@@ -143,7 +155,7 @@ static void pw2_steps(const tte_block_conv *layer, const tte_dims *x_dims, const
     for (int32_t i = 0; i < no; i++) {
         for (int32_t j = 0; j < nk; j++) {
             const int32_t index = (o + i) * cols + k + j;
-            layer->weights[index] = (int8_t)tte_sgd_value(layer->weight_sgd, layer->weights[index], g[i][j],
+            layer->weights[index] = (int8_t)tte_sgd_value(&sg, layer->weights[index], g[i][j],
                                                           layer->weight_factors[o + i], (uint32_t)index);
         }
     }
@@ -173,12 +185,13 @@ static void dw_row_step(const block_geometry *b, const tte_conv_geometry *geo, c
     const tte_saved_s8 x = {dw->x->data + (size_t)b->c0 * (size_t)b->mid->h * (size_t)b->mid->w, dw->x->zero_point,
                             dw->x->scale};
     const tte_dims group = {b->G, 1, KH, KW};
+    const tte_sgd_params sg = *dw->weight_sgd;
     float grad[TTE_BLOCK_MAX_TAPS * TTE_BLOCK_MAX_TAPS];
     tte_conv_weight_grad_row(geo, 1, 1, j, b->mid, &x, b->out, g2, &group, grad);
     for (int32_t k = 0; k < KH * KW; k++) {
         const int32_t index = c * KH * KW + k;
         dw->weights[index] =
-            (int8_t)tte_sgd_value(dw->weight_sgd, dw->weights[index], grad[k], dw->weight_factors[c], (uint32_t)index);
+            (int8_t)tte_sgd_value(&sg, dw->weights[index], grad[k], dw->weight_factors[c], (uint32_t)index);
     }
 }
 
@@ -216,6 +229,7 @@ static void dw_input_grad(const block_geometry *b, const tte_conv_geometry *geo,
             const int32_t lanes = W - w0 < TTE_BB_LANES ? W - w0 : TTE_BB_LANES;
             for (int32_t h = 0; h < H; h++) {
                 float acc[TTE_BB_LANES];
+                TTE_ARM_UNROLL
                 for (int32_t l = 0; l < TTE_BB_LANES; l++) acc[l] = 0.0f;
                 for (int32_t i = 0; i < KH; i++) {
                     const int32_t r = h + geo->pad_top - i; /* = ho * sh when tap row i reaches row h */
@@ -225,7 +239,8 @@ static void dw_input_grad(const block_geometry *b, const tte_conv_geometry *geo,
                     for (int32_t t = 0; t < KW; t++) {
                         const float *in = win + KW - 1 - t;
                         const float w = wr[i * KW + t];
-                        for (int32_t l = 0; l < TTE_BB_LANES; l++) acc[l] += in[l] * w;
+                        TTE_ARM_UNROLL
+                        for (int32_t l = 0; l < TTE_BB_LANES; l++) acc[l] = tte_mla_f32(acc[l], in[l], w);
                     }
                 }
                 for (int32_t l = 0; l < lanes; l++) out[h * W + w0 + l] = acc[l];
@@ -247,51 +262,73 @@ static void block_input_terms(const block_geometry *b, const tte_block_conv *pw1
             int32_t p = 0;
             for (; p + TTE_BB_TILE_P <= b->P1; p += TTE_BB_TILE_P) {
                 float acc[TTE_BB_TILE_P];
+                TTE_ARM_UNROLL
                 for (int32_t i = 0; i < TTE_BB_TILE_P; i++) acc[i] = dxk[p + i];
                 for (int32_t j = 0; j < b->G; j++) {
                     const float *gj = gn + (size_t)j * (size_t)b->P1 + (size_t)p;
-                    for (int32_t i = 0; i < TTE_BB_TILE_P; i++) acc[i] += gj[i] * wr[j];
+                    TTE_ARM_UNROLL
+                    for (int32_t i = 0; i < TTE_BB_TILE_P; i++) acc[i] = tte_mla_f32(acc[i], gj[i], wr[j]);
                 }
+                TTE_ARM_UNROLL
                 for (int32_t i = 0; i < TTE_BB_TILE_P; i++) dxk[p + i] = acc[i];
             }
             for (; p < b->P1; p++) {
                 float acc = dxk[p];
-                for (int32_t j = 0; j < b->G; j++) acc += gn[(size_t)j * (size_t)b->P1 + (size_t)p] * wr[j];
+                for (int32_t j = 0; j < b->G; j++)
+                    acc = tte_mla_f32(acc, gn[(size_t)j * (size_t)b->P1 + (size_t)p], wr[j]);
                 dxk[p] = acc;
             }
         }
     }
 }
 
+#if defined(__arm__)
+#define TTE_BB_PW1_ROWS 1
+#define TTE_BB_PW1_COLS 8
+#else
+#define TTE_BB_PW1_ROWS TTE_BB_TILE_C
+#define TTE_BB_PW1_COLS TTE_WG_TILE_C
+#endif
+
 /* A block of pw1's weight gradient, rows = the group's channels j (from g1), columns = pw1's input channels k (from
  * x1): each element the sum over samples, then positions (ascending) of g1[n][j][p] * x1[n, k, p], as
- * tte_pw_weight_grad_tile computes it, with tiles of TTE_BB_TILE_C rows (a group's channels) x TTE_WG_TILE_C columns;
- * the innermost loop runs across columns (vector lanes), each element adding its terms in order. */
+ * tte_pw_weight_grad_tile computes it, with tiles of TTE_BB_PW1_ROWS rows (a group's channels) x TTE_BB_PW1_COLS
+ * columns (on Arm 1 x 8: a group has as few as one channel); the innermost loop runs across columns (vector lanes),
+ * each element adding its terms in order. */
 static void pw1_grad_tile(const block_geometry *b, const tte_saved_s8 *x, const float *g1, int32_t j0, int32_t k,
-                          float g[TTE_BB_TILE_C][TTE_WG_TILE_C]) {
-    float acc[TTE_BB_TILE_C][TTE_WG_TILE_C];
-    for (int32_t i = 0; i < TTE_BB_TILE_C; i++)
-        for (int32_t j = 0; j < TTE_WG_TILE_C; j++) acc[i][j] = 0.0f;
+                          float g[TTE_BB_PW1_ROWS][TTE_BB_PW1_COLS]) {
+    float acc[TTE_BB_PW1_ROWS][TTE_BB_PW1_COLS];
+    TTE_ARM_UNROLL
+    for (int32_t i = 0; i < TTE_BB_PW1_ROWS; i++) {
+        TTE_ARM_UNROLL
+        for (int32_t j = 0; j < TTE_BB_PW1_COLS; j++) acc[i][j] = 0.0f;
+    }
     for (int32_t n = 0; n < b->N; n++) {
         const float *gn = g1 + ((size_t)n * (size_t)b->G + (size_t)j0) * (size_t)b->P1;
         const int8_t *xn = x->data + ((size_t)n * (size_t)b->K + (size_t)k) * (size_t)b->P1;
         for (int32_t p = 0; p < b->P1; p++) {
-            float xv[TTE_WG_TILE_C];
-            for (int32_t j = 0; j < TTE_WG_TILE_C; j++)
+            float xv[TTE_BB_PW1_COLS];
+            TTE_ARM_UNROLL
+            for (int32_t j = 0; j < TTE_BB_PW1_COLS; j++)
                 xv[j] = (float)((int32_t)xn[(size_t)j * (size_t)b->P1 + (size_t)p] - x->zero_point) * x->scale;
-            for (int32_t i = 0; i < TTE_BB_TILE_C; i++) {
+            TTE_ARM_UNROLL
+            for (int32_t i = 0; i < TTE_BB_PW1_ROWS; i++) {
                 const float d = gn[(size_t)i * (size_t)b->P1 + (size_t)p];
-                for (int32_t j = 0; j < TTE_WG_TILE_C; j++) acc[i][j] += d * xv[j];
+                TTE_ARM_UNROLL
+                for (int32_t j = 0; j < TTE_BB_PW1_COLS; j++) acc[i][j] = tte_mla_f32(acc[i][j], d, xv[j]);
             }
         }
     }
-    for (int32_t i = 0; i < TTE_BB_TILE_C; i++)
-        for (int32_t j = 0; j < TTE_WG_TILE_C; j++) g[i][j] = acc[i][j];
+    TTE_ARM_UNROLL
+    for (int32_t i = 0; i < TTE_BB_PW1_ROWS; i++) {
+        TTE_ARM_UNROLL
+        for (int32_t j = 0; j < TTE_BB_PW1_COLS; j++) g[i][j] = acc[i][j];
+    }
 }
 
 static void pw1_grad_edge(const block_geometry *b, const tte_saved_s8 *x, const float *g1, int32_t j0, int32_t nj,
-                          int32_t k, int32_t nk, float g[TTE_BB_TILE_C][TTE_WG_TILE_C]) {
-    float acc[TTE_BB_TILE_C][TTE_WG_TILE_C];
+                          int32_t k, int32_t nk, float g[TTE_BB_PW1_ROWS][TTE_BB_PW1_COLS]) {
+    float acc[TTE_BB_PW1_ROWS][TTE_BB_PW1_COLS];
     for (int32_t i = 0; i < nj; i++)
         for (int32_t j = 0; j < nk; j++) acc[i][j] = 0.0f;
     for (int32_t n = 0; n < b->N; n++) {
@@ -300,7 +337,8 @@ static void pw1_grad_edge(const block_geometry *b, const tte_saved_s8 *x, const 
         for (int32_t p = 0; p < b->P1; p++) {
             for (int32_t j = 0; j < nk; j++) {
                 const float xv = (float)((int32_t)xn[(size_t)j * (size_t)b->P1 + (size_t)p] - x->zero_point) * x->scale;
-                for (int32_t i = 0; i < nj; i++) acc[i][j] += gn[(size_t)i * (size_t)b->P1 + (size_t)p] * xv;
+                for (int32_t i = 0; i < nj; i++)
+                    acc[i][j] = tte_mla_f32(acc[i][j], gn[(size_t)i * (size_t)b->P1 + (size_t)p], xv);
             }
         }
     }
@@ -313,16 +351,17 @@ static void pw1_grad_edge(const block_geometry *b, const tte_saved_s8 *x, const 
  * where it ends when there is room: its first elements are computed again (the same values) and dropped. */
 static void pw1_row_steps(const block_geometry *b, const tte_block_conv *pw1, const float *g1) {
     const int32_t cols = pw1->channels;
-    for (int32_t j0 = 0; j0 < b->G; j0 += TTE_BB_TILE_C) {
-        const int32_t nj = b->G - j0 < TTE_BB_TILE_C ? b->G - j0 : TTE_BB_TILE_C;
-        for (int32_t k = 0; k < cols; k += TTE_WG_TILE_C) {
-            const int32_t nk = cols - k < TTE_WG_TILE_C ? cols - k : TTE_WG_TILE_C;
-            float g[TTE_BB_TILE_C][TTE_WG_TILE_C];
-            if (b->G < TTE_BB_TILE_C || cols < TTE_WG_TILE_C) {
+    const tte_sgd_params sg = *pw1->weight_sgd;
+    for (int32_t j0 = 0; j0 < b->G; j0 += TTE_BB_PW1_ROWS) {
+        const int32_t nj = b->G - j0 < TTE_BB_PW1_ROWS ? b->G - j0 : TTE_BB_PW1_ROWS;
+        for (int32_t k = 0; k < cols; k += TTE_BB_PW1_COLS) {
+            const int32_t nk = cols - k < TTE_BB_PW1_COLS ? cols - k : TTE_BB_PW1_COLS;
+            float g[TTE_BB_PW1_ROWS][TTE_BB_PW1_COLS];
+            if (b->G < TTE_BB_PW1_ROWS || cols < TTE_BB_PW1_COLS) {
                 pw1_grad_edge(b, pw1->x, g1, j0, nj, k, nk, g);
             } else {
-                const int32_t tj = j0 + nj - TTE_BB_TILE_C, tk = k + nk - TTE_WG_TILE_C;
-                float t[TTE_BB_TILE_C][TTE_WG_TILE_C];
+                const int32_t tj = j0 + nj - TTE_BB_PW1_ROWS, tk = k + nk - TTE_BB_PW1_COLS;
+                float t[TTE_BB_PW1_ROWS][TTE_BB_PW1_COLS];
                 pw1_grad_tile(b, pw1->x, g1, tj, tk, t);
                 for (int32_t i = 0; i < nj; i++)
                     for (int32_t j = 0; j < nk; j++) g[i][j] = t[j0 - tj + i][k - tk + j];
@@ -331,7 +370,7 @@ static void pw1_row_steps(const block_geometry *b, const tte_block_conv *pw1, co
                 const int32_t c = b->c0 + j0 + i;
                 for (int32_t j = 0; j < nk; j++) {
                     const int32_t index = c * cols + k + j;
-                    pw1->weights[index] = (int8_t)tte_sgd_value(pw1->weight_sgd, pw1->weights[index], g[i][j],
+                    pw1->weights[index] = (int8_t)tte_sgd_value(&sg, pw1->weights[index], g[i][j],
                                                                 pw1->weight_factors[c], (uint32_t)index);
                 }
             }
