@@ -1,9 +1,10 @@
-"""Instructions per multiply-accumulate of the forward int8 kernels on Cortex-M4 and M7 (QEMU, -icount).
+"""Instructions per multiply-accumulate of the int8 forward and float backward kernels on Cortex-M4 and M7 (QEMU).
 
 Builds tests/kernels_dsp_main.c (the kernels on seeded pseudo-random data, the DSP paths compiled in) with
 arm-none-eabi-gcc -O2 for mps2-an386 / mps2-an500 and prints, for its `bench-*` cases, the instructions each
-kernel call took (SysTick ticks x 5 under -icount shift=3) divided by its multiply-accumulates.  The figures
-include the output stage (bias, requantization, clamp, the straight-through mask) and the border windows.
+kernel call took (SysTick ticks x 5 under -icount shift=3) divided by its multiply-accumulates.  The forward figures
+include the output stage (bias, requantization, clamp, the straight-through mask) and the border windows; `gi-` is
+an input gradient (tte_conv_grad_input_f32), `wu-` a weight gradient with its SGD update (stochastic rounding).
 
     python benchmarks/kernels_cortex_m.py [--json] [--all]
 """

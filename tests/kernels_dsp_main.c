@@ -139,6 +139,53 @@ static void gemm(const char *name, int32_t n, int32_t k, int32_t m, int zps) {
     report(name, st, (size_t)(n * m), (uint64_t)(n * k * m), t1 - t0);
 }
 
+/* The float backward (tte_conv_grad_input_f32, tte_conv_weight_update_s8): their Arm builds unroll tiles into
+ * registers and multiply-add with VMLA.F32 (the product rounded, then added); the bits must be the host's. */
+#define MAXF 6144
+static float fdz[MAXF], fdx[MAXF], fscratch[1024], fscales[512], ffactors[512];
+static float frnd(void) { return (float)rnd(-1000, 1000) * 1e-3f; }
+
+static void report_bytes(const char *name, int status, const void *data, size_t n, uint64_t macs, uint64_t ticks) {
+    printf("case %s status %d hash %08lx macs %lu ticks %lu\n", name, status, (unsigned long)hash(2166136261u, data, n),
+           (unsigned long)macs, (unsigned long)ticks);
+}
+
+static void grad_input(const char *name, int32_t O, int32_t C, int32_t H, int32_t W, int32_t K, int32_t s, int32_t p,
+                       int32_t groups, int zps) {
+    const int32_t CG = C / groups, HO = out_size(H, K, s, p, p), WO = out_size(W, K, s, p, p);
+    tte_conv_geometry geo = {s, s, p, p, p, p, groups};
+    tte_dims wd = {O, CG, K, K}, dzd = {1, O, HO, WO}, xd = {1, C, H, W};
+    for (int32_t i = 0; i < O * HO * WO; i++) fdz[i] = frnd();
+    fill(w, (size_t)(O * CG * K * K), -127, 127);
+    for (int32_t i = 0; i < O; i++) {
+        fscales[i] = (float)rnd(1, 1000) * 1e-4f;
+        zw[i] = rnd(-20, 20);
+    }
+    const tte_weights_s8 ws = {{w, NULL, groups > 1 ? O : CG}, zps ? zw : NULL, fscales};
+    const uint64_t t0 = TICKS();
+    const int st = tte_conv_grad_input_f32(&geo, &wd, &ws, &dzd, fdz, &xd, fdx, fscratch);
+    const uint64_t t1 = TICKS();
+    report_bytes(name, st, fdx, sizeof(float) * (size_t)(C * H * W), (uint64_t)(O * HO * WO * CG * K * K), t1 - t0);
+}
+
+static void weight_update(const char *name, int32_t O, int32_t C, int32_t H, int32_t W, int32_t K, int32_t depthwise,
+                          int32_t rounding) {
+    const int32_t p = K / 2, HO = out_size(H, K, 1, p, p), WO = out_size(W, K, 1, p, p), cols = depthwise ? 1 : C;
+    tte_conv_geometry geo = {1, 1, p, p, p, p, depthwise ? O : 1};
+    tte_dims wd = {O, cols, K, K}, dzd = {1, O, HO, WO}, xd = {1, C, H, W};
+    for (int32_t i = 0; i < O * HO * WO; i++) fdz[i] = frnd();
+    fill(x, (size_t)(C * H * W), -128, 127);
+    fill(w, (size_t)(O * cols * K * K), -127, 127);
+    for (int32_t i = 0; i < O; i++) ffactors[i] = (float)rnd(1000, 90000) * 1e-3f;
+    const tte_saved_s8 xs = {x, rnd(-20, 20), 0.02f};
+    const tte_sgd_params sgd = {0.05f, rounding, 7u, 3u, 11u, -127, 127, NULL};
+    const uint64_t t0 = TICKS();
+    const int st = tte_conv_weight_update_s8(&geo, depthwise, depthwise ? O : C, &xd, &xs, &dzd, fdz, ffactors, &sgd,
+                                             &wd, w, fscratch);
+    const uint64_t t1 = TICKS();
+    report_bytes(name, st, w, (size_t)(O * cols * K * K), (uint64_t)(O * HO * WO * cols * K * K), t1 - t0);
+}
+
 int main(void) {
 #if defined(__ARM_FEATURE_DSP)
     printf("dsp 1\n");
@@ -186,6 +233,18 @@ int main(void) {
         gemm(edge_multipliers == 1 ? "ties-gemm" : "edges-gemm", 2, 40, 12, 1);
     }
     edge_multipliers = 0;
+    /* float backward: pointwise tiles and their edges, depthwise 3x3 / 5x5 at strides 1 and 2, a regular conv */
+    grad_input("gi-pw-24x16-4x4", 24, 16, 4, 4, 1, 1, 0, 1, 1);
+    grad_input("gi-pw-13x7-5x3", 13, 7, 5, 3, 1, 1, 0, 1, 0);
+    grad_input("gi-pw-40x33-8x8", 40, 33, 8, 8, 1, 1, 0, 1, 0);
+    grad_input("gi-dw-3x3s1-12x9x9", 12, 12, 9, 9, 3, 1, 1, 12, 1);
+    grad_input("gi-dw-3x3s2-12x10x10", 12, 12, 10, 10, 3, 2, 1, 12, 0);
+    grad_input("gi-dw-5x5s1-6x8x8", 6, 6, 8, 8, 5, 1, 2, 6, 0);
+    grad_input("gi-conv-8x3-9x9s2", 8, 3, 9, 9, 3, 2, 1, 1, 0);
+    weight_update("wu-pw-24x16-4x4-stochastic", 24, 16, 4, 4, 1, 0, TTE_ROUND_STOCHASTIC);
+    weight_update("wu-pw-13x7-5x3-nearest", 13, 7, 5, 3, 1, 0, TTE_ROUND_NEAREST);
+    weight_update("wu-pw-40x33-8x8-trunc", 40, 33, 8, 8, 1, 0, TTE_ROUND_TRUNC);
+    weight_update("wu-dw-3x3-12x9x9-stochastic", 12, 12, 9, 9, 3, 1, TTE_ROUND_STOCHASTIC);
     /* larger, for the per-MAC figures of benchmarks/kernels_cortex_m.py */
     conv("bench-pw-32x16-16x16", 32, 16, 16, 16, 1, 1, 1, 0, 32, 0);
     conv("bench-stem-3x16-32x32s2", 3, 32, 32, 16, 1, 3, 2, 1, 3, 0);
@@ -197,5 +256,8 @@ int main(void) {
     pw_dw("bench-pwdw-16x48-16x16-3x3s1", 16, 16, 16, 48, 3, 1, 1, 0);
     pw_dw("bench-pwdw-8x48-32x32-3x3s2", 8, 32, 32, 48, 3, 2, 1, 0);
     gemm("bench-gemm-1x160x100", 1, 160, 100, 0);
+    grad_input("bench-gi-pw-64x96-8x8", 64, 96, 8, 8, 1, 1, 0, 1, 0);
+    grad_input("bench-gi-dw-3x3s1-96x8x8", 96, 96, 8, 8, 3, 1, 1, 96, 0);
+    weight_update("bench-wu-pw-64x96-8x8", 64, 96, 8, 8, 1, 0, TTE_ROUND_STOCHASTIC);
     return 0;
 }
