@@ -23,6 +23,11 @@ user's own data and with tte's own memory planner as the constraint:
    workers).  Population, parents (25 %), mutation (50 %, each gene resampled with probability 0.1) and uniform
    crossover (the rest), as in the once-for-all evolution search the paper builds on; a seeded numpy ``Generator``;
    ties go to fewer bias layers, then fewer channels; the best is then improved one gene at a time while that pays.
+4. **Finalists** (:func:`tte.evolution.finalists`).  Parts measured alone overlap, so the summed contribution is a
+   score, not a forecast: the evolution's best and up to ``finalists - 1`` simpler schemes (the best-measured layers
+   added one at a time to the best bias depth, while the scheme fits) are fine-tuned whole, the same way, on
+   ``final_samples`` samples of the training split and scored on the next ``final_eval``; the best score wins (ties:
+   less SRAM, then the evolution's).  ``finalists=1`` keeps the evolution's best.
 
 Trials (:mod:`tte.trials`) run in this process (``workers=1``), in ``workers`` spawned processes, or as Ray tasks
 (``ray=ADDRESS``; ``"local"`` starts a local instance, ``"auto"`` joins the running cluster or starts one); they are
@@ -158,7 +163,7 @@ class SearchResult:
     plans: int
     seconds: float
     layers: list[str] = field(repr=False, default_factory=list)  # "name (kind, C channels)" by layer index
-    finalists: list[Trial] = field(default_factory=list)  # the joint fine-tunes (kind "scheme"), the chosen one's
+    finalists: list[Trial] = field(default_factory=list)  # their joint fine-tunes (kind "scheme"), evolution's first
     finalist_figures: dict = field(repr=False, default_factory=dict)  # key -> (SRAM needed, summed contribution)
 
     @property
@@ -176,7 +181,8 @@ class SearchResult:
     def table(self) -> list[dict]:
         """The trial table as plain rows (the same for 1 worker, N workers and Ray; seconds and cache aside)."""
         return [{**t.spec.to_dict(), "correct": t.correct, "tested": t.tested, "loss": t.loss,
-                 "contribution": t.contribution} for t in self.trials + self.finalists]
+                 "contribution": t.contribution if t.spec.kind != "scheme" else None}  # finalists: other samples
+                for t in self.trials + self.finalists]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the scheme as JSON, atomically (a temporary file, fsync, rename)."""
@@ -370,7 +376,7 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
                                                                                             "eval_samples", 1)
     epochs, bias_steps = check_int(epochs, "epochs", 1), check_int(bias_steps, "bias_steps", 1)
     population, generations = check_int(population, "population", 2), check_int(generations, "generations", 0)
-    finalists = check_int(finalists, "finalists", 1, 64)
+    finalists = check_int(finalists, "finalists", 1)
     final_samples, final_eval = check_int(final_samples, "final_samples", 1), check_int(final_eval, "final_eval", 1)
     seed, lr = check_int(seed, "seed", 0, SEED_LIMIT - 1), check_number(lr, "lr")
     ratios = sorted({check_number(r, "ratios") for r in ratios})

@@ -554,8 +554,9 @@ TTE_ARM_NOINLINE void tte_pw_acc2_s8(const int8_t *x, size_t P, const int8_t *w0
 #if defined(__ARM_FEATURE_DSP)
     for (; i + 1 < count; i += 2) { /* tte_pw_dot_2x2's SMLADs, the weights' zero points known to be 0 */
         int32_t a00 = acc0[i], a01 = acc0[i + 1], a10 = acc1[i], a11 = acc1[i + 1], c = 0;
-        const int8_t *xc = x + i, *xd = x + i + 2 * P; /* channels c (and c + 1), c + 2 (and c + 3) */
-        for (; c + 4 <= n; c += 4, xc += 4 * P, xd += 4 * P) {
+        size_t at = (size_t)i; /* an offset, not a pointer: it may run past the planes when the loop ends */
+        for (; c + 4 <= n; c += 4, at += 4 * P) {
+            const int8_t *xc = x + at, *xd = xc + 2 * P; /* channels c (and c + 1), c + 2 (and c + 3) */
             const int32_t A = tte_ld16x2(xc, xd), B = tte_ld16x2(xc + P, xd + P);
             const int32_t A0 = __sxtb16(A), A1 = tte_sxtb16_ror8(A), B0 = __sxtb16(B), B1 = tte_sxtb16_ror8(B);
             const int32_t u = tte_ld32(w0 + c), v = tte_ld32(w1 + c);
@@ -565,7 +566,8 @@ TTE_ARM_NOINLINE void tte_pw_acc2_s8(const int8_t *x, size_t P, const int8_t *w0
             a10 = __smlad(B0, v13, __smlad(A0, v02, a10));
             a11 = __smlad(B1, v13, __smlad(A1, v02, a11));
         }
-        for (; c < n; c++, xc += P) {
+        for (; c < n; c++, at += P) {
+            const int8_t *xc = x + at;
             const int32_t x0 = xc[0], x1 = xc[1];
             a00 += x0 * w0[c];
             a01 += x1 * w0[c];
@@ -796,7 +798,9 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
         const int32_t top = oh * SH - PT;
         int32_t i0, i1, rows_offset = 0;
         tte_tap_range(top, KH, H, &i0, &i1); /* the tap rows inside the plane */
-        if (i0 == 0 && i1 == KH) {
+        if (!fast) {
+            /* wk unset: every window takes tte_window_dot_s8 */
+        } else if (i0 == 0 && i1 == KH) {
             rows_offset = offset;
         } else {
             for (int32_t c = 0; c < nc; c++)
