@@ -782,8 +782,10 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
     int8_t padded[TTE_PAD_BYTES];
     const int fast = tte_dw_prepare(w, nc * kk, wz, zx, wk, &offset);
     const int32_t HP = H + PT + geo->pad_bottom, WP = W + PL + geo->pad_right;
-    if (fast && nc == 1 && (PT || PL || HP > H || WP > W) && HP * WP <= TTE_PAD_BYTES && tte_zp_s8(zx)) {
-        /* a small plane: copied inside its padding (which reads as z_x), every window is then an interior one */
+    const int padding = PT >= 0 && PL >= 0 && geo->pad_bottom >= 0 && geo->pad_right >= 0 && (HP > H || WP > W);
+    if (fast && nc == 1 && padding && HP * WP <= TTE_PAD_BYTES && tte_zp_s8(zx)) {
+        /* a small plane: copied inside its padding (which reads as z_x), every window is then an interior one (a
+         * band of a patched conv may have a negative padding, rows of its buffer it does not read: not copied) */
         memset(padded, (int)(int8_t)zx, (size_t)(HP * WP));
         for (int32_t h = 0; h < H; h++) memcpy(padded + (h + PT) * WP + PL, x + h * W, (size_t)W);
         x = padded;
