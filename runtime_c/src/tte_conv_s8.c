@@ -5,7 +5,7 @@
 
 /* 1x1, stride 1, unpadded, symmetric weights: acc = sum_c x * w - z_x * sum_c w, the same integer as
  * sum_c (x - z_x) * w with one multiply-accumulate per term.  Two output channels and two positions at a
- * time (tte_pw_dot_2x2: SMLAD with the Arm DSP extension), or two output channels and a run of positions
+ * time (tte_pw_acc2_s8: SMLAD with the Arm DSP extension), or two output channels and a run of positions
  * (tte_pw_run, the portable path: the compiler's vectors); a weight row is its trained channels then its frozen
  * ones. */
 static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dims *in_dims, const int8_t *input,

@@ -510,49 +510,14 @@ TTE_ARM_NOINLINE void tte_pw_acc_s8(const int8_t *x, size_t P, const int8_t *w, 
     }
 }
 
-/* tte_pw_dot_1x2 for two weight rows at once (each input loaded once): acc[2 * j + q] for row j, position q. */
-static inline void tte_pw_dot_2x2(const int8_t *x, size_t P, const int8_t *w0, const int8_t *w1, int32_t n,
-                                  int32_t wz0, int32_t wz1, int32_t *acc) {
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3], c = 0;
 #if defined(__ARM_FEATURE_DSP)
-    if (tte_zp_s8(wz0) && tte_zp_s8(wz1)) {
-        const int32_t nz0 = tte_pair16(-wz0, -wz0), nz1 = tte_pair16(-wz1, -wz1);
-        for (; c + 4 <= n; c += 4) {
-            const int8_t *xc = x + (size_t)c * P;
-            const int32_t A = tte_ld16x2(xc, xc + 2 * P), B = tte_ld16x2(xc + P, xc + 3 * P);
-            const int32_t A0 = __sxtb16(A), A1 = tte_sxtb16_ror8(A), B0 = __sxtb16(B), B1 = tte_sxtb16_ror8(B);
-            const int32_t u = tte_ld32(w0 + c), v = tte_ld32(w1 + c);
-            const int32_t u02 = __sxtab16(nz0, u), u13 = tte_sxtab16_ror8(nz0, u);
-            const int32_t v02 = __sxtab16(nz1, v), v13 = tte_sxtab16_ror8(nz1, v);
-            a00 = __smlad(B0, u13, __smlad(A0, u02, a00));
-            a01 = __smlad(B1, u13, __smlad(A1, u02, a01));
-            a10 = __smlad(B0, v13, __smlad(A0, v02, a10));
-            a11 = __smlad(B1, v13, __smlad(A1, v02, a11));
-        }
-    }
-#endif
-    for (; c < n; c++) {
-        const int32_t u = (int32_t)w0[c] - wz0, v = (int32_t)w1[c] - wz1;
-        const int8_t *xc = x + (size_t)c * P;
-        const int32_t x0 = xc[0], x1 = xc[1];
-        a00 += x0 * u;
-        a01 += x1 * u;
-        a10 += x0 * v;
-        a11 += x1 * v;
-    }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
-}
-
-/* acc0[i] += sum_{c < n} x[c * P + i] * w0[c] and acc1[i] the same with w1, for i < count: tte_pw_dot_2x2 two
- * positions at a time (a function of its own on Arm, so that its loop keeps its values in registers). */
+/* acc0[i] += sum_{c < n} x[c * P + i] * w0[c] and acc1[i] the same with w1, for i < count (the pointwise conv's
+ * symmetric weights): two weight rows x two positions per iteration, four channels per SMLAD group (each input
+ * halfword pair loaded once for both rows); a function of its own, so that its loop keeps its values in registers. */
 TTE_ARM_NOINLINE void tte_pw_acc2_s8(const int8_t *x, size_t P, const int8_t *w0, const int8_t *w1, int32_t n,
                                      int32_t count, int32_t *acc0, int32_t *acc1) {
     int32_t i = 0;
-#if defined(__ARM_FEATURE_DSP)
-    for (; i + 1 < count; i += 2) { /* tte_pw_dot_2x2's SMLADs, the weights' zero points known to be 0 */
+    for (; i + 1 < count; i += 2) {
         int32_t a00 = acc0[i], a01 = acc0[i + 1], a10 = acc1[i], a11 = acc1[i + 1], c = 0;
         size_t at = (size_t)i; /* an offset, not a pointer: it may run past the planes when the loop ends */
         for (; c + 4 <= n; c += 4, at += 4 * P) {
@@ -579,21 +544,13 @@ TTE_ARM_NOINLINE void tte_pw_acc2_s8(const int8_t *x, size_t P, const int8_t *w0
         acc1[i] = a10;
         acc1[i + 1] = a11;
     }
-#endif
-    for (; i + 1 < count; i += 2) {
-        int32_t acc[4] = {acc0[i], acc0[i + 1], acc1[i], acc1[i + 1]};
-        tte_pw_dot_2x2(x + i, P, w0, w1, n, 0, 0, acc);
-        acc0[i] = acc[0];
-        acc0[i + 1] = acc[1];
-        acc1[i] = acc[2];
-        acc1[i + 1] = acc[3];
-    }
     for (; i < count; i++) /* an odd count: the last position */
         for (int32_t c = 0; c < n; c++) {
             acc0[i] += (int32_t)x[(size_t)c * P + (size_t)i] * (int32_t)w0[c];
             acc1[i] += (int32_t)x[(size_t)c * P + (size_t)i] * (int32_t)w1[c];
         }
 }
+#endif
 
 /* sum_{i < n} (x[i] - zx) * (w[i] - wz) over contiguous rows. */
 static inline int32_t tte_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t zx, int32_t wz) {
