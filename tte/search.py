@@ -280,6 +280,12 @@ def _digest(*parts) -> str:
     return h.hexdigest()
 
 
+def _samples_id(s: Samples, *tag) -> str:
+    """What identifies prepared samples in the trial cache (``tag`` first: the finalists' set is told apart)."""
+    return _digest(*tag, s.format.describe(), list(s.value_range), s.train, s.inputs.tobytes(),
+                   s.labels.astype("<i4").tobytes())
+
+
 def _sizes(n: int, train: int, held_out: int) -> tuple[int, int]:
     """``train`` + ``held_out`` samples out of a training split of ``n`` (scaled down together when it is smaller)."""
     if n < 2:
@@ -409,8 +415,7 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
     ctx = TrialContext(model_bytes, os.path.basename(source or "model.onnx"), input_shape, arithmetic, classes, lr,
                        seed, epochs, samples, graph_id)
     _WORKER[graph_id] = g  # trials in this process use it
-    data_id = _digest(samples.format.describe(), list(samples.value_range), samples.train, samples.inputs.tobytes(),
-                      samples.labels.astype("<i4").tobytes())
+    data_id = _samples_id(samples)
     options = {"classes": classes, "lr": lr, "seed": seed, "epochs": epochs, "build": BUILD_FLAGS,
                "schedule": f"warm-up {WARMUP}, cosine"}
     store, results, ran = TrialCache(cache), {}, set()
@@ -460,12 +465,11 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
         picks = finalist_keys(space, planner, best, finalists)
     final: list[Trial] = []
     if len(picks) > 1:  # fine-tune each finalist whole on more of the training split; the best held-out score wins
-        more = trial_samples(x, y, ModelInput(g, model_bytes or None), final_samples, final_eval, None, value_range,
-                             test_fraction=test_fraction, split=split, limit=limit, seed=seed)
+        final_set = trial_samples(x, y, ModelInput(g, model_bytes or None), final_samples, final_eval, None,
+                                  value_range, test_fraction=test_fraction, split=split, limit=limit, seed=seed)
         final_ctx = TrialContext(model_bytes, ctx.model_name, input_shape, arithmetic, classes, lr, seed, epochs,
-                                 more, graph_id)
-        final_data = _digest("finalists", more.format.describe(), list(more.value_range), more.train,
-                             more.inputs.tobytes(), more.labels.astype("<i4").tobytes())
+                                 final_set, graph_id)
+        final_data = _samples_id(final_set, "finalists")
         specs = [TrialSpec("scheme", k, weights=w) for k, w in picks]
         with Workers(final_ctx, workers, ray) as pool:
             run_trials(pool, specs, final_data, "finalists", len(specs))
