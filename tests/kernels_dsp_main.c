@@ -26,7 +26,10 @@ static void fill(int8_t *p, size_t n, int32_t lo, int32_t hi) {
 
 #define MAXX 40000
 #define MAXW 20000
-static int8_t x[MAXX], w[MAXW], w2[MAXW], y[MAXX], scratch[MAXX];
+static int8_t x[MAXX], w[MAXW], w2[MAXW], y[MAXX];
+static int32_t scratch_words[MAXX / 4]; /* word-aligned, as the emitted programs' */
+#define scratch ((int8_t *)scratch_words)
+static int32_t stage_bytes; /* the scratch a conv is given (0: none) */
 static uint8_t mask[MAXX / 8 + 1];
 static int32_t zw[512], zw2[512], bias[512], bias2[512];
 static float mult[512], mult2[512];
@@ -84,7 +87,8 @@ static void conv(const char *name, int32_t C, int32_t H, int32_t W, int32_t O, i
     tte_split_weights sw = {w, split < CG ? w + (size_t)O * (size_t)split * kk : NULL, split < CG ? split : CG};
     memset(y, 0, sizeof y);
     const uint64_t t0 = TICKS();
-    const int st = tte_conv_s8(&geo, &q, &xd, x, &wd, &sw, zps ? zw : NULL, bias, mult, &yd, y, mask);
+    const int st = tte_conv_s8(&geo, &q, &xd, x, &wd, &sw, zps ? zw : NULL, bias, mult, &yd, y, mask,
+                               stage_bytes ? scratch : NULL, stage_bytes);
     const uint64_t t1 = TICKS();
     report(name, st, (size_t)(O * HO * WO), (uint64_t)O * (uint64_t)(HO * WO) * (uint64_t)CG * kk, t1 - t0);
 }
@@ -246,11 +250,13 @@ int main(void) {
     weight_update("wu-pw-40x33-8x8-trunc", 40, 33, 8, 8, 1, 0, TTE_ROUND_TRUNC);
     weight_update("wu-dw-3x3-12x9x9-stochastic", 12, 12, 9, 9, 3, 1, TTE_ROUND_STOCHASTIC);
     /* larger, for the per-MAC figures of benchmarks/kernels_cortex_m.py */
+    stage_bytes = 4096; /* pointwise convs as the programs run them: with scratch */
     conv("bench-pw-32x16-16x16", 32, 16, 16, 16, 1, 1, 1, 0, 32, 0);
     conv("bench-stem-3x16-32x32s2", 3, 32, 32, 16, 1, 3, 2, 1, 3, 0);
     dw("bench-dw-3x3s1-32x16x16", 32, 16, 16, 3, 1, 1, 1, 0, 0, 0);
     dw("bench-dw-3x3s2-32x16x16", 32, 16, 16, 3, 2, 1, 1, 0, 0, 0);
     conv("bench-pw-96x24-16x16", 96, 16, 16, 24, 1, 1, 1, 0, 96, 0);
+    stage_bytes = 0;
     dw("bench-dw-5x5s1-32x16x16", 32, 16, 16, 5, 1, 2, 2, 0, 0, 0);
     dw("bench-dw-7x7s2-16x32x32", 16, 32, 32, 7, 2, 3, 3, 0, 0, 0);
     pw_dw("bench-pwdw-16x48-16x16-3x3s1", 16, 16, 16, 48, 3, 1, 1, 0);
@@ -259,5 +265,33 @@ int main(void) {
     grad_input("bench-gi-pw-64x96-8x8", 64, 96, 8, 8, 1, 1, 0, 1, 0);
     grad_input("bench-gi-dw-3x3s1-96x8x8", 96, 96, 8, 8, 3, 1, 1, 96, 0);
     weight_update("bench-wu-pw-64x96-8x8", 64, 96, 8, 8, 1, 0, TTE_ROUND_STOCHASTIC);
+    /* pointwise convs with scratch (the Arm DSP path stages chunks of positions there): room for 4 positions (or too
+     * little for any), for a few chunks, for whole runs; splits whose parts leave channels past their groups of 4 */
+    for (int k = 0; k < 3; k++) {
+        static const int32_t bytes[3] = {192, 700, 16384};
+        char name[64];
+        stage_bytes = bytes[k];
+        snprintf(name, sizeof name, "pw-16x8-8x8-scratch%ld", (long)stage_bytes);
+        conv(name, 16, 8, 8, 8, 1, 1, 1, 0, 16, 0);
+        snprintf(name, sizeof name, "pw-7x5-5x3-scratch%ld", (long)stage_bytes);
+        conv(name, 7, 5, 3, 5, 1, 1, 1, 0, 7, 0);
+        snprintf(name, sizeof name, "pw-17x3-3x3-split5-scratch%ld", (long)stage_bytes);
+        conv(name, 17, 3, 3, 3, 1, 1, 1, 0, 5, 0);
+        snprintf(name, sizeof name, "pw-24x16-4x4-split8-scratch%ld", (long)stage_bytes);
+        conv(name, 24, 4, 4, 16, 1, 1, 1, 0, 8, 0);
+        snprintf(name, sizeof name, "pw-29x6-6x7-split10-scratch%ld", (long)stage_bytes);
+        conv(name, 29, 6, 7, 6, 1, 1, 1, 0, 10, 0);
+        snprintf(name, sizeof name, "pw-3x1-1x1-scratch%ld", (long)stage_bytes);
+        conv(name, 3, 1, 1, 1, 1, 1, 1, 0, 3, 0);
+        snprintf(name, sizeof name, "pw-64x5-3x5-scratch%ld", (long)stage_bytes);
+        conv(name, 64, 3, 5, 5, 1, 1, 1, 0, 64, 0);
+    }
+    stage_bytes = 0;
+    for (edge_multipliers = 1; edge_multipliers <= 2; edge_multipliers++) {
+        stage_bytes = 4096;
+        conv(edge_multipliers == 1 ? "ties-pw-staged" : "edges-pw-staged", 16, 6, 6, 8, 1, 1, 1, 0, 16, 0);
+    }
+    edge_multipliers = 0;
+    stage_bytes = 0;
     return 0;
 }

@@ -140,7 +140,7 @@ def run_conv(x, zx, w, wz, b, strides, pads, groups, *, sx=0.05, sw=None, sy=Non
             assert (scratch[n:] == 0x55).all()
         else:
             status = lib().tte_conv_s8(ref(geo), ref(q), ref(xd), ptr(src), ref(wd), ref(weights), ptr(wz), ptr(b),
-                                       ptr(m), ref(yd), ptr(dst), ptr(mask))
+                                       ptr(m), ref(yd), ptr(dst), ptr(mask), None, 0)
         if in_place:
             out.reshape(-1)[:] = dst[: out.size]
         return status
@@ -543,7 +543,7 @@ def _error_call(kernel: str, **bad) -> tuple[int, np.ndarray]:
         weights = cr.SplitWeights(ptr(z), None, a["w"][0 if kernel == "dw" else 1])
         args = (ref(geo), ref(q), ref(dims(a["x"])), ptr(z), ref(wd), ref(weights), ptr(zi), ptr(zi), ptr(mf),
                 ref(dims(a["y"])), ptr(out), None)
-        status = lib().tte_conv_s8(*args) if kernel == "conv" else lib().tte_conv_dw_s8(*args, ptr(scratch))
+        status = lib().tte_conv_s8(*args, None, 0) if kernel == "conv" else lib().tte_conv_dw_s8(*args, ptr(scratch))
     elif kernel == "pw_dw":
         a = {"w2": (4, 1, 3, 3), "y": (1, 4, 5, 5), "groups": 4} | bad
         geo = cr.ConvGeometry(1, 1, 1, 1, 1, 1, a["groups"])

@@ -88,7 +88,7 @@ def run_conv(x, zx, w, wz, b, strides, pads, groups, *, sx=0.05, sw=None, sy=Non
                                           None, ref(yd), ptr(dst), ptr(mask), ptr(scratch))
         else:
             status = lib().tte_conv_s8(ref(geo), ref(q), ref(xd), ptr(src), ref(wd), ref(weights), ptr(wz), ptr(b),
-                                       None, ref(yd), ptr(dst), ptr(mask))
+                                       None, ref(yd), ptr(dst), ptr(mask), None, 0)
         if in_place:
             out.reshape(-1)[:] = dst[: out.size]
         return status
@@ -166,7 +166,7 @@ def test_conv_s8_tflite_mbqm_primitives(seed):
     _t, _f, weights = split(w, None, 1)
     args = (ref(cr.ConvGeometry(1, 1, 0, 0, 0, 0, 1)), ref(q), ref(dims(x.shape)), ptr(x), ref(dims(w.shape)),
             ref(weights), None, ptr(b), None, ref(dims((1, b.size, 1, 3))))
-    check(lambda out, mask: lib().tte_conv_s8(*args, ptr(out), ptr(mask)), want[None, :, None, :],
+    check(lambda out, mask: lib().tte_conv_s8(*args, ptr(out), ptr(mask), None, 0), want[None, :, None, :],
           want_mask[None, :, None, :])
     assert 0 < int(want_mask.sum()) < want_mask.size  # some saturate, some do not
     assert len(np.unique(want)) > 20

@@ -78,11 +78,14 @@ typedef struct {
 } tte_pool_geometry;
 
 /* conv, any groups (regular, grouped, pointwise).  weight_zero_points may be NULL (all zero); multipliers may be
- * NULL when q carries TFLite's (as for the depthwise and fused kernels below). */
+ * NULL when q carries TFLite's (as for the depthwise and fused kernels below).  scratch (4-byte aligned,
+ * scratch_bytes long; may be NULL with 0) is optional working space: a pointwise conv uses what it is given to stage
+ * its input for the Arm DSP extension's multiply-accumulates (the results never depend on it). */
 tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                        const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                        const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
-                       const tte_dims *out_dims, int8_t *output, uint8_t *mask);
+                       const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch,
+                       int32_t scratch_bytes);
 
 /* depthwise conv (one input and one output channel per group).  May run in place (output == input):
  * each output channel is computed into scratch (tte_conv_dw_s8_get_buffer_size bytes), then copied to

@@ -3,19 +3,119 @@
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
+#if defined(__ARM_FEATURE_DSP)
+/* The Arm DSP path of the pointwise conv: a chunk of positions is first staged in `scratch` as the halfword pairs
+ * SMLAD takes, so that each output row then reads its operands with plain word loads (the channels-major layout
+ * keeps a position's channels a plane apart: pairing them costs as much as the multiply-accumulates, and it is done
+ * once per chunk instead of once per output row).  Staged: g channel groups of 4 (c0 + 4 k, for the groups of a
+ * segment) for 4 positions at a time; per group and position j, the words (x[c][j], x[c + 2][j]) and
+ * (x[c + 1][j], x[c + 3][j]), the pairs SXTB16 makes of the weight word w[c .. c + 3]. */
+static void tte_pw_stage(const int8_t *x, size_t P, int32_t groups, int32_t stride, int32_t quads, int32_t *t) {
+    for (int32_t q = 0; q < quads; q++, x += 4) {
+        int32_t *tq = t + (size_t)q * (size_t)stride * 8u;
+        const int8_t *xc = x;
+        for (int32_t k = 0; k < groups; k++, xc += 4 * P, tq += 8) {
+            const int32_t u0 = tte_ld32(xc), u1 = tte_ld32(xc + P);
+            const int32_t u2 = tte_ld32(xc + 2 * P), u3 = tte_ld32(xc + 3 * P);
+            const int32_t e0 = __sxtb16(u0), o0 = tte_sxtb16_ror8(u0), e2 = __sxtb16(u2), o2 = tte_sxtb16_ror8(u2);
+            const int32_t e1 = __sxtb16(u1), o1 = tte_sxtb16_ror8(u1), e3 = __sxtb16(u3), o3 = tte_sxtb16_ror8(u3);
+            tq[0] = tte_pkhbt16(e0, e2); /* position 0: channels (c, c + 2), then (c + 1, c + 3) */
+            tq[1] = tte_pkhbt16(e1, e3);
+            tq[2] = tte_pkhbt16(o0, o2); /* position 1 */
+            tq[3] = tte_pkhbt16(o1, o3);
+            tq[4] = tte_pkhtb16(e2, e0); /* position 2 */
+            tq[5] = tte_pkhtb16(e3, e1);
+            tq[6] = tte_pkhtb16(o2, o0); /* position 3 */
+            tq[7] = tte_pkhtb16(o3, o1);
+        }
+    }
+}
+
+/* acc[0 .. 3] += the 4 staged positions at t (groups channel groups) times the weight words at w. */
+TTE_ARM_NOINLINE void tte_pw_staged_dot(const int32_t *t, const int8_t *w, int32_t groups, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int32_t k = 0; k < groups; k++, t += 8) {
+        const int32_t ww = tte_ld32(w + 4 * k), w02 = __sxtb16(ww), w13 = tte_sxtb16_ror8(ww);
+        a0 = __smlad(t[1], w13, __smlad(t[0], w02, a0));
+        a1 = __smlad(t[3], w13, __smlad(t[2], w02, a1));
+        a2 = __smlad(t[5], w13, __smlad(t[4], w02, a2));
+        a3 = __smlad(t[7], w13, __smlad(t[6], w02, a3));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* The pointwise conv through staged chunks (see tte_pw_stage): 0 when `scratch` is too small for 4 positions. */
+static int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x, int32_t C, size_t SP, int32_t O,
+                            const tte_split_weights *weights, const int32_t *bias, const float *multipliers, int8_t *y,
+                            uint8_t *mask, size_t base, int8_t *scratch, int32_t scratch_bytes) {
+    const int32_t CT = weights->frozen ? weights->channels : C, CF = C - CT, P = (int32_t)SP;
+    const int32_t GT = CT / 4, GF = CF / 4, G = GT + GF; /* channel groups: trained ones, then frozen ones */
+    if (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u || G == 0 || P < 4) return 0;
+    int32_t R = scratch_bytes / (32 * G) * 4; /* positions per chunk: 8 G words per 4 positions */
+    if (R > TTE_PW_RUN) R = TTE_PW_RUN;
+    if (R < 4) return 0;
+    if (R >= 8) R &= ~7; /* whole bytes of the mask per chunk */
+    int32_t *t = (int32_t *)(void *)scratch;
+    for (int32_t p0 = 0; p0 < P; p0 += R) {
+        const int32_t n = P - p0 < R ? P - p0 : R, quads = n / 4;
+        tte_pw_stage(x + p0, SP, GT, G, quads, t);
+        if (GF) tte_pw_stage(x + (size_t)CT * SP + (size_t)p0, SP, GF, G, quads, t + 8 * GT);
+        for (int32_t o = 0; o < O; o++) {
+            const int8_t *wt = weights->trained + (size_t)o * (size_t)CT;
+            const int8_t *wf = weights->frozen ? weights->frozen + (size_t)o * (size_t)CF : wt;
+            const int32_t wsum = tte_sum_s8(wt, CT) + (CF ? tte_sum_s8(wf, CF) : 0);
+            int32_t acc[TTE_PW_RUN];
+            for (int32_t i = 0; i < n; i++) acc[i] = -q->input_zero_point * wsum;
+            for (int32_t j = 0; j < quads; j++) {
+                const int32_t *tq = t + (size_t)j * (size_t)G * 8u;
+                tte_pw_staged_dot(tq, wt, GT, acc + 4 * j);
+                if (GF) tte_pw_staged_dot(tq + 8 * GT, wf, GF, acc + 4 * j);
+            }
+            /* the channels past the groups (C % 4 of each part), and the positions past the quads */
+            for (int32_t c = 4 * GT; c < C; c++) {
+                const int32_t wc = c < CT ? wt[c] : wf[c - CT];
+                if (c >= CT && c < CT + 4 * GF) continue;
+                const int8_t *xc = x + (size_t)c * SP + (size_t)p0;
+                for (int32_t i = 0; i < 4 * quads; i++) acc[i] += (int32_t)xc[i] * wc;
+            }
+            for (int32_t i = 4 * quads; i < n; i++)
+                for (int32_t c = 0; c < C; c++)
+                    acc[i] += (int32_t)x[(size_t)c * SP + (size_t)(p0 + i)] * (c < CT ? wt[c] : wf[c - CT]);
+            const tte_rq r = tte_rq_channel(q, bias, multipliers, o);
+            const size_t at = base + (size_t)o * SP + (size_t)p0;
+            tte_rq_run(&r, acc, n, y + (size_t)o * SP + (size_t)p0, mask, at);
+        }
+    }
+    return 1;
+}
+#endif
+
 /* 1x1, stride 1, unpadded, symmetric weights: acc = sum_c x * w - z_x * sum_c w, the same integer as
- * sum_c (x - z_x) * w with one multiply-accumulate per term.  Two output channels and two positions at a
- * time (tte_pw_acc2_s8: SMLAD with the Arm DSP extension), or two output channels and a run of positions
- * (tte_pw_run, the portable path: the compiler's vectors); a weight row is its trained channels then its frozen
- * ones. */
+ * sum_c (x - z_x) * w with one multiply-accumulate per term.  With the Arm DSP extension and scratch for at least 4
+ * positions, staged chunks (tte_pw_staged_s8); else two output channels and two positions at a time
+ * (tte_pw_acc2_s8: SMLAD with the Arm DSP extension), or two output channels and a run of positions (tte_pw_run,
+ * the portable path: the compiler's vectors); a weight row is its trained channels then its frozen ones. */
 static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dims *in_dims, const int8_t *input,
                                         int32_t O, const tte_split_weights *weights, const int32_t *bias,
-                                        const float *multipliers, int8_t *output, uint8_t *mask) {
+                                        const float *multipliers, int8_t *output, uint8_t *mask, int8_t *scratch,
+                                        int32_t scratch_bytes) {
     const int32_t C = in_dims->c, P = in_dims->h * in_dims->w;
     const int32_t CT = weights->frozen ? weights->channels : C, CF = C - CT;
     const size_t SP = (size_t)P;
     for (int32_t n = 0; n < in_dims->n; n++) {
         const int8_t *x = input + (size_t)n * (size_t)C * SP;
+#if defined(__ARM_FEATURE_DSP)
+        const size_t at = (size_t)n * (size_t)O * SP;
+        if (tte_pw_staged_s8(q, x, C, SP, O, weights, bias, multipliers, output + at, mask, at, scratch,
+                             scratch_bytes))
+            continue;
+#else
+        (void)scratch;
+        (void)scratch_bytes;
+#endif
         for (int32_t o = 0; o < O; o += 2) {
             const int32_t o1 = o + 1 < O ? o + 1 : o; /* an odd last row pairs with itself */
             const int8_t *t0 = weights->trained + (size_t)o * (size_t)CT;
@@ -65,7 +165,8 @@ static tte_status tte_conv_pointwise_s8(const tte_quant_params *q, const tte_dim
 tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                        const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                        const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
-                       const tte_dims *out_dims, int8_t *output, uint8_t *mask) {
+                       const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch,
+                       int32_t scratch_bytes) {
     const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w;
     const int32_t O = w_dims->n, CG = w_dims->c, KH = w_dims->h, KW = w_dims->w;
     const int32_t HO = out_dims->h, WO = out_dims->w;
@@ -73,7 +174,8 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
     const int32_t OG = O / geo->groups;
     if (KH == 1 && KW == 1 && geo->groups == 1 && geo->stride_h == 1 && geo->stride_w == 1 && !geo->pad_top &&
         !geo->pad_left && !geo->pad_bottom && !geo->pad_right && weight_zero_points == NULL)
-        return tte_conv_pointwise_s8(q, in_dims, input, O, weights, bias, multipliers, output, mask);
+        return tte_conv_pointwise_s8(q, in_dims, input, O, weights, bias, multipliers, output, mask, scratch,
+                                     scratch_bytes);
     for (int32_t n = 0; n < in_dims->n; n++) {
         const int8_t *x = input + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
         for (int32_t o = 0; o < O; o++) {

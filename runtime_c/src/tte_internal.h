@@ -377,6 +377,25 @@ static inline int32_t tte_pair16(int32_t lo, int32_t hi) {
 }
 #endif
 
+/* sum_{i < n} w[i]; with the Arm DSP extension four bytes per word load, summed in two 16-bit lanes (SXTAB16) in
+ * blocks of 512 bytes (each lane then holds at most 256 values: no overflow). */
+static inline int32_t tte_sum_s8(const int8_t *w, int32_t n) {
+    int32_t s = 0, i = 0;
+#if defined(__ARM_FEATURE_DSP)
+    while (i + 4 <= n) {
+        const int32_t end = n - i > 512 ? i + 512 : n - 3;
+        int32_t lanes = 0;
+        for (; i < end; i += 4) {
+            const int32_t v = tte_ld32(w + i);
+            lanes = tte_sxtab16_ror8(__sxtab16(lanes, v), v);
+        }
+        s += (int32_t)(int16_t)(uint16_t)((uint32_t)lanes & 0xFFFFu) + (lanes >> 16);
+    }
+#endif
+    for (; i < n; i++) s += w[i];
+    return s;
+}
+
 /* Whether a zero point lies in int8's range (the DSP paths rely on it; anything else takes the loops). */
 static inline int tte_zp_s8(int32_t z) { return z >= -128 && z <= 127; }
 
@@ -460,10 +479,75 @@ static inline int32_t tte_pkhtb16(int32_t hi, int32_t lo) { /* (lo's high half, 
     return r;
 }
 #endif
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+/* acc[q] += sum_{c < 4 groups} x[c * P + q] * w[c], q = 0 .. 3 (symmetric weights; groups >= 1), as tte_pw_acc_s8's
+ * DSP loop but with its registers allocated by hand (the compiler's version kept half its values on the stack): per
+ * 4 channels, a word of 4 positions from each, PKHBT / PKHTB pairing channels c and c + 2 (then c + 1 and c + 3),
+ * SXTB16 spreading a pair per position, one SMLAD per position against the weight pair. */
+TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w, int32_t groups, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], u, v, t, wv;
+    const int8_t *xb = x + 2 * P, *wend = w + 4 * groups;
+    const int32_t P4 = 4 * P;
+    __asm__("1:\n\t"
+            "ldr %[u], [%[xa]]\n\t"          /* channel c, positions 0 .. 3 */
+            "ldr %[v], [%[xb]]\n\t"          /* channel c + 2 */
+            "ldr %[wv], [%[w]]\n\t"
+            "pkhbt %[t], %[u], %[v], lsl #16\n\t" /* (u0 u1 v0 v1) */
+            "pkhtb %[u], %[v], %[u], asr #16\n\t" /* (u2 u3 v2 v3) */
+            "sxtb16 %[wv], %[wv]\n\t"        /* (w0, w2) */
+            "sxtb16 %[v], %[t]\n\t"
+            "smlad %[a0], %[v], %[wv], %[a0]\n\t"
+            "sxtb16 %[v], %[t], ror #8\n\t"
+            "smlad %[a1], %[v], %[wv], %[a1]\n\t"
+            "sxtb16 %[v], %[u]\n\t"
+            "smlad %[a2], %[v], %[wv], %[a2]\n\t"
+            "sxtb16 %[v], %[u], ror #8\n\t"
+            "smlad %[a3], %[v], %[wv], %[a3]\n\t"
+            "ldr %[u], [%[xa], %[P]]\n\t"    /* channel c + 1 */
+            "ldr %[v], [%[xb], %[P]]\n\t"    /* channel c + 3 */
+            "ldr %[wv], [%[w]], #4\n\t"
+            "pkhbt %[t], %[u], %[v], lsl #16\n\t"
+            "pkhtb %[u], %[v], %[u], asr #16\n\t"
+            "sxtb16 %[wv], %[wv], ror #8\n\t" /* (w1, w3) */
+            "sxtb16 %[v], %[t]\n\t"
+            "smlad %[a0], %[v], %[wv], %[a0]\n\t"
+            "sxtb16 %[v], %[t], ror #8\n\t"
+            "smlad %[a1], %[v], %[wv], %[a1]\n\t"
+            "sxtb16 %[v], %[u]\n\t"
+            "smlad %[a2], %[v], %[wv], %[a2]\n\t"
+            "sxtb16 %[v], %[u], ror #8\n\t"
+            "smlad %[a3], %[v], %[wv], %[a3]\n\t"
+            "add %[xa], %[xa], %[P4]\n\t"
+            "add %[xb], %[xb], %[P4]\n\t"
+            "cmp %[w], %[wend]\n\t"
+            "bne 1b"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xa] "+r"(x), [xb] "+r"(xb), [w] "+r"(w),
+              [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [wv] "=&r"(wv)
+            : [P] "r"(P), [P4] "r"(P4), [wend] "r"(wend)
+            : "cc", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
 TTE_ARM_NOINLINE void tte_pw_acc_s8(const int8_t *x, size_t P, const int8_t *w, int32_t n, int32_t wz, int32_t offset,
                                     int32_t count, int32_t *acc) {
     int32_t i = 0;
 #if defined(__ARM_FEATURE_DSP)
+#if defined(__thumb2__) && defined(__GNUC__)
+    if (wz == 0 && n >= 4) {
+        for (; i + 4 <= count; i += 4) {
+            int32_t a[4] = {offset, offset, offset, offset};
+            tte_pw_quad_s8(x + i, (int32_t)P, w, n / 4, a);
+            for (int32_t c = n & ~3; c < n; c++) { /* the channels past the groups of 4 */
+                const int8_t *xc = x + (size_t)c * P + (size_t)i;
+                for (int32_t q = 0; q < 4; q++) a[q] += (int32_t)xc[q] * (int32_t)w[c];
+            }
+            memcpy(acc + i, a, sizeof a);
+        }
+    }
+#endif
     if (tte_zp_s8(wz) && n >= 4) {
         const int32_t nz = tte_pair16(-wz, -wz);
         for (; i + 4 <= count; i += 4) {
@@ -718,18 +802,45 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
     for (; i < n; i++) acc[i] = tte_window_interior_s8(x + i * sw, W, wk, KH, KW, offset);
 }
 
+/* A plane of H rows of W bytes (row stride W) copied into one of WP-byte rows with PT rows and PL columns of padding
+ * before it, every padding byte z; small planes: on Arm the library's memset / memcpy (newlib's byte loops, a call
+ * per row) would cost more than the windows, so words are stored (unaligned word access: Cortex-M3 and later). */
+static inline void tte_pad_plane_s8(int8_t *dst, int32_t HP, int32_t WP, const int8_t *x, int32_t H, int32_t W,
+                                    int32_t PT, int32_t PL, int32_t z) {
+#if defined(__ARM_FEATURE_DSP)
+    const uint32_t fill = 0x01010101u * (uint8_t)z;
+    const int32_t n = HP * WP;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) memcpy(dst + i, &fill, 4);
+    for (; i < n; i++) dst[i] = (int8_t)z;
+    for (int32_t h = 0; h < H; h++) {
+        int8_t *d = dst + (h + PT) * WP + PL;
+        const int8_t *s = x + h * W;
+        int32_t j = 0;
+        for (; j + 4 <= W; j += 4) {
+            const int32_t v = tte_ld32(s + j);
+            memcpy(d + j, &v, 4);
+        }
+        for (; j < W; j++) d[j] = s[j];
+    }
+#else
+    memset(dst, (int)(int8_t)z, (size_t)(HP * WP));
+    for (int32_t h = 0; h < H; h++) memcpy(dst + (h + PT) * WP + PL, x + h * W, (size_t)W);
+#endif
+}
+
 /* One output plane of a conv whose output channel sees nc input planes (H x W each, consecutive at x; 1 for a
  * depthwise conv) through the nc * KH * KW taps at w (nc <= TTE_DW_FAST_TAPS / (KH * KW)):
  * y[oh * WO + ow] = the requantized window sum (r: the channel's output stage; mask bit base + oh * WO + ow, mask
- * may be NULL).  Each row's window sums are gathered in runs of up to TTE_DW_RUN outputs, then requantized together
- * (tte_rq_run).  Windows whose columns lie inside the plane go through tte_dw_row_s8, with only the tap rows inside
- * the plane in a row that overlaps the top or bottom padding (padding reads as z_x: it adds nothing); the others
- * take tte_window_dot_s8. */
+ * may be NULL).  The window sums are gathered in runs of TTE_DW_RUN outputs in plane order (a run may span rows:
+ * small planes requantize several rows at once), each run then requantized together (tte_rq_run).  Windows whose
+ * columns lie inside the plane go through tte_dw_row_s8, with only the tap rows inside the plane in a row that
+ * overlaps the top or bottom padding (padding reads as z_x: it adds nothing); the others take tte_window_dot_s8. */
 #define TTE_DW_RUN 32
 #define TTE_PAD_BYTES 400 /* a single padded plane up to this size is copied with its padding (18 x 18 and less) */
 TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, int32_t W, const int8_t *w, int32_t KH,
-                                     int32_t KW, const tte_conv_geometry *geo, int32_t HO, int32_t WO, int32_t zx,
-                                     int32_t wz, const tte_rq *r, int8_t *y, uint8_t *mask, size_t base) {
+                                        int32_t KW, const tte_conv_geometry *geo, int32_t HO, int32_t WO, int32_t zx,
+                                        int32_t wz, const tte_rq *r, int8_t *y, uint8_t *mask, size_t base) {
     const int32_t SH = geo->stride_h, SW = geo->stride_w, kk = KH * KW;
     int32_t PT = geo->pad_top, PL = geo->pad_left;
     const tte_rq rq = *r; /* in registers: y may alias *r */
@@ -743,8 +854,7 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
     if (fast && nc == 1 && padding && HP * WP <= TTE_PAD_BYTES && tte_zp_s8(zx)) {
         /* a small plane: copied inside its padding (which reads as z_x), every window is then an interior one (a
          * band of a patched conv may have a negative padding, rows of its buffer it does not read: not copied) */
-        memset(padded, (int)(int8_t)zx, (size_t)(HP * WP));
-        for (int32_t h = 0; h < H; h++) memcpy(padded + (h + PT) * WP + PL, x + h * W, (size_t)W);
+        tte_pad_plane_s8(padded, HP, WP, x, H, W, PT, PL, zx);
         x = padded;
         H = HP;
         W = WP;
@@ -753,6 +863,8 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
     const size_t HW = (size_t)H * (size_t)W;
     tte_interior_range(SW, PL, KW, W, WO, &wlo, &whi);
     if (!fast) wlo = whi = 0; /* every window tap-checked */
+    int32_t fill = 0;  /* window sums gathered in acc, for outputs start .. start + fill - 1 (plane order) */
+    size_t start = 0;
     for (int32_t oh = 0; oh < HO; oh++) {
         const int32_t top = oh * SH - PT;
         int32_t i0, i1, rows_offset = 0;
@@ -765,27 +877,32 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
             for (int32_t c = 0; c < nc; c++)
                 for (int32_t t = c * kk + i0 * KW; t < c * kk + i1 * KW; t++) rows_offset -= zx * wk[t];
         }
-        for (int32_t ow0 = 0; ow0 < WO; ow0 += TTE_DW_RUN) {
-            const int32_t end = WO - ow0 < TTE_DW_RUN ? WO : ow0 + TTE_DW_RUN;
-            for (int32_t ow = ow0; ow < end;) {
+        for (int32_t ow = 0; ow < WO;) {
+            const int32_t end = WO - ow < TTE_DW_RUN - fill ? WO : ow + TTE_DW_RUN - fill; /* this run's part */
+            while (ow < end) {
                 if (ow >= wlo && ow < whi && i1 > i0) {
                     const int32_t n = (whi < end ? whi : end) - ow;
                     const int8_t *xw = x + (top + i0) * W + ow * SW - PL;
-                    tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset, n, acc + (ow - ow0));
+                    tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset, n, acc + fill);
                     for (int32_t c = 1; c < nc; c++) {
                         tte_dw_row_s8(xw + (size_t)c * HW, W, SW, wk + c * kk + i0 * KW, i1 - i0, KW, 0, n, part);
-                        for (int32_t i = 0; i < n; i++) acc[ow - ow0 + i] += part[i];
+                        for (int32_t i = 0; i < n; i++) acc[fill + i] += part[i];
                     }
                     ow += n;
+                    fill += n;
                 } else {
                     int32_t a = 0;
                     for (int32_t c = 0; c < nc; c++)
                         a += tte_window_dot_s8(x + (size_t)c * HW, H, W, top, ow * SW - PL, w + c * kk, KH, KW, zx, wz);
-                    acc[ow - ow0] = a;
+                    acc[fill++] = a;
                     ow++;
                 }
             }
-            tte_rq_run(&rq, acc, end - ow0, y + oh * WO + ow0, mask, base + (size_t)(oh * WO + ow0));
+            if (fill == TTE_DW_RUN || (oh == HO - 1 && ow == WO)) { /* a full run, or the plane's last outputs */
+                tte_rq_run(&rq, acc, fill, y + start, mask, base + start);
+                start += (size_t)fill;
+                fill = 0;
+            }
         }
     }
 }

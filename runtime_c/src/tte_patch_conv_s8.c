@@ -20,5 +20,5 @@ tte_status tte_patch_conv_s8(const tte_conv_geometry *geo, const tte_quant_param
                               output, NULL, scratch);
     }
     return tte_conv_s8(&band, q, &in, input, w_dims, weights, weight_zero_points, bias, multipliers, &out, output,
-                       NULL);
+                       NULL, NULL, 0);
 }

@@ -54,7 +54,8 @@ def emit_conv(e: cg.Emitter, node: Node) -> None:
     if is_depthwise(g, node):
         e.call(node, f"tte_conv_dw_s8({args}, tte_scratch)")
     else:
-        e.call(node, f"tte_conv_s8({args})")
+        # the plan's scratch, free between calls: a pointwise conv stages its input there on Cortex-M
+        e.call(node, f"tte_conv_s8({args}, {'tte_scratch' if e.scratch else 'NULL'}, {e.scratch})")
 
 
 def emit_pw_dw(e: cg.Emitter, node: Node) -> None:
