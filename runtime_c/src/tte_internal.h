@@ -12,6 +12,43 @@
 #include <arm_acle.h>
 #endif
 
+/* ---- int8 inner products: the portable C99 loops, and with the Arm DSP extension (Cortex-M4 / M7:
+ * __ARM_FEATURE_DSP) SXTB16 + SMLAD, two 16-bit multiply-accumulates per instruction.  Both add the same
+ * integer products (x - z_x and w - z_w fit in 16 bits: zero points are int8), and integer sums do not
+ * depend on their order, so both give the same integers (tests/test_kernels_dsp.py runs the kernels both
+ * ways: the portable build on the host, the DSP build under QEMU). */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t tte_ld32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4); /* one unaligned LDR */
+    return v;
+}
+/* bytes (lo[0], lo[1], hi[0], hi[1]) */
+static inline int32_t tte_ld16x2(const int8_t *lo, const int8_t *hi) {
+    uint16_t a, b;
+    memcpy(&a, lo, 2);
+    memcpy(&b, hi, 2);
+    return (int32_t)((uint32_t)a | ((uint32_t)b << 16));
+}
+static inline int32_t tte_ror8(int32_t v) { return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24)); }
+/* __sxtb16(tte_ror8(v)) and __sxtab16(a, tte_ror8(v)) in one instruction each (SXTB16 / SXTAB16 rotate their
+ * operand; gcc 12 does not fold the rotation in) */
+static inline int32_t tte_sxtb16_ror8(int32_t v) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+static inline int32_t tte_sxtab16_ror8(int32_t a, int32_t v) {
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+/* the halfword pair (lo, hi) */
+static inline int32_t tte_pair16(int32_t lo, int32_t hi) {
+    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+#endif
+
 /* round_half_even(v) for the requantization below, exact where it matters: the result only feeds
  * clamp(r + zero_point, qmin, qmax) and its inside-or-not test, with zero points in [-128, 127], so any r beyond
  * [-256, 256] may stand in for r = +-256 as long as it keeps its side (NaN rounds to the low end, semantics.py
@@ -199,6 +236,111 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     return tte_round_clamp_mask(tte_acc_to_float(acc, r->bias) * r->m, r->zero_point, r->qmin, r->qmax, mask, index);
 }
 
+#if defined(TTE_RQ_DSP) && defined(__thumb2__) && defined(__GNUC__)
+/* y[i] = clamp(tte_rq_round_dsp(acc[i]) + z_y, qmin, qmax) for i < 4 quads (no mask), four outputs per iteration with
+ * the registers allocated by hand: VMOV moves two values between the core and the FPU in one instruction; after
+ * VCVTR the results are saturated to 16 bits and paired (outputs i, i + 2 and i + 1, i + 3), z_y added by QADD16,
+ * the clamp done two at a time (SSAT16 for the whole int8 range, else SSUB16 + SEL against qmin then qmax), and the
+ * four bytes stored as one word.  Each value goes through the same operations as in tte_rq_round_dsp. */
+#define TTE_RQ4_BODY                                                                                                  \
+    "ldrd %[k0], %[k1], [%[acc]], #8\n\t"                                                                            \
+    "ldrd %[k2], %[k3], [%[acc]], #8\n\t"                                                                            \
+    "qadd %[k0], %[k0], %[bias]\n\t"                                                                                 \
+    "qadd %[k1], %[k1], %[bias]\n\t"                                                                                 \
+    "qadd %[k2], %[k2], %[bias]\n\t"                                                                                 \
+    "qadd %[k3], %[k3], %[bias]\n\t"                                                                                 \
+    "vmov s12, s13, %[k0], %[k1]\n\t"                                                                                \
+    "vmov s14, s15, %[k2], %[k3]\n\t"                                                                                \
+    "vcvt.f32.s32 s12, s12\n\t"                                                                                      \
+    "vcvt.f32.s32 s13, s13\n\t"                                                                                      \
+    "vcvt.f32.s32 s14, s14\n\t"                                                                                      \
+    "vcvt.f32.s32 s15, s15\n\t"                                                                                      \
+    "vmul.f32 s12, s12, %[m]\n\t"                                                                                    \
+    "vmul.f32 s13, s13, %[m]\n\t"                                                                                    \
+    "vmul.f32 s14, s14, %[m]\n\t"                                                                                    \
+    "vmul.f32 s15, s15, %[m]\n\t"                                                                                    \
+    "vcvtr.s32.f32 s12, s12\n\t"                                                                                     \
+    "vcvtr.s32.f32 s13, s13\n\t"                                                                                     \
+    "vcvtr.s32.f32 s14, s14\n\t"                                                                                     \
+    "vcvtr.s32.f32 s15, s15\n\t"                                                                                     \
+    "vmov %[k0], %[k1], s12, s13\n\t"                                                                                \
+    "vmov %[k2], %[k3], s14, s15\n\t"                                                                                \
+    "ssat %[k0], #16, %[k0]\n\t"                                                                                     \
+    "ssat %[k1], #16, %[k1]\n\t"                                                                                     \
+    "ssat %[k2], #16, %[k2]\n\t"                                                                                     \
+    "ssat %[k3], #16, %[k3]\n\t"                                                                                     \
+    "pkhbt %[k0], %[k0], %[k2], lsl #16\n\t" /* outputs 0 and 2 */                                                  \
+    "pkhbt %[k1], %[k1], %[k3], lsl #16\n\t" /* outputs 1 and 3 */                                                  \
+    "qadd16 %[k0], %[k0], %[zp2]\n\t"                                                                                \
+    "qadd16 %[k1], %[k1], %[zp2]\n\t"
+#define TTE_RQ4_STORE                                                                                                 \
+    "uxtb16 %[k0], %[k0]\n\t"                                                                                        \
+    "uxtb16 %[k1], %[k1]\n\t"                                                                                        \
+    "orr %[k0], %[k0], %[k1], lsl #8\n\t"                                                                            \
+    "str %[k0], [%[y]], #4\n\t"
+TTE_ARM_NOINLINE void tte_rq4_dsp(const tte_rq *r, const int32_t *acc, int32_t quads, int8_t *y) {
+    const int32_t bias = r->bias, zp2 = tte_pair16(r->zero_point, r->zero_point);
+    const int32_t lo2 = tte_pair16(r->qmin, r->qmin), hi2 = tte_pair16(r->qmax, r->qmax);
+    const int32_t *end = acc + 4 * quads;
+    const float m = r->m;
+    int32_t k0, k1, k2, k3;
+    if (quads <= 0) return;
+    if (r->qmin == -128 && r->qmax == 127) {
+        __asm__ volatile("1:\n\t" TTE_RQ4_BODY "ssat16 %[k0], #8, %[k0]\n\t"
+                             "ssat16 %[k1], #8, %[k1]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
+                : [acc] "+r"(acc), [y] "+r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
+                : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [m] "t"(m)
+                : "cc", "memory", "s12", "s13", "s14", "s15");
+    } else {
+        __asm__ volatile("1:\n\t" TTE_RQ4_BODY "ssub16 %[k2], %[k0], %[lo2]\n\t" /* GE: k >= qmin, per half */
+                             "sel %[k0], %[k0], %[lo2]\n\t"
+                             "ssub16 %[k2], %[hi2], %[k0]\n\t" /* GE: k <= qmax */
+                             "sel %[k0], %[k0], %[hi2]\n\t"
+                             "ssub16 %[k2], %[k1], %[lo2]\n\t"
+                             "sel %[k1], %[k1], %[lo2]\n\t"
+                             "ssub16 %[k2], %[hi2], %[k1]\n\t"
+                             "sel %[k1], %[k1], %[hi2]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
+                : [acc] "+r"(acc), [y] "+r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
+                : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
+                : "cc", "memory", "s12", "s13", "s14", "s15");
+    }
+}
+
+/* tte_rq4_dsp with the mask: eight outputs per iteration and their mask byte, clamped by SSUB16 + SEL against qmin then
+ * qmax, whose GE flags (read by MRS) say which values were inside: bits[j] = qmin <= value j <= qmax. */
+TTE_ARM_NOINLINE void tte_rq8_mask_dsp(const tte_rq *r, const int32_t *acc, int32_t bytes, int8_t *y, uint8_t *mask) {
+    const int32_t bias = r->bias, zp2 = tte_pair16(r->zero_point, r->zero_point);
+    const int32_t lo2 = tte_pair16(r->qmin, r->qmin), hi2 = tte_pair16(r->qmax, r->qmax);
+    const int32_t *end = acc + 8 * bytes;
+    const float m = r->m;
+    int32_t k0, k1, k2, k3, bits;
+#define TTE_RQ4_MASK(K, SHIFT)                                                                                        \
+    "ssub16 %[k2], " K ", %[lo2]\n\t"                                                                                \
+    "sel " K ", " K ", %[lo2]\n\t"                                                                                    \
+    "mrs %[k3], apsr\n\t" /* GE[0], GE[2]: lanes >= qmin */                                                          \
+    "ssub16 %[k2], %[hi2], " K "\n\t"                                                                                \
+    "sel " K ", " K ", %[hi2]\n\t"                                                                                    \
+    "mrs %[k2], apsr\n\t" /* lanes <= qmax */                                                                        \
+    "and %[k3], %[k3], %[k2]\n\t"                                                                                    \
+    "and %[k3], %[k3], #0x50000\n\t"                                                                                 \
+    "orr %[bits], %[bits], %[k3], lsr #" SHIFT "\n\t"
+    if (bytes <= 0) return;
+    __asm__ volatile("1:\n\t"
+                     "mov %[bits], #0\n\t" TTE_RQ4_BODY TTE_RQ4_MASK("%[k0]", "16") TTE_RQ4_MASK("%[k1]", "15")
+                     TTE_RQ4_STORE TTE_RQ4_BODY TTE_RQ4_MASK("%[k0]", "12") TTE_RQ4_MASK("%[k1]", "11") TTE_RQ4_STORE
+                     "strb %[bits], [%[mask]], #1\n\t"
+                     "cmp %[acc], %[end]\n\t"
+                     "bne 1b"
+                     : [acc] "+r"(acc), [y] "+r"(y), [mask] "+r"(mask), [k0] "=&r"(k0), [k1] "=&r"(k1),
+                       [k2] "=&r"(k2), [k3] "=&r"(k3), [bits] "=&r"(bits)
+                     : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
+                     : "cc", "memory", "s12", "s13", "s14", "s15");
+#undef TTE_RQ4_MASK
+}
+#undef TTE_RQ4_BODY
+#undef TTE_RQ4_STORE
+#endif
+
 #if defined(TTE_RQ_DSP)
 /* tte_rq_run for a finite float32 multiplier on a Cortex-M (tte_rq_round_dsp), the mask's bits gathered in a
  * register and each byte written once.  Not inlined: in the large kernels that call it, the compiler would keep
@@ -208,6 +350,12 @@ TTE_ARM_NOINLINE void tte_rq_run_dsp(const tte_rq *r, const int32_t *acc, int32_
     const tte_rq rq = *r;
     const uint32_t span = (uint32_t)(rq.qmax - rq.qmin);
     int32_t i = 0;
+#if defined(__thumb2__) && defined(__GNUC__)
+    if (mask == NULL) { /* four at a time (tte_rq4_dsp), then the rest below */
+        tte_rq4_dsp(&rq, acc, n / 4, y);
+        i = n & ~3;
+    }
+#endif
     if (mask == NULL && rq.qmin == -128 && rq.qmax == 127) { /* the whole int8 range: SSAT */
         for (; i + 2 <= n; i += 2) {
             int32_t a = tte_rq_round_dsp(&rq, acc[i]), b = tte_rq_round_dsp(&rq, acc[i + 1]);
@@ -225,6 +373,10 @@ TTE_ARM_NOINLINE void tte_rq_run_dsp(const tte_rq *r, const int32_t *acc, int32_
         return;
     }
     for (; i < n && ((index + (size_t)i) & 7u) != 0u; i++) y[i] = tte_rq_apply(&rq, acc[i], mask, index + (size_t)i);
+#if defined(__thumb2__) && defined(__GNUC__)
+    tte_rq8_mask_dsp(&rq, acc + i, (n - i) / 8, y + i, mask + ((index + (size_t)i) >> 3));
+    i += (n - i) & ~7;
+#endif
     for (; i + 8 <= n; i += 8) { /* a whole mask byte: eight bits in a register, one store */
         uint32_t bits = 0u;
         TTE_ARM_UNROLL
@@ -340,42 +492,6 @@ static inline int32_t tte_window_dot_s8(const int8_t *x, int32_t H, int32_t W, i
     return acc;
 }
 
-/* ---- int8 inner products: the portable C99 loops, and with the Arm DSP extension (Cortex-M4 / M7:
- * __ARM_FEATURE_DSP) SXTB16 + SMLAD, two 16-bit multiply-accumulates per instruction.  Both add the same
- * integer products (x - z_x and w - z_w fit in 16 bits: zero points are int8), and integer sums do not
- * depend on their order, so both give the same integers (tests/test_kernels_dsp.py runs the kernels both
- * ways: the portable build on the host, the DSP build under QEMU). */
-#if defined(__ARM_FEATURE_DSP)
-static inline int32_t tte_ld32(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4); /* one unaligned LDR */
-    return v;
-}
-/* bytes (lo[0], lo[1], hi[0], hi[1]) */
-static inline int32_t tte_ld16x2(const int8_t *lo, const int8_t *hi) {
-    uint16_t a, b;
-    memcpy(&a, lo, 2);
-    memcpy(&b, hi, 2);
-    return (int32_t)((uint32_t)a | ((uint32_t)b << 16));
-}
-static inline int32_t tte_ror8(int32_t v) { return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24)); }
-/* __sxtb16(tte_ror8(v)) and __sxtab16(a, tte_ror8(v)) in one instruction each (SXTB16 / SXTAB16 rotate their
- * operand; gcc 12 does not fold the rotation in) */
-static inline int32_t tte_sxtb16_ror8(int32_t v) {
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-    return r;
-}
-static inline int32_t tte_sxtab16_ror8(int32_t a, int32_t v) {
-    int32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
-    return r;
-}
-/* the halfword pair (lo, hi) */
-static inline int32_t tte_pair16(int32_t lo, int32_t hi) {
-    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
-}
-#endif
 
 /* sum_{i < n} w[i]; with the Arm DSP extension four bytes per word load, summed in two 16-bit lanes (SXTAB16) in
  * blocks of 512 bytes (each lane then holds at most 256 values: no overflow). */
