@@ -250,7 +250,7 @@ int main(void) {
     weight_update("wu-pw-40x33-8x8-trunc", 40, 33, 8, 8, 1, 0, TTE_ROUND_TRUNC);
     weight_update("wu-dw-3x3-12x9x9-stochastic", 12, 12, 9, 9, 3, 1, TTE_ROUND_STOCHASTIC);
     /* larger, for the per-MAC figures of benchmarks/kernels_cortex_m.py */
-    stage_bytes = 4096; /* pointwise convs as the programs run them: with scratch */
+    stage_bytes = 4096; /* convs as the programs run them: with scratch */
     conv("bench-pw-32x16-16x16", 32, 16, 16, 16, 1, 1, 1, 0, 32, 0);
     conv("bench-stem-3x16-32x32s2", 3, 32, 32, 16, 1, 3, 2, 1, 3, 0);
     dw("bench-dw-3x3s1-32x16x16", 32, 16, 16, 3, 1, 1, 1, 0, 0, 0);
@@ -285,6 +285,15 @@ int main(void) {
         conv(name, 3, 1, 1, 1, 1, 1, 1, 0, 3, 0);
         snprintf(name, sizeof name, "pw-64x5-3x5-scratch%ld", (long)stage_bytes);
         conv(name, 64, 3, 5, 5, 1, 1, 1, 0, 64, 0);
+        /* small regular convs (the stem: windows gathered): odd channels and positions, weight zero points, splits */
+        snprintf(name, sizeof name, "stem-3x8-3x3s2-scratch%ld", (long)stage_bytes);
+        conv(name, 3, 17, 17, 8, 1, 3, 2, 1, 3, 1);
+        snprintf(name, sizeof name, "stem-3x7-3x3s2-split2-scratch%ld", (long)stage_bytes);
+        conv(name, 3, 9, 11, 7, 1, 3, 2, 1, 2, 0);
+        snprintf(name, sizeof name, "conv-2x5-5x5s1-scratch%ld", (long)stage_bytes);
+        conv(name, 2, 7, 6, 5, 1, 5, 1, 2, 2, 1);
+        snprintf(name, sizeof name, "conv-7x3-3x3s1-scratch%ld", (long)stage_bytes);
+        conv(name, 7, 5, 5, 3, 1, 3, 1, 1, 7, 0);
     }
     stage_bytes = 0;
     for (edge_multipliers = 1; edge_multipliers <= 2; edge_multipliers++) {

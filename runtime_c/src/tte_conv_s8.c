@@ -93,6 +93,140 @@ static int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x, int32_t 
 }
 #endif
 
+#if defined(__ARM_FEATURE_DSP)
+/* Two rows of halfword pairs times two more, words 2 at a time (n even, >= 2): *a_ij += sum_t SMLAD(p_i[t], w_j[t]);
+ * registers allocated by hand (the compiler's loop kept pointers on the stack). */
+static void tte_dot2x2_s16(const int32_t *p0, const int32_t *p1, const int32_t *w0, const int32_t *w1, int32_t n,
+                           int32_t *a00, int32_t *a01, int32_t *a10, int32_t *a11) {
+#if defined(__thumb2__) && defined(__GNUC__)
+    int32_t b00 = *a00, b01 = *a01, b10 = *a10, b11 = *a11, u, z, f, g;
+    const int32_t *end = p0 + n;
+    __asm__("1:\n\t"
+            "ldr %[u], [%[p0]], #4\n\t"
+            "ldr %[z], [%[p1]], #4\n\t"
+            "ldr %[f], [%[w0]], #4\n\t"
+            "ldr %[g], [%[w1]], #4\n\t"
+            "smlad %[b00], %[u], %[f], %[b00]\n\t"
+            "smlad %[b01], %[z], %[f], %[b01]\n\t"
+            "smlad %[b10], %[u], %[g], %[b10]\n\t"
+            "smlad %[b11], %[z], %[g], %[b11]\n\t"
+            "ldr %[u], [%[p0]], #4\n\t"
+            "ldr %[z], [%[p1]], #4\n\t"
+            "ldr %[f], [%[w0]], #4\n\t"
+            "ldr %[g], [%[w1]], #4\n\t"
+            "smlad %[b00], %[u], %[f], %[b00]\n\t"
+            "smlad %[b01], %[z], %[f], %[b01]\n\t"
+            "smlad %[b10], %[u], %[g], %[b10]\n\t"
+            "smlad %[b11], %[z], %[g], %[b11]\n\t"
+            "cmp %[p0], %[end]\n\t"
+            "bne 1b"
+            : [p0] "+&r"(p0), [p1] "+&r"(p1), [w0] "+&r"(w0), [w1] "+&r"(w1), [b00] "+&r"(b00), [b01] "+&r"(b01),
+              [b10] "+&r"(b10), [b11] "+&r"(b11), [u] "=&r"(u), [z] "=&r"(z), [f] "=&r"(f), [g] "=&r"(g)
+            : [end] "r"(end)
+            : "cc", "memory");
+    *a00 = b00;
+    *a01 = b01;
+    *a10 = b10;
+    *a11 = b11;
+#else
+    for (int32_t t = 0; t < n; t++) {
+        *a00 = __smlad(p0[t], w0[t], *a00);
+        *a01 = __smlad(p1[t], w0[t], *a01);
+        *a10 = __smlad(p0[t], w1[t], *a10);
+        *a11 = __smlad(p1[t], w1[t], *a11);
+    }
+#endif
+}
+
+/* A regular conv (groups 1) of at most TTE_DW_FAST_TAPS taps per output channel (a stem) on the Arm DSP extension, as
+ * a matrix product: each output channel's taps w - z_w as halfword pairs, then chunk by chunk of output positions
+ * their windows x - z_x (padding: 0) as halfword pairs too (both in `scratch`), and two channels x two positions per
+ * SMLAD step.  0 when the scratch is too small (or z_x or a z_w is outside int8). */
+static int tte_conv_gathered_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
+                                const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
+                                const int32_t *wzp, const int32_t *bias, const float *multipliers,
+                                const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch,
+                                int32_t scratch_bytes) {
+    const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w, O = w_dims->n, KH = w_dims->h, KW = w_dims->w;
+    const int32_t HO = out_dims->h, WO = out_dims->w, KK = KH * KW, T = C * KK, zx = q->input_zero_point;
+    const int32_t T2 = (T + 3) / 4 * 2; /* words per window: an even number of halfword pairs (zeros past T) */
+    if (geo->groups != 1 || T > TTE_DW_FAST_TAPS || scratch == NULL || ((uintptr_t)scratch & 3u) != 0u ||
+        !tte_zp_s8(zx))
+        return 0;
+    for (int32_t o = 0; wzp && o < O; o++)
+        if (!tte_zp_s8(wzp[o])) return 0;
+    int32_t R = (scratch_bytes / 4 - O * T2) / T2; /* positions per chunk */
+    if (R > TTE_DW_RUN) R = TTE_DW_RUN;
+    if (R >= 8) R &= ~7; /* whole bytes of the mask per chunk */
+    if (R < 4) return 0;
+    int32_t *wp = (int32_t *)(void *)scratch, *xp = wp + O * T2;
+    int16_t v[TTE_DW_FAST_TAPS + 4];
+    int32_t off[TTE_DW_FAST_TAPS]; /* tap t of a window inside the plane: its input at x + off[t] */
+    for (int32_t o = 0; o < O; o++) {
+        const int32_t wz = wzp ? wzp[o] : 0;
+        for (int32_t c = 0; c < C; c++) {
+            const int8_t *row = tte_weight_row(weights, 0, o, c, C, KK);
+            for (int32_t t = 0; t < KK; t++) v[c * KK + t] = (int16_t)(row[t] - wz);
+        }
+        for (int32_t t = T; t < 2 * T2; t++) v[t] = 0;
+        memcpy(wp + o * T2, v, (size_t)T2 * 4u);
+    }
+    for (int32_t c = 0; c < C; c++)
+        for (int32_t i = 0; i < KH; i++)
+            for (int32_t j = 0; j < KW; j++) off[c * KK + i * KW + j] = (c * H + i) * W + j;
+    for (int32_t t = T; t < 2 * T2; t++) v[t] = 0;
+    const int32_t HWO = HO * WO;
+    for (int32_t n = 0; n < in_dims->n; n++) {
+        const int8_t *x = input + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
+        for (int32_t s0 = 0; s0 < HWO; s0 += R) {
+            const int32_t r = HWO - s0 < R ? HWO - s0 : R;
+            for (int32_t k = 0; k < r; k++) { /* the windows of this chunk's positions */
+                const int32_t oh = (s0 + k) / WO, ow = (s0 + k) % WO;
+                const int32_t top = oh * geo->stride_h - geo->pad_top, left = ow * geo->stride_w - geo->pad_left;
+                if (top >= 0 && top + KH <= H && left >= 0 && left + KW <= W) { /* inside: no tap checks */
+                    const int8_t *xw = x + (size_t)top * (size_t)W + (size_t)left;
+                    for (int32_t t = 0; t < T; t++) v[t] = (int16_t)(xw[off[t]] - zx);
+                } else {
+                    for (int32_t c = 0; c < C; c++)
+                        for (int32_t i = 0; i < KH; i++)
+                            for (int32_t j = 0; j < KW; j++) {
+                                const int32_t h = top + i, w = left + j;
+                                v[c * KK + i * KW + j] =
+                                    (int16_t)(h >= 0 && h < H && w >= 0 && w < W
+                                                  ? x[((size_t)c * (size_t)H + (size_t)h) * (size_t)W + (size_t)w] - zx
+                                                  : 0);
+                            }
+                }
+                memcpy(xp + k * T2, v, (size_t)T2 * 4u);
+            }
+            for (int32_t o = 0; o < O; o += 2) {
+                const int32_t o1 = o + 1 < O ? o + 1 : o; /* an odd last channel pairs with itself */
+                const int32_t *w0 = wp + o * T2, *w1 = wp + o1 * T2;
+                int32_t acc0[TTE_DW_RUN], acc1[TTE_DW_RUN];
+                for (int32_t k = 0; k < r; k += 2) {
+                    const int32_t k1 = k + 1 < r ? k + 1 : k; /* an odd last position pairs with itself */
+                    const int32_t *p0 = xp + k * T2, *p1 = xp + k1 * T2;
+                    int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+                    tte_dot2x2_s16(p0, p1, w0, w1, T2, &a00, &a01, &a10, &a11);
+                    acc0[k] = a00;
+                    acc1[k] = a10;
+                    if (k1 != k) {
+                        acc0[k1] = a01;
+                        acc1[k1] = a11;
+                    }
+                }
+                for (int32_t b = 0; b < (o1 != o ? 2 : 1); b++) {
+                    const tte_rq rq = tte_rq_channel(q, bias, multipliers, o + b);
+                    const size_t at = ((size_t)n * (size_t)O + (size_t)(o + b)) * (size_t)HWO + (size_t)s0;
+                    tte_rq_run(&rq, b ? acc1 : acc0, r, output + at, mask, at);
+                }
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 /* 1x1, stride 1, unpadded, symmetric weights: acc = sum_c x * w - z_x * sum_c w, the same integer as
  * sum_c (x - z_x) * w with one multiply-accumulate per term.  With the Arm DSP extension and scratch for at least 4
  * positions, staged chunks (tte_pw_staged_s8); else two output channels and two positions at a time
@@ -176,6 +310,11 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
         !geo->pad_left && !geo->pad_bottom && !geo->pad_right && weight_zero_points == NULL)
         return tte_conv_pointwise_s8(q, in_dims, input, O, weights, bias, multipliers, output, mask, scratch,
                                      scratch_bytes);
+#if defined(__ARM_FEATURE_DSP)
+    if (tte_conv_gathered_s8(geo, q, in_dims, input, w_dims, weights, weight_zero_points, bias, multipliers, out_dims,
+                             output, mask, scratch, scratch_bytes))
+        return TTE_OK;
+#endif
     for (int32_t n = 0; n < in_dims->n; n++) {
         const int8_t *x = input + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
         for (int32_t o = 0; o < O; o++) {

@@ -288,7 +288,7 @@ TTE_ARM_NOINLINE void tte_rq4_dsp(const tte_rq *r, const int32_t *acc, int32_t q
     if (r->qmin == -128 && r->qmax == 127) {
         __asm__ volatile("1:\n\t" TTE_RQ4_BODY "ssat16 %[k0], #8, %[k0]\n\t"
                              "ssat16 %[k1], #8, %[k1]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
-                : [acc] "+r"(acc), [y] "+r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
+                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
                 : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [m] "t"(m)
                 : "cc", "memory", "s12", "s13", "s14", "s15");
     } else {
@@ -300,7 +300,7 @@ TTE_ARM_NOINLINE void tte_rq4_dsp(const tte_rq *r, const int32_t *acc, int32_t q
                              "sel %[k1], %[k1], %[lo2]\n\t"
                              "ssub16 %[k2], %[hi2], %[k1]\n\t"
                              "sel %[k1], %[k1], %[hi2]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
-                : [acc] "+r"(acc), [y] "+r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
+                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
                 : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
                 : "cc", "memory", "s12", "s13", "s14", "s15");
     }
@@ -331,7 +331,7 @@ TTE_ARM_NOINLINE void tte_rq8_mask_dsp(const tte_rq *r, const int32_t *acc, int3
                      "strb %[bits], [%[mask]], #1\n\t"
                      "cmp %[acc], %[end]\n\t"
                      "bne 1b"
-                     : [acc] "+r"(acc), [y] "+r"(y), [mask] "+r"(mask), [k0] "=&r"(k0), [k1] "=&r"(k1),
+                     : [acc] "+&r"(acc), [y] "+&r"(y), [mask] "+&r"(mask), [k0] "=&r"(k0), [k1] "=&r"(k1),
                        [k2] "=&r"(k2), [k3] "=&r"(k3), [bits] "=&r"(bits)
                      : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
                      : "cc", "memory", "s12", "s13", "s14", "s15");
@@ -637,7 +637,7 @@ TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w
             "add %[xb], %[xb], %[P4]\n\t"
             "cmp %[w], %[wend]\n\t"
             "bne 1b"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xa] "+r"(x), [xb] "+r"(xb), [w] "+r"(w),
+            : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xa] "+&r"(x), [xb] "+&r"(xb), [w] "+&r"(w),
               [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [wv] "=&r"(wv)
             : [P] "r"(P), [P4] "r"(P4), [wend] "r"(wend)
             : "cc", "memory");
@@ -647,11 +647,68 @@ TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w
     acc[3] = a3;
 }
 #endif
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+/* acc[q] += sum_{c < 4} x[c * P + q] * w[c] for q < 4 quads (one group of 4 channels, symmetric weights, quads >= 1):
+ * tte_pw_quad_s8's step with the positions innermost, the accumulators in memory (for few channels, where a call per 4
+ * positions would cost as much as its multiply-accumulates). */
+TTE_ARM_NOINLINE void tte_pw_group_s8(const int8_t *x, int32_t P, const int8_t *w, int32_t quads, int32_t *acc) {
+    const int32_t ww = tte_ld32(w), w02 = __sxtb16(ww), w13 = tte_sxtb16_ror8(ww), P2 = 2 * P;
+    const int32_t *end = acc + 4 * quads;
+    int32_t a0, a1, a2, a3, u, v, t;
+    __asm__ volatile("1:\n\t"
+                     "ldrd %[a0], %[a1], [%[acc]]\n\t"
+                     "ldrd %[a2], %[a3], [%[acc], #8]\n\t"
+                     "ldr %[u], [%[x]]\n\t"       /* channel c, positions 0 .. 3 */
+                     "ldr %[v], [%[x], %[P2]]\n\t" /* channel c + 2 */
+                     "pkhbt %[t], %[u], %[v], lsl #16\n\t"
+                     "pkhtb %[u], %[v], %[u], asr #16\n\t"
+                     "sxtb16 %[v], %[t]\n\t"
+                     "smlad %[a0], %[v], %[w02], %[a0]\n\t"
+                     "sxtb16 %[v], %[t], ror #8\n\t"
+                     "smlad %[a1], %[v], %[w02], %[a1]\n\t"
+                     "sxtb16 %[v], %[u]\n\t"
+                     "smlad %[a2], %[v], %[w02], %[a2]\n\t"
+                     "sxtb16 %[v], %[u], ror #8\n\t"
+                     "smlad %[a3], %[v], %[w02], %[a3]\n\t"
+                     "ldr %[u], [%[x], %[P]]\n\t" /* channel c + 1 */
+                     "add %[t], %[x], %[P]\n\t"
+                     "ldr %[v], [%[t], %[P2]]\n\t" /* channel c + 3 */
+                     "pkhbt %[t], %[u], %[v], lsl #16\n\t"
+                     "pkhtb %[u], %[v], %[u], asr #16\n\t"
+                     "sxtb16 %[v], %[t]\n\t"
+                     "smlad %[a0], %[v], %[w13], %[a0]\n\t"
+                     "sxtb16 %[v], %[t], ror #8\n\t"
+                     "smlad %[a1], %[v], %[w13], %[a1]\n\t"
+                     "sxtb16 %[v], %[u]\n\t"
+                     "smlad %[a2], %[v], %[w13], %[a2]\n\t"
+                     "sxtb16 %[v], %[u], ror #8\n\t"
+                     "smlad %[a3], %[v], %[w13], %[a3]\n\t"
+                     "strd %[a0], %[a1], [%[acc]], #8\n\t"
+                     "strd %[a2], %[a3], [%[acc]], #8\n\t"
+                     "add %[x], %[x], #4\n\t"
+                     "cmp %[acc], %[end]\n\t"
+                     "bne 1b"
+                     : [x] "+&r"(x), [acc] "+&r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
+                       [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t)
+                     : [P] "r"(P), [P2] "r"(P2), [end] "r"(end), [w02] "r"(w02), [w13] "r"(w13)
+                     : "cc", "memory");
+}
+#endif
 TTE_ARM_NOINLINE void tte_pw_acc_s8(const int8_t *x, size_t P, const int8_t *w, int32_t n, int32_t wz, int32_t offset,
                                     int32_t count, int32_t *acc) {
     int32_t i = 0;
 #if defined(__ARM_FEATURE_DSP)
 #if defined(__thumb2__) && defined(__GNUC__)
+    if (wz == 0 && n >= 4 && n <= 32 && count >= 4) { /* few channels: a group of 4 at a time over every position */
+        const int32_t quads = count / 4;
+        for (int32_t q = 0; q < 4 * quads; q++) acc[q] = offset;
+        for (int32_t c = 0; c + 4 <= n; c += 4) tte_pw_group_s8(x + (size_t)c * P, (int32_t)P, w + c, quads, acc);
+        for (int32_t c = n & ~3; c < n; c++) { /* the channels past the groups of 4 */
+            const int8_t *xc = x + (size_t)c * P;
+            for (int32_t q = 0; q < 4 * quads; q++) acc[q] += (int32_t)xc[q] * (int32_t)w[c];
+        }
+        i = 4 * quads;
+    }
     if (wz == 0 && n >= 4) {
         for (; i + 4 <= count; i += 4) {
             int32_t a[4] = {offset, offset, offset, offset};
