@@ -637,8 +637,8 @@ TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w
             "add %[xb], %[xb], %[P4]\n\t"
             "cmp %[w], %[wend]\n\t"
             "bne 1b"
-            : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xa] "+&r"(x), [xb] "+&r"(xb), [w] "+&r"(w),
-              [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [wv] "=&r"(wv)
+            : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xa] "+&r"(x), [xb] "+&r"(xb),
+              [w] "+&r"(w), [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [wv] "=&r"(wv)
             : [P] "r"(P), [P4] "r"(P4), [wend] "r"(wend)
             : "cc", "memory");
     acc[0] = a0;
