@@ -302,5 +302,8 @@ int main(void) {
     }
     edge_multipliers = 0;
     stage_bytes = 0;
+    /* pointwise input gradients: a plane of fewer positions than a tile, output channels in several blocks */
+    grad_input("gi-pw-9x6-2x2", 9, 6, 2, 2, 1, 1, 0, 1, 1);
+    grad_input("gi-pw-70x12-3x3", 70, 12, 3, 3, 1, 1, 0, 1, 0);
     return 0;
 }

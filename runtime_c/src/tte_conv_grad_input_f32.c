@@ -10,7 +10,11 @@ int32_t tte_conv_grad_input_f32_get_buffer_size(const tte_dims *in_dims) {
 /* The pointwise tile: TTE_PW_TILE_C channels x TTE_PW_TILE_P positions whose accumulators stay in registers while
  * the output channels o run (a host's vector registers hold 8 x 16, a Cortex-M's 32 single-precision registers
  * 3 x 8 beside the 8 dz values of a row). */
-#if defined(__arm__)
+#if defined(__arm__) && defined(__thumb2__) && defined(__ARM_FP) && (__ARM_FP & 4) && defined(__GNUC__)
+#define TTE_GI_ARM 1 /* the hand-allocated tile below */
+#define TTE_PW_TILE_C 4
+#define TTE_PW_TILE_P 5
+#elif defined(__arm__)
 #define TTE_PW_TILE_C 3
 #define TTE_PW_TILE_P 8
 #else
@@ -18,6 +22,7 @@ int32_t tte_conv_grad_input_f32_get_buffer_size(const tte_dims *in_dims) {
 #define TTE_PW_TILE_P 16
 #endif
 
+#if !defined(TTE_GI_ARM)
 /* dx[c0 + j, p0 + i] for a tile of channels j and positions i: each the sum over o = o0 .. o0 + n - 1 (ascending)
  * of dz[o, p0 + i] * W[o, c0 + j].  The innermost loop runs across positions i, independent elements next to each
  * other in dz and dx, so the compiler gives each its own vector lane (on Arm: its own register) while every element
@@ -62,6 +67,8 @@ static void grad_input_pw_tile(int32_t o0, int32_t o1, const int8_t *w, int32_t 
         grad_input_pw_tile_body(o1 - o0, w, ldw, NULL, ws->scales + o0, dz, P, dx);
 }
 
+#endif
+
 /* The same for a part of a tile, nc channels x np positions (a weight part of fewer than TTE_PW_TILE_C columns, a
  * plane of fewer than TTE_PW_TILE_P positions). */
 static void grad_input_pw_edge(int32_t o0, int32_t o1, const int8_t *w, int32_t ldw, const tte_weights_s8 *ws,
@@ -82,6 +89,157 @@ static void grad_input_pw_edge(int32_t o0, int32_t o1, const int8_t *w, int32_t 
         for (int32_t i = 0; i < np; i++) dx[(size_t)j * (size_t)P + (size_t)i] = acc[j][i];
 }
 
+#if defined(TTE_GI_ARM)
+/* A tile of 4 channels x 5 positions: row j of its sums read from src + j * ss bytes, then += dz[o * P + i] *
+ * wf[4 o + j] for o = 0 .. n - 1 in turn (n >= 1), then row j written to dst + j * ds bytes.  The sums live in s12-s31,
+ * a row of dz in s0-s4 and the 4 weights in s5-s8, each loaded by one VLDM; VMLA (the product rounded, then added:
+ * the reference's two operations). */
+static void tte_gi_pw_4x5(const float *dz, int32_t P, const float *wf, int32_t n, const float *src, int32_t ss,
+                          float *dst, int32_t ds) {
+    const int32_t P4 = 4 * P;
+    const float *t;
+    float *u;
+    __asm__ volatile("vldmia %[src], {s12-s16}\n\t"
+                     "add %[t], %[src], %[ss]\n\t"
+                     "vldmia %[t], {s17-s21}\n\t"
+                     "add %[t], %[t], %[ss]\n\t"
+                     "vldmia %[t], {s22-s26}\n\t"
+                     "add %[t], %[t], %[ss]\n\t"
+                     "vldmia %[t], {s27-s31}\n\t"
+                     "1:\n\t"
+                     "vldmia %[dz], {s0-s4}\n\t"
+                     "vldmia %[wf]!, {s5-s8}\n\t"
+                     "add %[dz], %[dz], %[P4]\n\t"
+                     "vmla.f32 s12, s0, s5\n\t"
+                     "vmla.f32 s13, s1, s5\n\t"
+                     "vmla.f32 s14, s2, s5\n\t"
+                     "vmla.f32 s15, s3, s5\n\t"
+                     "vmla.f32 s16, s4, s5\n\t"
+                     "vmla.f32 s17, s0, s6\n\t"
+                     "vmla.f32 s18, s1, s6\n\t"
+                     "vmla.f32 s19, s2, s6\n\t"
+                     "vmla.f32 s20, s3, s6\n\t"
+                     "vmla.f32 s21, s4, s6\n\t"
+                     "vmla.f32 s22, s0, s7\n\t"
+                     "vmla.f32 s23, s1, s7\n\t"
+                     "vmla.f32 s24, s2, s7\n\t"
+                     "vmla.f32 s25, s3, s7\n\t"
+                     "vmla.f32 s26, s4, s7\n\t"
+                     "vmla.f32 s27, s0, s8\n\t"
+                     "vmla.f32 s28, s1, s8\n\t"
+                     "vmla.f32 s29, s2, s8\n\t"
+                     "vmla.f32 s30, s3, s8\n\t"
+                     "vmla.f32 s31, s4, s8\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     "vstmia %[dst], {s12-s16}\n\t"
+                     "add %[u], %[dst], %[ds]\n\t"
+                     "vstmia %[u], {s17-s21}\n\t"
+                     "add %[u], %[u], %[ds]\n\t"
+                     "vstmia %[u], {s22-s26}\n\t"
+                     "add %[u], %[u], %[ds]\n\t"
+                     "vstmia %[u], {s27-s31}"
+                     : [dz] "+&r"(dz), [wf] "+&r"(wf), [n] "+&r"(n), [t] "=&r"(t), [u] "=&r"(u)
+                     : [src] "r"(src), [ss] "r"(ss), [dst] "r"(dst), [ds] "r"(ds), [P4] "r"(P4)
+                     : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s12", "s13", "s14", "s15",
+                       "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29",
+                       "s30", "s31");
+}
+
+/* tte_gi_pw_4x5 for a tile of 4 x 4 (16 positions of a 4 x 4 plane take 4 of these, not 4 of 5 positions). */
+static void tte_gi_pw_4x4(const float *dz, int32_t P, const float *wf, int32_t n, const float *src, int32_t ss,
+                          float *dst, int32_t ds) {
+    const int32_t P4 = 4 * P;
+    const float *t;
+    float *u;
+    __asm__ volatile("vldmia %[src], {s16-s19}\n\t"
+                     "add %[t], %[src], %[ss]\n\t"
+                     "vldmia %[t], {s20-s23}\n\t"
+                     "add %[t], %[t], %[ss]\n\t"
+                     "vldmia %[t], {s24-s27}\n\t"
+                     "add %[t], %[t], %[ss]\n\t"
+                     "vldmia %[t], {s28-s31}\n\t"
+                     "1:\n\t"
+                     "vldmia %[dz], {s0-s3}\n\t"
+                     "vldmia %[wf]!, {s4-s7}\n\t"
+                     "add %[dz], %[dz], %[P4]\n\t"
+                     "vmla.f32 s16, s0, s4\n\t"
+                     "vmla.f32 s17, s1, s4\n\t"
+                     "vmla.f32 s18, s2, s4\n\t"
+                     "vmla.f32 s19, s3, s4\n\t"
+                     "vmla.f32 s20, s0, s5\n\t"
+                     "vmla.f32 s21, s1, s5\n\t"
+                     "vmla.f32 s22, s2, s5\n\t"
+                     "vmla.f32 s23, s3, s5\n\t"
+                     "vmla.f32 s24, s0, s6\n\t"
+                     "vmla.f32 s25, s1, s6\n\t"
+                     "vmla.f32 s26, s2, s6\n\t"
+                     "vmla.f32 s27, s3, s6\n\t"
+                     "vmla.f32 s28, s0, s7\n\t"
+                     "vmla.f32 s29, s1, s7\n\t"
+                     "vmla.f32 s30, s2, s7\n\t"
+                     "vmla.f32 s31, s3, s7\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     "vstmia %[dst], {s16-s19}\n\t"
+                     "add %[u], %[dst], %[ds]\n\t"
+                     "vstmia %[u], {s20-s23}\n\t"
+                     "add %[u], %[u], %[ds]\n\t"
+                     "vstmia %[u], {s24-s27}\n\t"
+                     "add %[u], %[u], %[ds]\n\t"
+                     "vstmia %[u], {s28-s31}"
+                     : [dz] "+&r"(dz), [wf] "+&r"(wf), [n] "+&r"(n), [t] "=&r"(t), [u] "=&r"(u)
+                     : [src] "r"(src), [ss] "r"(ss), [dst] "r"(dst), [ds] "r"(ds), [P4] "r"(P4)
+                     : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s16", "s17", "s18", "s19",
+                       "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31");
+}
+
+/* grad_input_pointwise's tiles on Arm: for each 4 columns of a weight part, the output channels 32 at a time, their
+ * weights converted once (wf) for every tile of 5 positions (of 4 where those cover the plane exactly and tiles of 5
+ * would not: tte_gi_pw_4x4); a tile's partial sums wait in dx between blocks of output channels (stored and loaded as
+ * float32: exact).  The positions past the whole tiles of 5: one more tile ending at the plane's end, its sums kept
+ * apart (`last`) until every block is in, then stored (the positions it shares with the tile before get the same
+ * values again).  Columns past the groups of 4, and planes of fewer than 5 positions: grad_input_pw_edge. */
+#define TTE_GI_OBLOCK 32
+static void grad_input_pw_part(int32_t o0, int32_t o1, const int8_t *base, int32_t ldw, const tte_weights_s8 *ws,
+                               const float *dzg, int32_t P, int32_t cols, float *dxc) {
+    static const float zeros[20];
+    float wf[TTE_GI_OBLOCK * 4], last[20];
+    const int32_t full = P / 5 * 5, P4 = 4 * P;
+    /* tiles of 4 positions when they cover the plane exactly and tiles of 5 would not (4 x 4 planes) */
+    const int by4 = P % 4 == 0 && P % 5 != 0 && P <= 32;
+    int32_t c = 0;
+    for (; c + 4 <= cols && P >= 5; c += 4) {
+        float *dx = dxc + (size_t)c * (size_t)P;
+        for (int32_t ob = o0; ob < o1; ob += TTE_GI_OBLOCK) {
+            const int32_t nb = o1 - ob < TTE_GI_OBLOCK ? o1 - ob : TTE_GI_OBLOCK;
+            const float *dzb = dzg + (size_t)(ob - o0) * (size_t)P;
+            for (int32_t k = 0; k < nb; k++) {
+                const int8_t *wr = base + (size_t)(ob - o0 + k) * (size_t)ldw + c;
+                const int32_t wz = ws->zero_points ? ws->zero_points[ob + k] : 0;
+                for (int32_t j = 0; j < 4; j++) wf[4 * k + j] = (float)((int32_t)wr[j] - wz) * ws->scales[ob + k];
+            }
+            if (by4) {
+                for (int32_t p = 0; p < P; p += 4)
+                    tte_gi_pw_4x4(dzb + p, P, wf, nb, ob == o0 ? zeros : dx + p, ob == o0 ? 16 : P4, dx + p, P4);
+                continue;
+            }
+            for (int32_t p = 0; p < full; p += 5)
+                tte_gi_pw_4x5(dzb + p, P, wf, nb, ob == o0 ? zeros : dx + p, ob == o0 ? 20 : P4, dx + p, P4);
+            if (full < P) tte_gi_pw_4x5(dzb + (P - 5), P, wf, nb, ob == o0 ? zeros : last, 20, last, 20);
+        }
+        if (full < P && !by4)
+            for (int32_t j = 0; j < 4; j++) memcpy(dx + (size_t)j * (size_t)P + (size_t)(P - 5), last + 5 * j, 20);
+    }
+    for (; c < cols; c += 4) { /* the last columns (fewer than 4), or every column of a plane under 5 positions */
+        const int32_t nc = cols - c < 4 ? cols - c : 4;
+        for (int32_t p = 0; p < P; p += 5)
+            grad_input_pw_edge(o0, o1, base + c, ldw, ws, dzg + p, P, nc, P - p < 5 ? P - p : 5,
+                               dxc + (size_t)c * (size_t)P + (size_t)p);
+    }
+}
+#endif
+
 /* 1x1, stride 1, no padding: dx[n, c, p] = sum over the group's o (ascending) of dz[n, o, p] * W[o, c], computed
  * straight into dx (only a depthwise conv runs in place), tile by tile.  The weight's trained columns and its
  * frozen ones are each contiguous within a row, so tiles stay within one part; at the end of a part (or of the
@@ -100,6 +258,10 @@ static void grad_input_pointwise(const tte_dims *w_dims, const tte_weights_s8 *w
                 const int32_t lo = part ? sw->channels : 0, hi = part ? CG : sw->channels, ldw = hi - lo;
                 if (ldw <= 0) continue;
                 const int8_t *base = (part ? sw->frozen : sw->trained) + (size_t)o0 * (size_t)ldw;
+#if defined(TTE_GI_ARM)
+                grad_input_pw_part(o0, o1, base, ldw, w, dzg, P, ldw,
+                                   dx + ((size_t)n * (size_t)C + (size_t)(g * CG + lo)) * (size_t)P);
+#else
                 for (int32_t c = lo; c < hi; c += TTE_PW_TILE_C) {
                     const int32_t cl = hi - c >= TTE_PW_TILE_C || ldw < TTE_PW_TILE_C ? c : hi - TTE_PW_TILE_C;
                     const int32_t nc = hi - cl < TTE_PW_TILE_C ? hi - cl : TTE_PW_TILE_C;
@@ -114,6 +276,7 @@ static void grad_input_pointwise(const tte_dims *w_dims, const tte_weights_s8 *w
                         }
                     }
                 }
+#endif
             }
         }
     }
