@@ -294,6 +294,8 @@ int main(void) {
         conv(name, 2, 7, 6, 5, 1, 5, 1, 2, 2, 1);
         snprintf(name, sizeof name, "conv-7x3-3x3s1-scratch%ld", (long)stage_bytes);
         conv(name, 7, 5, 5, 3, 1, 3, 1, 1, 7, 0);
+        snprintf(name, sizeof name, "pw-21x4-3x4-split3-scratch%ld", (long)stage_bytes); /* no trained group of 4 */
+        conv(name, 21, 3, 4, 4, 1, 1, 1, 0, 3, 0);
     }
     stage_bytes = 0;
     for (edge_multipliers = 1; edge_multipliers <= 2; edge_multipliers++) {
