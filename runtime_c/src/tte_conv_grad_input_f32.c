@@ -10,7 +10,7 @@ int32_t tte_conv_grad_input_f32_get_buffer_size(const tte_dims *in_dims) {
 /* The pointwise tile: TTE_PW_TILE_C channels x TTE_PW_TILE_P positions whose accumulators stay in registers while
  * the output channels o run (a host's vector registers hold 8 x 16, a Cortex-M's 32 single-precision registers
  * 3 x 8 beside the 8 dz values of a row). */
-#if defined(__arm__) && defined(__thumb2__) && defined(__ARM_FP) && (__ARM_FP & 4) && defined(__GNUC__)
+#if defined(__arm__) && defined(TTE_ARM_ASM) && defined(__ARM_FP) && (__ARM_FP & 4)
 #define TTE_GI_ARM 1 /* the hand-allocated tile below */
 #define TTE_PW_TILE_C 4
 #define TTE_PW_TILE_P 5

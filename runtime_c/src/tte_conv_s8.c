@@ -36,15 +36,15 @@ static void tte_pw_stage(const int8_t *x, size_t P, int32_t groups, int32_t stri
  * by SXTB16, 8 SMLADs. */
 TTE_ARM_NOINLINE void tte_pw_staged_dot(const int32_t *t, const int8_t *w, int32_t groups, int32_t *acc) {
     if (groups <= 0) return;
-#if defined(__thumb2__) && defined(__GNUC__)
+#if defined(TTE_ARM_ASM)
     register int32_t r0 __asm__("r2"), r1 __asm__("r3"), r2 __asm__("r4"), r3 __asm__("r5");
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], ww, w02, w13;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], w13, w02;
     const int8_t *end = w + 4 * groups;
     __asm__("1:\n\t"
-            "ldr %[ww], [%[w]], #4\n\t"
+            "ldr %[w13], [%[w]], #4\n\t"
             "ldmia %[t]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
-            "sxtb16 %[w02], %[ww]\n\t"
-            "sxtb16 %[w13], %[ww], ror #8\n\t"
+            "sxtb16 %[w02], %[w13]\n\t"
+            "sxtb16 %[w13], %[w13], ror #8\n\t"
             "smlad %[a0], %[r0], %[w02], %[a0]\n\t"
             "smlad %[a0], %[r1], %[w13], %[a0]\n\t"
             "smlad %[a1], %[r2], %[w02], %[a1]\n\t"
@@ -57,8 +57,7 @@ TTE_ARM_NOINLINE void tte_pw_staged_dot(const int32_t *t, const int8_t *w, int32
             "cmp %[w], %[end]\n\t"
             "bne 1b"
             : [t] "+&r"(t), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),
-              [ww] "=&r"(ww), [w02] "=&r"(w02), [w13] "=&r"(w13), [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2),
-              [r3] "=&r"(r3)
+              [w02] "=&r"(w02), [w13] "=&r"(w13), [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [r3] "=&r"(r3)
             : [end] "r"(end)
             : "cc", "memory");
 #else
@@ -126,9 +125,9 @@ static int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x, int32_t 
 #if defined(__ARM_FEATURE_DSP)
 /* Two rows of halfword pairs times two more, words 2 at a time (n even, >= 2): *a_ij += sum_t SMLAD(p_i[t], w_j[t]);
  * registers allocated by hand (the compiler's loop kept pointers on the stack). */
-static void tte_dot2x2_s16(const int32_t *p0, const int32_t *p1, const int32_t *w0, const int32_t *w1, int32_t n,
+TTE_ARM_NOINLINE void tte_dot2x2_s16(const int32_t *p0, const int32_t *p1, const int32_t *w0, const int32_t *w1, int32_t n,
                            int32_t *a00, int32_t *a01, int32_t *a10, int32_t *a11) {
-#if defined(__thumb2__) && defined(__GNUC__)
+#if defined(TTE_ARM_ASM)
     int32_t b00 = *a00, b01 = *a01, b10 = *a10, b11 = *a11, u, z, f, g;
     const int32_t *end = p0 + n;
     __asm__("1:\n\t"

@@ -49,6 +49,12 @@ static inline int32_t tte_pair16(int32_t lo, int32_t hi) {
 }
 #endif
 
+/* The hottest loops are inline assembly with their registers allocated by hand (at most 13 core registers each, so
+ * that a frame pointer may keep its own); only when optimizing (at -O0 gcc keeps too many registers for itself). */
+#if defined(__thumb2__) && defined(__GNUC__) && defined(__OPTIMIZE__)
+#define TTE_ARM_ASM 1
+#endif
+
 /* round_half_even(v) for the requantization below, exact where it matters: the result only feeds
  * clamp(r + zero_point, qmin, qmax) and its inside-or-not test, with zero points in [-128, 127], so any r beyond
  * [-256, 256] may stand in for r = +-256 as long as it keeps its side (NaN rounds to the low end, semantics.py
@@ -236,7 +242,7 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     return tte_round_clamp_mask(tte_acc_to_float(acc, r->bias) * r->m, r->zero_point, r->qmin, r->qmax, mask, index);
 }
 
-#if defined(TTE_RQ_DSP) && defined(__thumb2__) && defined(__GNUC__)
+#if defined(TTE_RQ_DSP) && defined(TTE_ARM_ASM)
 /* y[i] = clamp(tte_rq_round_dsp(acc[i]) + z_y, qmin, qmax) for i < 4 quads (no mask), four outputs per iteration with
  * the registers allocated by hand: VMOV moves two values between the core and the FPU in one instruction; after
  * VCVTR the results are saturated to 16 bits and paired (outputs i, i + 2 and i + 1, i + 3), z_y added by QADD16,
@@ -350,7 +356,7 @@ TTE_ARM_NOINLINE void tte_rq_run_dsp(const tte_rq *r, const int32_t *acc, int32_
     const tte_rq rq = *r;
     const uint32_t span = (uint32_t)(rq.qmax - rq.qmin);
     int32_t i = 0;
-#if defined(__thumb2__) && defined(__GNUC__)
+#if defined(TTE_ARM_ASM)
     if (mask == NULL) { /* four at a time (tte_rq4_dsp), then the rest below */
         tte_rq4_dsp(&rq, acc, n / 4, y);
         i = n & ~3;
@@ -373,7 +379,7 @@ TTE_ARM_NOINLINE void tte_rq_run_dsp(const tte_rq *r, const int32_t *acc, int32_
         return;
     }
     for (; i < n && ((index + (size_t)i) & 7u) != 0u; i++) y[i] = tte_rq_apply(&rq, acc[i], mask, index + (size_t)i);
-#if defined(__thumb2__) && defined(__GNUC__)
+#if defined(TTE_ARM_ASM)
     tte_rq8_mask_dsp(&rq, acc + i, (n - i) / 8, y + i, mask + ((index + (size_t)i) >> 3));
     i += (n - i) & ~7;
 #endif
@@ -595,7 +601,7 @@ static inline int32_t tte_pkhtb16(int32_t hi, int32_t lo) { /* (lo's high half, 
     return r;
 }
 #endif
-#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+#if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
 /* acc[q] += sum_{c < 4 groups} x[c * P + q] * w[c], q = 0 .. 3 (symmetric weights; groups >= 1), as tte_pw_acc_s8's
  * DSP loop but with its registers allocated by hand (the compiler's version kept half its values on the stack): per
  * 4 channels, a word of 4 positions from each, PKHBT / PKHTB pairing channels c and c + 2 (then c + 1 and c + 3),
@@ -603,7 +609,6 @@ static inline int32_t tte_pkhtb16(int32_t hi, int32_t lo) { /* (lo's high half, 
 TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w, int32_t groups, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], u, v, t, wv;
     const int8_t *xb = x + 2 * P, *wend = w + 4 * groups;
-    const int32_t P4 = 4 * P;
     __asm__("1:\n\t"
             "ldr %[u], [%[xa]]\n\t"          /* channel c, positions 0 .. 3 */
             "ldr %[v], [%[xb]]\n\t"          /* channel c + 2 */
@@ -633,13 +638,13 @@ TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w
             "smlad %[a2], %[v], %[wv], %[a2]\n\t"
             "sxtb16 %[v], %[u], ror #8\n\t"
             "smlad %[a3], %[v], %[wv], %[a3]\n\t"
-            "add %[xa], %[xa], %[P4]\n\t"
-            "add %[xb], %[xb], %[P4]\n\t"
+            "add %[xa], %[xa], %[P], lsl #2\n\t"
+            "add %[xb], %[xb], %[P], lsl #2\n\t"
             "cmp %[w], %[wend]\n\t"
             "bne 1b"
             : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xa] "+&r"(x), [xb] "+&r"(xb),
               [w] "+&r"(w), [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [wv] "=&r"(wv)
-            : [P] "r"(P), [P4] "r"(P4), [wend] "r"(wend)
+            : [P] "r"(P), [wend] "r"(wend)
             : "cc", "memory");
     acc[0] = a0;
     acc[1] = a1;
@@ -647,19 +652,19 @@ TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w
     acc[3] = a3;
 }
 #endif
-#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+#if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
 /* acc[q] += sum_{c < 4} x[c * P + q] * w[c] for q < 4 quads (one group of 4 channels, symmetric weights, quads >= 1):
  * tte_pw_quad_s8's step with the positions innermost, the accumulators in memory (for few channels, where a call per 4
  * positions would cost as much as its multiply-accumulates). */
 TTE_ARM_NOINLINE void tte_pw_group_s8(const int8_t *x, int32_t P, const int8_t *w, int32_t quads, int32_t *acc) {
-    const int32_t ww = tte_ld32(w), w02 = __sxtb16(ww), w13 = tte_sxtb16_ror8(ww), P2 = 2 * P;
+    const int32_t ww = tte_ld32(w), w02 = __sxtb16(ww), w13 = tte_sxtb16_ror8(ww);
     const int32_t *end = acc + 4 * quads;
     int32_t a0, a1, a2, a3, u, v, t;
     __asm__ volatile("1:\n\t"
                      "ldrd %[a0], %[a1], [%[acc]]\n\t"
                      "ldrd %[a2], %[a3], [%[acc], #8]\n\t"
                      "ldr %[u], [%[x]]\n\t"       /* channel c, positions 0 .. 3 */
-                     "ldr %[v], [%[x], %[P2]]\n\t" /* channel c + 2 */
+                     "ldr %[v], [%[x], %[P], lsl #1]\n\t" /* channel c + 2 */
                      "pkhbt %[t], %[u], %[v], lsl #16\n\t"
                      "pkhtb %[u], %[v], %[u], asr #16\n\t"
                      "sxtb16 %[v], %[t]\n\t"
@@ -672,7 +677,7 @@ TTE_ARM_NOINLINE void tte_pw_group_s8(const int8_t *x, int32_t P, const int8_t *
                      "smlad %[a3], %[v], %[w02], %[a3]\n\t"
                      "ldr %[u], [%[x], %[P]]\n\t" /* channel c + 1 */
                      "add %[t], %[x], %[P]\n\t"
-                     "ldr %[v], [%[t], %[P2]]\n\t" /* channel c + 3 */
+                     "ldr %[v], [%[t], %[P], lsl #1]\n\t" /* channel c + 3 */
                      "pkhbt %[t], %[u], %[v], lsl #16\n\t"
                      "pkhtb %[u], %[v], %[u], asr #16\n\t"
                      "sxtb16 %[v], %[t]\n\t"
@@ -690,7 +695,7 @@ TTE_ARM_NOINLINE void tte_pw_group_s8(const int8_t *x, int32_t P, const int8_t *
                      "bne 1b"
                      : [x] "+&r"(x), [acc] "+&r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
                        [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t)
-                     : [P] "r"(P), [P2] "r"(P2), [end] "r"(end), [w02] "r"(w02), [w13] "r"(w13)
+                     : [P] "r"(P), [end] "r"(end), [w02] "r"(w02), [w13] "r"(w13)
                      : "cc", "memory");
 }
 #endif
@@ -698,7 +703,7 @@ TTE_ARM_NOINLINE void tte_pw_acc_s8(const int8_t *x, size_t P, const int8_t *w, 
                                     int32_t count, int32_t *acc) {
     int32_t i = 0;
 #if defined(__ARM_FEATURE_DSP)
-#if defined(__thumb2__) && defined(__GNUC__)
+#if defined(TTE_ARM_ASM)
     if (wz == 0 && n >= 4 && n <= 32 && count >= 4) { /* few channels: a group of 4 at a time over every position */
         const int32_t quads = count / 4;
         for (int32_t q = 0; q < 4 * quads; q++) acc[q] = offset;
