@@ -125,8 +125,8 @@ static int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x, int32_t 
 #if defined(__ARM_FEATURE_DSP)
 /* Two rows of halfword pairs times two more, words 2 at a time (n even, >= 2): *a_ij += sum_t SMLAD(p_i[t], w_j[t]);
  * registers allocated by hand (the compiler's loop kept pointers on the stack). */
-TTE_ARM_NOINLINE void tte_dot2x2_s16(const int32_t *p0, const int32_t *p1, const int32_t *w0, const int32_t *w1, int32_t n,
-                           int32_t *a00, int32_t *a01, int32_t *a10, int32_t *a11) {
+TTE_ARM_NOINLINE void tte_dot2x2_s16(const int32_t *p0, const int32_t *p1, const int32_t *w0, const int32_t *w1,
+                                     int32_t n, int32_t *a00, int32_t *a01, int32_t *a10, int32_t *a11) {
 #if defined(TTE_ARM_ASM)
     int32_t b00 = *a00, b01 = *a01, b10 = *a10, b11 = *a11, u, z, f, g;
     const int32_t *end = p0 + n;
