@@ -77,9 +77,9 @@ TTE_ARM_NOINLINE void tte_pw_staged_dot(const int32_t *t, const int8_t *w, int32
 }
 
 /* The pointwise conv through staged chunks (see tte_pw_stage): 0 when `scratch` is too small for 4 positions. */
-static int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x, int32_t C, size_t SP, int32_t O,
-                            const tte_split_weights *weights, const int32_t *bias, const float *multipliers, int8_t *y,
-                            uint8_t *mask, size_t base, int8_t *scratch, int32_t scratch_bytes) {
+TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x, int32_t C, size_t SP, int32_t O,
+                                      const tte_split_weights *weights, const int32_t *bias, const float *multipliers,
+                                      int8_t *y, uint8_t *mask, size_t base, int8_t *scratch, int32_t scratch_bytes) {
     const int32_t CT = weights->frozen ? weights->channels : C, CF = C - CT, P = (int32_t)SP;
     const int32_t GT = CT / 4, GF = CF / 4, G = GT + GF; /* channel groups: trained ones, then frozen ones */
     if (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u || G == 0 || P < 4) return 0;
@@ -171,11 +171,11 @@ TTE_ARM_NOINLINE void tte_dot2x2_s16(const int32_t *p0, const int32_t *p1, const
  * a matrix product: each output channel's taps w - z_w as halfword pairs, then chunk by chunk of output positions
  * their windows x - z_x (padding: 0) as halfword pairs too (both in `scratch`), and two channels x two positions per
  * SMLAD step.  0 when the scratch is too small (or z_x or a z_w is outside int8). */
-static int tte_conv_gathered_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
-                                const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
-                                const int32_t *wzp, const int32_t *bias, const float *multipliers,
-                                const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch,
-                                int32_t scratch_bytes) {
+TTE_ARM_NOINLINE int tte_conv_gathered_s8(const tte_conv_geometry *geo, const tte_quant_params *q,
+                                          const tte_dims *in_dims, const int8_t *input, const tte_dims *w_dims,
+                                          const tte_split_weights *weights, const int32_t *wzp, const int32_t *bias,
+                                          const float *multipliers, const tte_dims *out_dims, int8_t *output,
+                                          uint8_t *mask, int8_t *scratch, int32_t scratch_bytes) {
     const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w, O = w_dims->n, KH = w_dims->h, KW = w_dims->w;
     const int32_t HO = out_dims->h, WO = out_dims->w, KK = KH * KW, T = C * KK, zx = q->input_zero_point;
     const int32_t T2 = (T + 3) / 4 * 2; /* words per window: an even number of halfword pairs (zeros past T) */
