@@ -216,7 +216,7 @@ def test_conv_grad_input(case, split, zero_zp):
 
 
 def test_conv_grad_input_rejects_bad_dims():
-    """Input channels that are not CG * groups, or dz channels that are not O."""
+    """Input channels that are not CG * groups, dz channels that are not O, or O not a multiple of the groups."""
     w = np.zeros((4, 3, 3, 3), np.int8)
     scales = np.ones(4, F32)
     ws = WeightsS8(SplitWeights(ptr(w), None, 3), None, ptr(scales))
@@ -226,6 +226,14 @@ def test_conv_grad_input_rejects_bad_dims():
         st = lib().tte_conv_grad_input_f32(ref(geo), ref(dims(w.shape)), ref(ws), ref(dims((1, dz_c, 5, 5))), ptr(dz),
                                            ref(dims((1, in_c, 5, 5))), ptr(dx), ptr(scratch))
         assert st == TTE_ERROR_ARGUMENT
+    # output channels that do not split into the groups (1 output channel, 2 groups of 3 input channels): no group
+    # may be left with no output channel, whose input gradient nothing would write
+    w1 = np.zeros((1, 3, 1, 1), np.int8)
+    ws1 = WeightsS8(SplitWeights(ptr(w1), None, 3), None, ptr(scales))
+    dx6 = np.full(6 * 9, 7.0, F32)
+    st = lib().tte_conv_grad_input_f32(ref(ConvGeometry(1, 1, 0, 0, 0, 0, 2)), ref(dims(w1.shape)), ref(ws1),
+                                       ref(dims((1, 1, 3, 3))), ptr(dz), ref(dims((1, 6, 3, 3))), ptr(dx6), ptr(scratch))
+    assert st == TTE_ERROR_ARGUMENT and (dx6 == 7.0).all()
 
 
 def _conv_weight_setup(case: str, split: bool, key):

@@ -380,7 +380,7 @@ tte_status tte_conv_grad_input_f32(const tte_conv_geometry *geo, const tte_dims 
     const int32_t O = w_dims->n, CG = w_dims->c, KH = w_dims->h, KW = w_dims->w;
     const int32_t HO = dz_dims->h, WO = dz_dims->w, OG = O / geo->groups;
     const int32_t sh = geo->stride_h, sw = geo->stride_w;
-    if (C != CG * geo->groups || dz_dims->c != O) return TTE_ERROR_ARGUMENT;
+    if (geo->groups < 1 || C != CG * geo->groups || O % geo->groups || dz_dims->c != O) return TTE_ERROR_ARGUMENT;
     const int32_t depthwise = CG == 1 && geo->groups == O;
     if (KH == 1 && KW == 1 && sh == 1 && sw == 1 && geo->pad_top == 0 && geo->pad_left == 0 && HO == H && WO == W &&
         !depthwise) {

@@ -50,8 +50,9 @@ static inline int32_t tte_pair16(int32_t lo, int32_t hi) {
 #endif
 
 /* The hottest loops are inline assembly with their registers allocated by hand (at most 13 core registers each, so
- * that a frame pointer may keep its own); only when optimizing (at -O0 gcc keeps too many registers for itself). */
-#if defined(__thumb2__) && defined(__GNUC__) && defined(__OPTIMIZE__)
+ * that a frame pointer may keep its own); only when optimizing (at -O0 gcc keeps too many registers for itself) and
+ * where word loads and stores may be unaligned (they load rows at any offset; -mno-unaligned-access: the C loops). */
+#if defined(__thumb2__) && defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__ARM_FEATURE_UNALIGNED)
 #define TTE_ARM_ASM 1
 #endif
 
