@@ -231,8 +231,9 @@ def test_conv_grad_input_rejects_bad_dims():
     w1 = np.zeros((1, 3, 1, 1), np.int8)
     ws1 = WeightsS8(SplitWeights(ptr(w1), None, 3), None, ptr(scales))
     dx6 = np.full(6 * 9, 7.0, F32)
-    st = lib().tte_conv_grad_input_f32(ref(ConvGeometry(1, 1, 0, 0, 0, 0, 2)), ref(dims(w1.shape)), ref(ws1),
-                                       ref(dims((1, 1, 3, 3))), ptr(dz), ref(dims((1, 6, 3, 3))), ptr(dx6), ptr(scratch))
+    geo2 = ConvGeometry(1, 1, 0, 0, 0, 0, 2)
+    st = lib().tte_conv_grad_input_f32(ref(geo2), ref(dims(w1.shape)), ref(ws1), ref(dims((1, 1, 3, 3))), ptr(dz),
+                                       ref(dims((1, 6, 3, 3))), ptr(dx6), ptr(scratch))
     assert st == TTE_ERROR_ARGUMENT and (dx6 == 7.0).all()
 
 
