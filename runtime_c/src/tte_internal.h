@@ -603,6 +603,17 @@ static inline int32_t tte_pkhtb16(int32_t hi, int32_t lo) { /* (lo's high half, 
 }
 #endif
 #if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
+/* The four positions of a channel pair, t = (c: 0 1, c': 0 1) and u = (c: 2 3, c': 2 3) as PKHBT / PKHTB leave them,
+ * spread by SXTB16 into (c, c') halfword pairs (v) and multiplied by the weight pair W into a0 .. a3. */
+#define TTE_PW_PAIRS4(W)                                                                                              \
+    "sxtb16 %[v], %[t]\n\t"                                                                                          \
+    "smlad %[a0], %[v], " W ", %[a0]\n\t"                                                                            \
+    "sxtb16 %[v], %[t], ror #8\n\t"                                                                                  \
+    "smlad %[a1], %[v], " W ", %[a1]\n\t"                                                                            \
+    "sxtb16 %[v], %[u]\n\t"                                                                                          \
+    "smlad %[a2], %[v], " W ", %[a2]\n\t"                                                                            \
+    "sxtb16 %[v], %[u], ror #8\n\t"                                                                                  \
+    "smlad %[a3], %[v], " W ", %[a3]\n\t"
 /* acc[q] += sum_{c < 4 groups} x[c * P + q] * w[c], q = 0 .. 3 (symmetric weights; groups >= 1), as tte_pw_acc_s8's
  * DSP loop but with its registers allocated by hand (the compiler's version kept half its values on the stack): per
  * 4 channels, a word of 4 positions from each, PKHBT / PKHTB pairing channels c and c + 2 (then c + 1 and c + 3),
@@ -617,28 +628,14 @@ TTE_ARM_NOINLINE void tte_pw_quad_s8(const int8_t *x, int32_t P, const int8_t *w
             "pkhbt %[t], %[u], %[v], lsl #16\n\t" /* (u0 u1 v0 v1) */
             "pkhtb %[u], %[v], %[u], asr #16\n\t" /* (u2 u3 v2 v3) */
             "sxtb16 %[wv], %[wv]\n\t"        /* (w0, w2) */
-            "sxtb16 %[v], %[t]\n\t"
-            "smlad %[a0], %[v], %[wv], %[a0]\n\t"
-            "sxtb16 %[v], %[t], ror #8\n\t"
-            "smlad %[a1], %[v], %[wv], %[a1]\n\t"
-            "sxtb16 %[v], %[u]\n\t"
-            "smlad %[a2], %[v], %[wv], %[a2]\n\t"
-            "sxtb16 %[v], %[u], ror #8\n\t"
-            "smlad %[a3], %[v], %[wv], %[a3]\n\t"
+            TTE_PW_PAIRS4("%[wv]")
             "ldr %[u], [%[xa], %[P]]\n\t"    /* channel c + 1 */
             "ldr %[v], [%[xb], %[P]]\n\t"    /* channel c + 3 */
             "ldr %[wv], [%[w]], #4\n\t"
             "pkhbt %[t], %[u], %[v], lsl #16\n\t"
             "pkhtb %[u], %[v], %[u], asr #16\n\t"
             "sxtb16 %[wv], %[wv], ror #8\n\t" /* (w1, w3) */
-            "sxtb16 %[v], %[t]\n\t"
-            "smlad %[a0], %[v], %[wv], %[a0]\n\t"
-            "sxtb16 %[v], %[t], ror #8\n\t"
-            "smlad %[a1], %[v], %[wv], %[a1]\n\t"
-            "sxtb16 %[v], %[u]\n\t"
-            "smlad %[a2], %[v], %[wv], %[a2]\n\t"
-            "sxtb16 %[v], %[u], ror #8\n\t"
-            "smlad %[a3], %[v], %[wv], %[a3]\n\t"
+            TTE_PW_PAIRS4("%[wv]")
             "add %[xa], %[xa], %[P], lsl #2\n\t"
             "add %[xb], %[xb], %[P], lsl #2\n\t"
             "cmp %[w], %[wend]\n\t"
@@ -668,27 +665,13 @@ TTE_ARM_NOINLINE void tte_pw_group_s8(const int8_t *x, int32_t P, const int8_t *
                      "ldr %[v], [%[x], %[P], lsl #1]\n\t" /* channel c + 2 */
                      "pkhbt %[t], %[u], %[v], lsl #16\n\t"
                      "pkhtb %[u], %[v], %[u], asr #16\n\t"
-                     "sxtb16 %[v], %[t]\n\t"
-                     "smlad %[a0], %[v], %[w02], %[a0]\n\t"
-                     "sxtb16 %[v], %[t], ror #8\n\t"
-                     "smlad %[a1], %[v], %[w02], %[a1]\n\t"
-                     "sxtb16 %[v], %[u]\n\t"
-                     "smlad %[a2], %[v], %[w02], %[a2]\n\t"
-                     "sxtb16 %[v], %[u], ror #8\n\t"
-                     "smlad %[a3], %[v], %[w02], %[a3]\n\t"
+                     TTE_PW_PAIRS4("%[w02]")
                      "ldr %[u], [%[x], %[P]]\n\t" /* channel c + 1 */
                      "add %[t], %[x], %[P]\n\t"
                      "ldr %[v], [%[t], %[P], lsl #1]\n\t" /* channel c + 3 */
                      "pkhbt %[t], %[u], %[v], lsl #16\n\t"
                      "pkhtb %[u], %[v], %[u], asr #16\n\t"
-                     "sxtb16 %[v], %[t]\n\t"
-                     "smlad %[a0], %[v], %[w13], %[a0]\n\t"
-                     "sxtb16 %[v], %[t], ror #8\n\t"
-                     "smlad %[a1], %[v], %[w13], %[a1]\n\t"
-                     "sxtb16 %[v], %[u]\n\t"
-                     "smlad %[a2], %[v], %[w13], %[a2]\n\t"
-                     "sxtb16 %[v], %[u], ror #8\n\t"
-                     "smlad %[a3], %[v], %[w13], %[a3]\n\t"
+                     TTE_PW_PAIRS4("%[w13]")
                      "strd %[a0], %[a1], [%[acc]], #8\n\t"
                      "strd %[a2], %[a3], [%[acc]], #8\n\t"
                      "add %[x], %[x], #4\n\t"
@@ -699,6 +682,7 @@ TTE_ARM_NOINLINE void tte_pw_group_s8(const int8_t *x, int32_t P, const int8_t *
                      : [P] "r"(P), [end] "r"(end), [w02] "r"(w02), [w13] "r"(w13)
                      : "cc", "memory");
 }
+#undef TTE_PW_PAIRS4
 #endif
 TTE_ARM_NOINLINE void tte_pw_acc_s8(const int8_t *x, size_t P, const int8_t *w, int32_t n, int32_t wz, int32_t offset,
                                     int32_t count, int32_t *acc) {
