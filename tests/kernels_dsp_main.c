@@ -267,35 +267,33 @@ int main(void) {
     weight_update("bench-wu-pw-64x96-8x8", 64, 96, 8, 8, 1, 0, TTE_ROUND_STOCHASTIC);
     /* pointwise convs with scratch (the Arm DSP path stages chunks of positions there): room for 4 positions (or too
      * little for any), for a few chunks, for whole runs; splits whose parts leave channels past their groups of 4 */
+    static const struct { /* conv()'s arguments */
+        const char *name;
+        int32_t C, H, W, O, groups, K, s, p, split, zps;
+    } staged[] = {
+        {"pw-16x8-8x8", 16, 8, 8, 8, 1, 1, 1, 0, 16, 0},
+        {"pw-7x5-5x3", 7, 5, 3, 5, 1, 1, 1, 0, 7, 0},
+        {"pw-17x3-3x3-split5", 17, 3, 3, 3, 1, 1, 1, 0, 5, 0},
+        {"pw-24x16-4x4-split8", 24, 4, 4, 16, 1, 1, 1, 0, 8, 0},
+        {"pw-29x6-6x7-split10", 29, 6, 7, 6, 1, 1, 1, 0, 10, 0},
+        {"pw-3x1-1x1", 3, 1, 1, 1, 1, 1, 1, 0, 3, 0},
+        {"pw-64x5-3x5", 64, 3, 5, 5, 1, 1, 1, 0, 64, 0},
+        /* small regular convs (the stem: windows gathered): odd channels and positions, weight zero points, splits */
+        {"stem-3x8-3x3s2", 3, 17, 17, 8, 1, 3, 2, 1, 3, 1},
+        {"stem-3x7-3x3s2-split2", 3, 9, 11, 7, 1, 3, 2, 1, 2, 0},
+        {"conv-2x5-5x5s1", 2, 7, 6, 5, 1, 5, 1, 2, 2, 1},
+        {"conv-7x3-3x3s1", 7, 5, 5, 3, 1, 3, 1, 1, 7, 0},
+        {"pw-21x4-3x4-split3", 21, 3, 4, 4, 1, 1, 1, 0, 3, 0}, /* no trained group of 4 */
+    };
     for (int k = 0; k < 3; k++) {
         static const int32_t bytes[3] = {192, 700, 16384};
-        char name[64];
         stage_bytes = bytes[k];
-        snprintf(name, sizeof name, "pw-16x8-8x8-scratch%ld", (long)stage_bytes);
-        conv(name, 16, 8, 8, 8, 1, 1, 1, 0, 16, 0);
-        snprintf(name, sizeof name, "pw-7x5-5x3-scratch%ld", (long)stage_bytes);
-        conv(name, 7, 5, 3, 5, 1, 1, 1, 0, 7, 0);
-        snprintf(name, sizeof name, "pw-17x3-3x3-split5-scratch%ld", (long)stage_bytes);
-        conv(name, 17, 3, 3, 3, 1, 1, 1, 0, 5, 0);
-        snprintf(name, sizeof name, "pw-24x16-4x4-split8-scratch%ld", (long)stage_bytes);
-        conv(name, 24, 4, 4, 16, 1, 1, 1, 0, 8, 0);
-        snprintf(name, sizeof name, "pw-29x6-6x7-split10-scratch%ld", (long)stage_bytes);
-        conv(name, 29, 6, 7, 6, 1, 1, 1, 0, 10, 0);
-        snprintf(name, sizeof name, "pw-3x1-1x1-scratch%ld", (long)stage_bytes);
-        conv(name, 3, 1, 1, 1, 1, 1, 1, 0, 3, 0);
-        snprintf(name, sizeof name, "pw-64x5-3x5-scratch%ld", (long)stage_bytes);
-        conv(name, 64, 3, 5, 5, 1, 1, 1, 0, 64, 0);
-        /* small regular convs (the stem: windows gathered): odd channels and positions, weight zero points, splits */
-        snprintf(name, sizeof name, "stem-3x8-3x3s2-scratch%ld", (long)stage_bytes);
-        conv(name, 3, 17, 17, 8, 1, 3, 2, 1, 3, 1);
-        snprintf(name, sizeof name, "stem-3x7-3x3s2-split2-scratch%ld", (long)stage_bytes);
-        conv(name, 3, 9, 11, 7, 1, 3, 2, 1, 2, 0);
-        snprintf(name, sizeof name, "conv-2x5-5x5s1-scratch%ld", (long)stage_bytes);
-        conv(name, 2, 7, 6, 5, 1, 5, 1, 2, 2, 1);
-        snprintf(name, sizeof name, "conv-7x3-3x3s1-scratch%ld", (long)stage_bytes);
-        conv(name, 7, 5, 5, 3, 1, 3, 1, 1, 7, 0);
-        snprintf(name, sizeof name, "pw-21x4-3x4-split3-scratch%ld", (long)stage_bytes); /* no trained group of 4 */
-        conv(name, 21, 3, 4, 4, 1, 1, 1, 0, 3, 0);
+        for (size_t i = 0; i < sizeof staged / sizeof staged[0]; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s-scratch%ld", staged[i].name, (long)stage_bytes);
+            conv(name, staged[i].C, staged[i].H, staged[i].W, staged[i].O, staged[i].groups, staged[i].K, staged[i].s,
+                 staged[i].p, staged[i].split, staged[i].zps);
+        }
     }
     stage_bytes = 0;
     for (edge_multipliers = 1; edge_multipliers <= 2; edge_multipliers++) {
