@@ -8,6 +8,7 @@ problem whose answer is known; a trial's faster build trains the integers of bui
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import re
 import sys
@@ -21,7 +22,7 @@ from conftest import run_cli as run
 
 import tte
 from tte.codegen import build_program
-from tte.evolution import finalists
+from tte.evolution import choose, finalists
 from tte.search import RATIOS, Space, evolve, screened, search
 from tte.trainer import fit
 from tte.trials import TrialCache, TrialSpec, build_trial_program
@@ -174,13 +175,23 @@ def test_the_finalists_start_with_the_evolutions_best_and_the_best_joint_score_w
     assert alone.finalists == [] and alone.table() == one_worker.table()[:len(alone.trials)]
     assert keys[0] == alone.key  # the evolution's best comes first
     assert finals[0].tested > one_worker.baseline.tested  # scored on more held-out samples than a trial
-    best = max(t.correct for t in finals)
-    chosen = [key for key, t in zip(keys, finals) if t.correct == best]
-    assert one_worker.key == min(chosen, key=lambda key: one_worker.finalist_figures[key][0])
+    n, best = finals[0].tested, max(t.correct for t in finals)
+    close = [key for key, t in zip(keys, finals) if t.correct >= best - math.sqrt(best * (n - best) / n)]
+    assert one_worker.key == min(close, key=lambda key: one_worker.finalist_figures[key][0])
     assert all(one_worker.finalist_figures[key][0] <= 30 * 1024 for key in keys)
     k, weights = one_worker.key
     assert one_worker.scheme["bias_update_last"] == k and one_worker.scheme["weight_update"] == {
         str(i): (1 if r == 1 else r) for i, r in weights}
+
+
+def test_the_finalist_kept_is_the_least_sram_within_one_standard_error_of_the_best_score():
+    # 974 of 1000: a standard error of sqrt(974 * 26 / 1000) = 5.03 samples, so 969 is within it and 968 is not
+    assert choose([974, 969, 968, 972], 1000, [250, 210, 150, 240]) == 1
+    assert choose([974, 968, 972], 1000, [250, 150, 240]) == 2
+    assert choose([974, 969, 972], 1000, [250, 210, 210]) == 2  # equal SRAM: the higher score
+    assert choose([970, 970], 1000, [200, 200]) == 0  # then the earlier finalist (the evolution's best)
+    assert choose([1000, 999], 1000, [250, 100]) == 0  # all correct: no error to speak of, the best score alone
+    assert choose([3, 2], 4, [9, 1]) == 0  # 3 of 4: 0.87 samples, a score of 2 is not within it
 
 
 def test_the_finalists_add_the_best_measured_layers_one_at_a_time():

@@ -552,8 +552,8 @@ def _at_least(low: int, what: str):
 @click.option("--generations", type=int, default=20, show_default=True, callback=_at_least(0, "--generations"),
               help="Generations of the evolutionary search.")
 @click.option("--finalists", type=int, default=6, show_default=True, metavar="N", callback=_at_least(1, "--finalists"),
-              help="Then fine-tune N schemes whole (the evolution's best, simpler ones of the best-measured layers) on "
-                   "2000 training samples, score them on 1000 more and keep the best (1: the evolution's best).")
+              help="Fine-tune N schemes whole (the evolution's best, simpler ones) on 2000 training samples, score "
+                   "on 1000 more, keep the least SRAM within a standard error of the best (1: the evolution's).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="The trial cache to resume from and add to (JSON lines) [default: OUTPUT.trials.jsonl].")
 @_sample_options
@@ -565,8 +565,8 @@ def search(model, source, output, force, sram, flash, classes, workers, ray_addr
     Measures the held-out accuracy that training the biases of the last k layers, and each layer's weights at
     channel ratios 1/8, 1/4, 1/2 and 1, add to training the classifier alone (trials in C, as `tte train` trains),
     then runs an evolutionary search for the scheme with the largest summed contribution whose SRAM and flash, by
-    the planner (the figures `tte plan` prints), fit; of it and a few simpler finalists, the one that learns best
-    when fine-tuned whole wins.  Trials are cached: a rerun runs only the ones it lacks.
+    the planner (the figures `tte plan` prints), fit; of it and a few simpler finalists fine-tuned whole, the one
+    with the least SRAM whose score is within one standard error of the best wins.  Trials are cached.
     The same seed gives the same scheme with 1 worker, N workers or Ray.  Python: tte.search(MODEL, DATA, ...).
     """
     from .search import is_scheme_file

@@ -26,8 +26,9 @@ user's own data and with tte's own memory planner as the constraint:
 4. **Finalists** (:func:`tte.evolution.finalists`).  Parts measured alone overlap, so the summed contribution is a
    score, not a forecast: the evolution's best and up to ``finalists - 1`` simpler schemes (the best-measured layers
    added one at a time to the best bias depth, while the scheme fits) are fine-tuned whole, the same way, on
-   ``final_samples`` samples of the training split and scored on the next ``final_eval``; the best score wins (ties:
-   less SRAM, then the evolution's).  ``finalists=1`` keeps the evolution's best.
+   ``final_samples`` samples of the training split and scored on the next ``final_eval``; of those within one
+   standard error of the best score, the one that needs the least SRAM wins (:func:`tte.evolution.choose`: scores
+   that close are noise, memory is not).  ``finalists=1`` keeps the evolution's best.
 
 Trials (:mod:`tte.trials`) run in this process (``workers=1``), in ``workers`` spawned processes, or as Ray tasks
 (``ray=ADDRESS``; ``"local"`` starts a local instance, ``"auto"`` joins the running cluster or starts one); they are
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import time
@@ -53,7 +55,7 @@ from .autodiff.scheme import SparseScheme, channel_count, weighted_layers
 from .data import ModelInput, Samples, images_from_arrays, is_sample_file, prepare_one, read_images, split_indices
 from .data import value_range as data_range
 from .errors import TteError
-from .evolution import Key, Space, evolve
+from .evolution import Key, Space, choose, evolve
 from .evolution import finalists as finalist_keys
 from .ir import Graph
 from .ir.facts import is_depthwise
@@ -224,8 +226,10 @@ class SearchResult:
                       f"{len(self.trials)} trials scored on {self.baseline.tested} held-out training samples",
                       markup=False, highlight=False)
         if self.finalists:
-            f = Table(title=f"finalists: each fine-tuned whole on more samples than a trial, scored on "
-                            f"{self.finalists[0].tested} held-out training samples; the best score is chosen",
+            n, top = self.finalists[0].tested, max(t.correct for t in self.finalists)
+            f = Table(title=f"finalists: each fine-tuned whole on more samples than a trial, scored on {n} held-out "
+                            f"training samples; chosen: the least SRAM within one standard error "
+                            f"({math.sqrt(top * (n - top) / n):.1f} samples) of the best score",
                       title_justify="left", header_style="bold")
             for col, just in [("", "left"), ("scheme", "left"), ("SRAM", "right"), ("summed contribution", "right"),
                               ("accuracy", "right")]:
@@ -474,7 +478,7 @@ def search(model, x, y=None, *, sram="256k", flash="1m", classes: int | None = N
         with Workers(final_ctx, workers, ray) as pool:
             run_trials(pool, specs, final_data, "finalists", len(specs))
         final = [results[s] for s in specs]
-        best = picks[max(range(len(picks)), key=lambda j: (final[j].correct, -planner(picks[j])[0], -j))]
+        best = picks[choose([t.correct for t in final], final[0].tested, [planner(key)[1] for key in picks])]
     peak, needed, flash_used, _ = planner(best)
     k, weights = best
     label = f"{sram_bytes // 1024}kb" if sram_bytes % 1024 == 0 else f"{sram_bytes}b"
