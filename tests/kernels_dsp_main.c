@@ -55,9 +55,12 @@ static float multiplier(void) {
     return (float)rnd(1, 1000) * 1e-5f;
 }
 
+/* 1: biases at the int32 limits (the 3x3 depthwise path folds z_x's offset into the bias only where that fits) */
+static int bias_limits;
+
 static void params(int32_t o, int32_t *b, float *m, int32_t *z, int32_t zlo, int32_t zhi) {
     for (int32_t i = 0; i < o; i++) {
-        b[i] = rnd(-3000, 3000);
+        b[i] = !bias_limits ? rnd(-3000, 3000) : i % 2 ? INT32_MAX - rnd(0, 3000) : INT32_MIN + rnd(0, 3000);
         m[i] = multiplier();
         z[i] = rnd(zlo, zhi);
     }
@@ -305,5 +308,17 @@ int main(void) {
     /* pointwise input gradients: a plane of fewer positions than a tile, output channels in several blocks */
     grad_input("gi-pw-9x6-2x2", 9, 6, 2, 2, 1, 1, 0, 1, 1);
     grad_input("gi-pw-70x12-3x3", 70, 12, 3, 3, 1, 1, 0, 1, 0);
+    /* 3x3 depthwise at stride 1 on planes too large for a padding copy: whole windows two at a time, the border
+     * rows and columns apart, odd output widths; without padding; a row stride of 2; biases at the int32 limits */
+    dw("dw-3x3s1p1-24x21", 3, 24, 21, 3, 1, 1, 1, 1, -128, 127);
+    dw("dw-3x3s1p0-22x25", 2, 22, 25, 3, 1, 0, 0, 0, 0, 0);
+    dw("dw-3x3s1p01-23x20", 2, 23, 20, 3, 1, 0, 1, 1, -128, 127);
+    pw_dw("pwdw-6x5-20x19-3x3s1", 6, 20, 19, 5, 3, 1, 1, 1);
+    for (bias_limits = 1; bias_limits >= 0; bias_limits--) { /* then the same data with ordinary biases */
+        rng_state = 99u;
+        dw(bias_limits ? "limits-dw-small" : "ordinary-dw-small", 4, 9, 9, 3, 1, 1, 1, 1, -128, 127);
+        dw(bias_limits ? "limits-dw-large" : "ordinary-dw-large", 4, 24, 21, 3, 1, 1, 1, 1, -128, 127);
+    }
+    bias_limits = 0;
     return 0;
 }

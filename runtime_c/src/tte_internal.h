@@ -992,6 +992,78 @@ static inline void tte_pad_plane_s8(int8_t *dst, int32_t HP, int32_t WP, const i
 #endif
 }
 
+#define TTE_DW_RUN 32
+#if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
+/* acc[q] = the 3x3 window sum at x + q (stride 1, W: the row stride), z_x's offset left out, for q < 2 * pairs:
+ * per two outputs one word load per tap row gives x0..x3, SXTB16 spreads them to (x0, x2) and (x1, x3), and
+ * (x0, x2) . (w0, w2) + x1 * w1 and (x1, x3) . (w0, w2) + x2 * w1 take two SMLADs and two SMLAxy (tte_dw_row_s8's
+ * step).  wp: the pairs (w0, w2), (w3, w5), (w6, w8), then (w1, w4) and w7 (the middle taps of rows 0 and 1 as one
+ * pair: SMLAxB and SMLAxT pick their halves), each w offset by z_w (tte_dw_prepare). */
+TTE_ARM_NOINLINE void tte_dw3_pairs_s8(const int8_t *x, int32_t W, const int32_t *wp, int32_t pairs, int32_t *acc) {
+    const int32_t a02 = wp[0], b02 = wp[1], c02 = wp[2], m01 = wp[3], m2 = wp[4];
+    const int32_t *end = acc + 2 * pairs;
+    int32_t s0, s1, t, u;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[t], [%[x]]\n\t" /* row 0: x0 x1 x2 x3 */
+                     "sxtb16 %[u], %[t], ror #8\n\t" /* (x1, x3) */
+                     "sxtb16 %[t], %[t]\n\t"         /* (x0, x2) */
+                     "smuad %[s0], %[t], %[a02]\n\t"
+                     "smuad %[s1], %[u], %[a02]\n\t"
+                     "smlabb %[s0], %[u], %[m01], %[s0]\n\t"
+                     "smlatb %[s1], %[t], %[m01], %[s1]\n\t"
+                     "ldr %[t], [%[x], %[W]]\n\t" /* row 1 */
+                     "sxtb16 %[u], %[t], ror #8\n\t"
+                     "sxtb16 %[t], %[t]\n\t"
+                     "smlad %[s0], %[t], %[b02], %[s0]\n\t"
+                     "smlad %[s1], %[u], %[b02], %[s1]\n\t"
+                     "smlabt %[s0], %[u], %[m01], %[s0]\n\t"
+                     "smlatt %[s1], %[t], %[m01], %[s1]\n\t"
+                     "ldr %[t], [%[x], %[W], lsl #1]\n\t" /* row 2 */
+                     "sxtb16 %[u], %[t], ror #8\n\t"
+                     "sxtb16 %[t], %[t]\n\t"
+                     "smlad %[s0], %[t], %[c02], %[s0]\n\t"
+                     "smlad %[s1], %[u], %[c02], %[s1]\n\t"
+                     "smlabb %[s0], %[u], %[m2], %[s0]\n\t"
+                     "smlatb %[s1], %[t], %[m2], %[s1]\n\t"
+                     "adds %[x], %[x], #2\n\t"
+                     "strd %[s0], %[s1], [%[acc]], #8\n\t"
+                     "cmp %[acc], %[end]\n\t"
+                     "bne 1b"
+                     : [x] "+&r"(x), [acc] "+&r"(acc), [s0] "=&r"(s0), [s1] "=&r"(s1), [t] "=&r"(t), [u] "=&r"(u)
+                     : [W] "r"(W), [end] "r"(end), [a02] "r"(a02), [b02] "r"(b02), [c02] "r"(c02), [m01] "r"(m01),
+                       [m2] "r"(m2)
+                     : "cc", "memory");
+}
+
+/* tte_conv_plane_s8 for one input plane, a 3x3 kernel at stride 1 across the rows and every window inside the
+ * plane (as after a small plane's padding copy): runs of TTE_DW_RUN window sums in acc, two at a time by
+ * tte_dw3_pairs_s8 (an odd one by tte_window_interior_s8), each run then requantized together.  z_x's offset is
+ * folded into the bias (r), so no instruction adds it per output: tte_rq_run adds the bias saturated (QADD), and
+ * (sum - offset) + (bias + offset) saturates to what sum + bias does, the caller having checked that bias + offset
+ * fits int32.  wp: the weight pairs of tte_dw3_pairs_s8. */
+TTE_ARM_NOINLINE void tte_dw3_plane_s8(const int8_t *x, int32_t W, int32_t SH, const int16_t *wk, const int32_t *wp,
+                                       int32_t HO, int32_t WO, const tte_rq *r, int8_t *y, uint8_t *mask, size_t base,
+                                       int32_t acc[TTE_DW_RUN]) {
+    int32_t fill = 0;
+    size_t start = 0;
+    for (int32_t oh = 0; oh < HO; oh++) {
+        const int8_t *row = x + oh * SH * W;
+        for (int32_t ow = 0; ow < WO;) {
+            const int32_t n = WO - ow < TTE_DW_RUN - fill ? WO - ow : TTE_DW_RUN - fill;
+            if (n >= 2) tte_dw3_pairs_s8(row + ow, W, wp, n / 2, acc + fill);
+            if (n & 1) acc[fill + n - 1] = tte_window_interior_s8(row + ow + n - 1, W, wk, 3, 3, 0);
+            ow += n;
+            fill += n;
+            if (fill == TTE_DW_RUN || (oh == HO - 1 && ow == WO)) {
+                tte_rq_run(r, acc, fill, y + start, mask, base + start);
+                start += (size_t)fill;
+                fill = 0;
+            }
+        }
+    }
+}
+#endif
+
 /* One output plane of a conv whose output channel sees nc input planes (H x W each, consecutive at x; 1 for a
  * depthwise conv) through the nc * KH * KW taps at w (nc <= TTE_DW_FAST_TAPS / (KH * KW)):
  * y[oh * WO + ow] = the requantized window sum (r: the channel's output stage; mask bit base + oh * WO + ow, mask
@@ -999,7 +1071,6 @@ static inline void tte_pad_plane_s8(int8_t *dst, int32_t HP, int32_t WP, const i
  * small planes requantize several rows at once), each run then requantized together (tte_rq_run).  Windows whose
  * columns lie inside the plane go through tte_dw_row_s8, with only the tap rows inside the plane in a row that
  * overlaps the top or bottom padding (padding reads as z_x: it adds nothing); the others take tte_window_dot_s8. */
-#define TTE_DW_RUN 32
 #define TTE_PAD_BYTES 400 /* a single padded plane up to this size is copied with its padding (18 x 18 and less) */
 TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, int32_t W, const int8_t *w, int32_t KH,
                                         int32_t KW, const tte_conv_geometry *geo, int32_t HO, int32_t WO, int32_t zx,
@@ -1023,6 +1094,29 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
         W = WP;
         PT = PL = 0;
     }
+    /* 3x3 windows at stride 1 across the rows, with the Arm DSP extension: z_x's offset goes with the bias
+     * (tte_dw3_plane_s8), every sum gathered below is then short of it (fold), and whole windows take
+     * tte_dw3_pairs_s8; a plane whose windows all lie inside it is tte_dw3_plane_s8's */
+    tte_rq rqf = rq;
+    int32_t fold = 0;
+#if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
+    int32_t wp[5];
+    const int pairs3 = fast && nc == 1 && KH == 3 && KW == 3 && SW == 1 &&
+                       (int64_t)rq.bias + offset >= INT32_MIN && (int64_t)rq.bias + offset <= INT32_MAX;
+    if (pairs3) {
+        fold = offset;
+        rqf.bias = rq.bias + offset;
+        wp[0] = tte_pair16(wk[0], wk[2]);
+        wp[1] = tte_pair16(wk[3], wk[5]);
+        wp[2] = tte_pair16(wk[6], wk[8]);
+        wp[3] = tte_pair16(wk[1], wk[4]);
+        wp[4] = wk[7];
+        if (PT == 0 && PL == 0 && (HO - 1) * SH + 3 <= H && WO + 2 <= W) {
+            tte_dw3_plane_s8(x, W, SH, wk, wp, HO, WO, &rqf, y, mask, base, acc);
+            return;
+        }
+    }
+#endif
     const size_t HW = (size_t)H * (size_t)W;
     tte_interior_range(SW, PL, KW, W, WO, &wlo, &whi);
     if (!fast) wlo = whi = 0; /* every window tap-checked */
@@ -1046,7 +1140,13 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
                 if (ow >= wlo && ow < whi && i1 > i0) {
                     const int32_t n = (whi < end ? whi : end) - ow;
                     const int8_t *xw = x + (top + i0) * W + ow * SW - PL;
-                    tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset, n, acc + fill);
+#if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
+                    if (pairs3 && i1 - i0 == 3) { /* a whole 3x3 window: offset folded, rows_offset - fold = 0 */
+                        if (n >= 2) tte_dw3_pairs_s8(xw, W, wp, n / 2, acc + fill);
+                        if (n & 1) acc[fill + n - 1] = tte_window_interior_s8(xw + n - 1, W, wk, 3, 3, 0);
+                    } else
+#endif
+                    tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset - fold, n, acc + fill);
                     for (int32_t c = 1; c < nc; c++) {
                         tte_dw_row_s8(xw + (size_t)c * HW, W, SW, wk + c * kk + i0 * KW, i1 - i0, KW, 0, n, part);
                         for (int32_t i = 0; i < n; i++) acc[fill + i] += part[i];
@@ -1057,12 +1157,12 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
                     int32_t a = 0;
                     for (int32_t c = 0; c < nc; c++)
                         a += tte_window_dot_s8(x + (size_t)c * HW, H, W, top, ow * SW - PL, w + c * kk, KH, KW, zx, wz);
-                    acc[fill++] = a;
+                    acc[fill++] = a - fold;
                     ow++;
                 }
             }
             if (fill == TTE_DW_RUN || (oh == HO - 1 && ow == WO)) { /* a full run, or the plane's last outputs */
-                tte_rq_run(&rq, acc, fill, y + start, mask, base + start);
+                tte_rq_run(&rqf, acc, fill, y + start, mask, base + start);
                 start += (size_t)fill;
                 fill = 0;
             }
