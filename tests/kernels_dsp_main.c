@@ -157,6 +157,27 @@ static void report_bytes(const char *name, int status, const void *data, size_t 
            (unsigned long)macs, (unsigned long)ticks);
 }
 
+/* a depthwise input gradient with pads pt (top, left) and pb (bottom, right), n samples, dz first copied into dx and
+ * the kernel run in place when in_place (the programs run depthwise ones so) */
+static void grad_input_dw(const char *name, int32_t N, int32_t C, int32_t H, int32_t W, int32_t K, int32_t s,
+                          int32_t pt, int32_t pb, int in_place) {
+    const int32_t HO = out_size(H, K, s, pt, pb), WO = out_size(W, K, s, pt, pb);
+    tte_conv_geometry geo = {s, s, pt, pt, pb, pb, C};
+    tte_dims wd = {C, 1, K, K}, dzd = {N, C, HO, WO}, xd = {N, C, H, W};
+    for (int32_t i = 0; i < N * C * HO * WO; i++) fdz[i] = frnd();
+    fill(w, (size_t)(C * K * K), -127, 127);
+    for (int32_t i = 0; i < C; i++) {
+        fscales[i] = (float)rnd(1, 1000) * 1e-4f;
+        zw[i] = rnd(-20, 20);
+    }
+    const tte_weights_s8 ws = {{w, NULL, C}, zw, fscales};
+    if (in_place) memcpy(fdx, fdz, sizeof(float) * (size_t)(N * C * HO * WO));
+    const uint64_t t0 = TICKS();
+    const int st = tte_conv_grad_input_f32(&geo, &wd, &ws, &dzd, in_place ? fdx : fdz, &xd, fdx, fscratch);
+    const uint64_t t1 = TICKS();
+    report_bytes(name, st, fdx, sizeof(float) * (size_t)(N * C * H * W), (uint64_t)(N * C * HO * WO * K * K), t1 - t0);
+}
+
 static void grad_input(const char *name, int32_t O, int32_t C, int32_t H, int32_t W, int32_t K, int32_t s, int32_t p,
                        int32_t groups, int zps) {
     const int32_t CG = C / groups, HO = out_size(H, K, s, p, p), WO = out_size(W, K, s, p, p);
@@ -320,5 +341,18 @@ int main(void) {
         dw(bias_limits ? "limits-dw-large" : "ordinary-dw-large", 4, 24, 21, 3, 1, 1, 1, 1, -128, 127);
     }
     bias_limits = 0;
+    /* depthwise input gradients at stride 1 (on Arm, 3x3 through a ring of zero-padded dz rows): in place, pads 0 to
+     * 2 and asymmetric, odd heights, widths past a multiple of 4, two samples, rows at the ring's limit and past it */
+    grad_input_dw("gi-dw-3x3-inplace-9x7", 1, 5, 9, 7, 3, 1, 1, 1, 1);
+    grad_input_dw("gi-dw-3x3-p0-2x3x10x13", 2, 3, 10, 13, 3, 1, 0, 0, 0);
+    grad_input_dw("gi-dw-3x3-p01-7x6", 2, 3, 7, 6, 3, 1, 0, 1, 0);
+    grad_input_dw("gi-dw-3x3-p0-inplace-1ch", 1, 1, 9, 8, 3, 1, 0, 0, 1); /* dx larger than dz: one plane */
+    grad_input_dw("gi-dw-3x3-p2-5x5", 1, 4, 5, 5, 3, 1, 2, 2, 0);
+    grad_input_dw("gi-dw-3x3-p20-inplace-6x9", 1, 2, 6, 9, 3, 1, 2, 0, 1);
+    grad_input_dw("gi-dw-3x3-1x1", 1, 3, 1, 1, 3, 1, 1, 1, 1);
+    grad_input_dw("gi-dw-3x3-w30", 1, 2, 5, 30, 3, 1, 1, 1, 1);
+    grad_input_dw("gi-dw-3x3-w31", 1, 2, 5, 31, 3, 1, 1, 1, 1);
+    grad_input_dw("gi-dw-3x3s2-inplace-9x9", 1, 3, 9, 9, 3, 2, 1, 1, 1);
+    grad_input_dw("gi-dw-5x5-inplace-8x8", 1, 3, 8, 8, 5, 1, 2, 2, 1);
     return 0;
 }

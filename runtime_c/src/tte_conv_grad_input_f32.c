@@ -305,6 +305,99 @@ static inline int32_t exact_quotient(int32_t t, int32_t s) {
     return t % s ? -1 : t / s;
 }
 
+#if defined(TTE_GI_ARM)
+/* 3x3 at stride 1 on Arm, planes of output rows up to TTE_GI3_ROW - 7 wide: the dz rows a pair of dx rows reads
+ * (four: h0 + pt - 2 .. h0 + pt + 1) sit in a ring of zero-padded rows, ring[d % 4][2 + wo] = dz[d, wo], zeros
+ * around and for rows outside the plane, so that no tap is checked: dx[h, w] = sum over i, j (ascending) of
+ * ring[h + pt - i][w + pl - j + 2] * W[i, j], a tap that misses the plane adding 0 * W (which changes no sum, as
+ * above).  tte_gi_dw3_rows computes 2 rows x 4 columns at a time: per tap row and dx row, one VLDM of the six dz
+ * values its four columns read, then VMLA lane by lane.  Each pair of dx rows is written once its dz rows are in
+ * the ring and later pairs read only later dz rows (or ring copies), so dx may be dz (in place), with no plane in
+ * scratch. */
+#define TTE_GI3_ROW 36
+static const float tte_gi3_zeros[8];
+
+/* out0[q], out1[q] (q < 4 groups) = the sums of dx rows h0, h0 + 1 at 4 groups of 4 columns (groups >= 1): row r's
+ * tap row i reads the six floats at p[3 r + i] + 4 g for group g (window k = lane l + 2 - tap j); wr: the 9
+ * weights.  The pointers advance in the loop, the weights stay in s8-s16. */
+static void tte_gi_dw3_rows(const float *const p[6], const float *wr, float *out0, float *out1, int32_t groups) {
+#define TTE_GI3_ROWTAP(P, A0, A1, A2, A3, W0, W1, W2)                                                                \
+    "vldmia " P "!, {s17-s22}\n\t" /* then 2 floats back: the next group's window starts 4 floats on */            \
+    "vmla.f32 " A0 ", s19, " W0 "\n\t"                                                                             \
+    "vmla.f32 " A1 ", s20, " W0 "\n\t"                                                                             \
+    "vmla.f32 " A2 ", s21, " W0 "\n\t"                                                                             \
+    "vmla.f32 " A3 ", s22, " W0 "\n\t"                                                                             \
+    "vmla.f32 " A0 ", s18, " W1 "\n\t"                                                                             \
+    "vmla.f32 " A1 ", s19, " W1 "\n\t"                                                                             \
+    "vmla.f32 " A2 ", s20, " W1 "\n\t"                                                                             \
+    "vmla.f32 " A3 ", s21, " W1 "\n\t"                                                                             \
+    "vmla.f32 " A0 ", s17, " W2 "\n\t"                                                                             \
+    "vmla.f32 " A1 ", s18, " W2 "\n\t"                                                                             \
+    "vmla.f32 " A2 ", s19, " W2 "\n\t"                                                                             \
+    "vmla.f32 " A3 ", s20, " W2 "\n\t"                                                                             \
+    "sub " P ", " P ", #8\n\t"
+    const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3], *p4 = p[4], *p5 = p[5];
+    const float *end = out0 + 4 * groups;
+    __asm__ volatile("vldmia %[wr], {s8-s16}\n\t"
+                     "1:\n\t"
+                     "vldmia %[z], {s0-s7}\n\t"
+                     TTE_GI3_ROWTAP("%[p0]", "s0", "s1", "s2", "s3", "s8", "s9", "s10")
+                     TTE_GI3_ROWTAP("%[p3]", "s4", "s5", "s6", "s7", "s8", "s9", "s10")
+                     TTE_GI3_ROWTAP("%[p1]", "s0", "s1", "s2", "s3", "s11", "s12", "s13")
+                     TTE_GI3_ROWTAP("%[p4]", "s4", "s5", "s6", "s7", "s11", "s12", "s13")
+                     TTE_GI3_ROWTAP("%[p2]", "s0", "s1", "s2", "s3", "s14", "s15", "s16")
+                     TTE_GI3_ROWTAP("%[p5]", "s4", "s5", "s6", "s7", "s14", "s15", "s16")
+                     "vstmia %[o0]!, {s0-s3}\n\t"
+                     "vstmia %[o1]!, {s4-s7}\n\t"
+                     "cmp %[o0], %[end]\n\t"
+                     "bne 1b"
+                     : [p0] "+&r"(p0), [p1] "+&r"(p1), [p2] "+&r"(p2), [p3] "+&r"(p3), [p4] "+&r"(p4), [p5] "+&r"(p5),
+                       [o0] "+&r"(out0), [o1] "+&r"(out1)
+                     : [z] "r"(tte_gi3_zeros), [wr] "r"(wr), [end] "r"(end)
+                     : "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12",
+                       "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22");
+#undef TTE_GI3_ROWTAP
+}
+
+/* Channels c0 .. C - 1 of sample n (one plane each: dz HO x WO, dx H x W, weights wc and scales as
+ * grad_input_depthwise reads them). */
+static void grad_input_dw3_s1(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C, const float *dz,
+                              int32_t HO, int32_t WO, float *dx, int32_t H, int32_t W) {
+    float ring[4][TTE_GI3_ROW], out[2][4], wr[9];
+    const int32_t pt = geo->pad_top, pl = geo->pad_left;
+    memset(ring, 0, sizeof ring); /* only columns 2 .. WO + 1 of a row are written below: the rest stays zero */
+    for (int32_t c = 0; c < C; c++, dz += HO * WO, dx += H * W) {
+        const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, 9);
+        const int32_t wz = w->zero_points ? w->zero_points[c] : 0;
+        for (int32_t t = 0; t < 9; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];
+        for (int32_t h0 = 0; h0 < H; h0 += 2) {
+            for (int32_t d = h0 == 0 ? pt - 2 : h0 + pt; d <= h0 + pt + 1; d++) { /* the dz rows new to the ring */
+                float *row = ring[(d + 4) & 3] + 2;
+                if (d >= 0 && d < HO)
+                    for (int32_t q = 0; q < WO; q++) row[q] = dz[d * WO + q];
+                else
+                    for (int32_t q = 0; q < WO; q++) row[q] = 0.0f;
+            }
+            const float *p[6];
+            for (int32_t r = 0; r < 2; r++)
+                for (int32_t i = 0; i < 3; i++) p[3 * r + i] = ring[(h0 + r + pt - i + 4) & 3] + pl;
+            float *d0 = dx + h0 * W, *d1 = d0 + W;
+            const int32_t whole = h0 + 1 < H ? W / 4 : 0; /* groups of 4 columns written in place */
+            if (whole > 0) tte_gi_dw3_rows(p, wr, d0, d1, whole);
+            for (int32_t w0 = 4 * whole; w0 < W; w0 += 4) { /* the last columns, or the last row of an odd plane */
+                const float *q[6];
+                const int32_t lanes = W - w0 < 4 ? W - w0 : 4;
+                for (int32_t k = 0; k < 6; k++) q[k] = p[k] + w0;
+                tte_gi_dw3_rows(q, wr, out[0], out[1], 1);
+                for (int32_t l = 0; l < lanes; l++) d0[w0 + l] = out[0][l];
+                if (h0 + 1 < H)
+                    for (int32_t l = 0; l < lanes; l++) d1[w0 + l] = out[1][l];
+            }
+        }
+    }
+}
+#endif
+
 static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w_dims, const tte_weights_s8 *w,
                                  const tte_dims *dz_dims, const float *dz, const tte_dims *in_dims, float *dx,
                                  float *scratch) {
@@ -312,6 +405,20 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
     const int32_t HO = dz_dims->h, WO = dz_dims->w, sh = geo->stride_h, sw = geo->stride_w;
     static const float zeros[TTE_DW_WINDOW];
     for (int32_t n = 0; n < in_dims->n; n++) {
+#if defined(TTE_GI_ARM)
+        /* the ring path writes a plane's dx rows while later dz rows are still to be read: in place only where dx
+         * and dz planes coincide (same size), else into other memory */
+        const float *dzn = dz + (size_t)n * (size_t)C * (size_t)HO * (size_t)WO;
+        float *dxn = dx + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
+        const uintptr_t a0 = (uintptr_t)dzn, a1 = (uintptr_t)(dzn + (size_t)C * (size_t)HO * (size_t)WO);
+        const uintptr_t b0 = (uintptr_t)dxn, b1 = (uintptr_t)(dxn + (size_t)C * (size_t)H * (size_t)W);
+        if (KH == 3 && KW == 3 && sh == 1 && sw == 1 && geo->pad_top >= 0 && geo->pad_top <= 2 &&
+            geo->pad_left >= 0 && geo->pad_left <= 2 && W + geo->pad_left + 5 <= TTE_GI3_ROW &&
+            WO + 4 <= TTE_GI3_ROW && ((H == HO && W == WO) || b1 <= a0 || a1 <= b0)) {
+            grad_input_dw3_s1(geo, w, C, dzn, HO, WO, dxn, H, W);
+            continue;
+        }
+#endif
         for (int32_t c = 0; c < C; c++) {
             const float *dzc = dz + ((size_t)n * (size_t)C + (size_t)c) * (size_t)HO * (size_t)WO;
             const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, KH * KW);
