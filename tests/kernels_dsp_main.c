@@ -149,7 +149,9 @@ static void gemm(const char *name, int32_t n, int32_t k, int32_t m, int zps) {
 /* The float backward (tte_conv_grad_input_f32, tte_conv_weight_update_s8): their Arm builds unroll tiles into
  * registers and multiply-add with VMLA.F32 (the product rounded, then added); the bits must be the host's. */
 #define MAXF 6144
-static float fdz[MAXF], fdx[MAXF], fscratch[1024], fscales[512], ffactors[512];
+static float fdz[MAXF], fdx[MAXF], fscratch[1024], fscales[512], ffactors[512], fresidual[512];
+/* the scratch a weight update is told it has (a pointwise one on a Cortex-M FPU converts its inputs into it) */
+static int32_t wu_scratch_bytes = (int32_t)sizeof fscratch;
 static float frnd(void) { return (float)rnd(-1000, 1000) * 1e-3f; }
 
 static void report_bytes(const char *name, int status, const void *data, size_t n, uint64_t macs, uint64_t ticks) {
@@ -206,12 +208,20 @@ static void weight_update(const char *name, int32_t O, int32_t C, int32_t H, int
     fill(w, (size_t)(O * cols * K * K), -127, 127);
     for (int32_t i = 0; i < O; i++) ffactors[i] = (float)rnd(1000, 90000) * 1e-3f;
     const tte_saved_s8 xs = {x, rnd(-20, 20), 0.02f};
-    const tte_sgd_params sgd = {0.05f, rounding, 7u, 3u, 11u, -127, 127, NULL};
+    const int accumulate = rounding == TTE_ROUND_ACCUMULATE && O * cols * K * K <= 512;
+    if (accumulate)
+        for (int32_t i = 0; i < O * cols * K * K; i++) fresidual[i] = frnd() * 0.5f;
+    const tte_sgd_params sgd = {0.05f, rounding, 7u, 3u, 11u, -127, 127, accumulate ? fresidual : NULL};
     const uint64_t t0 = TICKS();
     const int st = tte_conv_weight_update_s8(&geo, depthwise, depthwise ? O : C, &xd, &xs, &dzd, fdz, ffactors, &sgd,
-                                             &wd, w, fscratch);
+                                             &wd, w, fscratch, wu_scratch_bytes);
     const uint64_t t1 = TICKS();
     report_bytes(name, st, w, (size_t)(O * cols * K * K), (uint64_t)(O * HO * WO * cols * K * K), t1 - t0);
+    if (accumulate) {
+        char residual[80];
+        snprintf(residual, sizeof residual, "%s-residual", name);
+        report_bytes(residual, st, fresidual, sizeof(float) * (size_t)(O * cols * K * K), 0, 0);
+    }
 }
 
 int main(void) {
@@ -354,5 +364,29 @@ int main(void) {
     grad_input_dw("gi-dw-3x3-w31", 1, 2, 5, 31, 3, 1, 1, 1, 1);
     grad_input_dw("gi-dw-3x3s2-inplace-9x9", 1, 3, 9, 9, 3, 2, 1, 1, 1);
     grad_input_dw("gi-dw-5x5-inplace-8x8", 1, 3, 8, 8, 5, 1, 2, 2, 1);
+    /* pointwise weight updates: blocks of 4 x 3 at the ends of rows and columns, positions past the last 4 (or
+     * fewer than 4 in all), too few rows or columns for a block, the residual of accumulate; then without the
+     * scratch for converted inputs (the unconverted tiles) */
+    for (int k = 0; k < 2; k++) {
+        wu_scratch_bytes = k == 0 ? (int32_t)sizeof fscratch : 12 * 9 - 1;
+        const char *tag = k == 0 ? "" : "-noscratch";
+        char name[64];
+        static const struct {
+            const char *name;
+            int32_t O, C, H, W, rounding;
+        } wu[] = {
+            {"wu-pw-13x7-5x3", 13, 7, 5, 3, TTE_ROUND_STOCHASTIC},
+            {"wu-pw-9x5-1x3", 9, 5, 1, 3, TTE_ROUND_NEAREST},
+            {"wu-pw-3x8-3x3", 3, 8, 3, 3, TTE_ROUND_TRUNC},
+            {"wu-pw-8x2-3x3", 8, 2, 3, 3, TTE_ROUND_STOCHASTIC},
+            {"wu-pw-4x3-2x2", 4, 3, 2, 2, TTE_ROUND_STOCHASTIC},
+            {"wu-pw-17x10-3x3", 17, 10, 3, 3, TTE_ROUND_ACCUMULATE},
+        };
+        for (size_t i = 0; i < sizeof wu / sizeof wu[0]; i++) {
+            snprintf(name, sizeof name, "%s%s", wu[i].name, tag);
+            weight_update(name, wu[i].O, wu[i].C, wu[i].H, wu[i].W, 1, 0, wu[i].rounding);
+        }
+    }
+    wu_scratch_bytes = (int32_t)sizeof fscratch;
     return 0;
 }

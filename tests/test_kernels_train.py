@@ -284,7 +284,7 @@ def test_conv_weight_update(case, split, mode):
     c_w = trained.copy()
     assert lib().tte_conv_weight_update_s8(ref(geo), int(dw), channels, ref(dims(x.shape)), ref(saved),
                                            ref(dims(gy.shape)), ptr(gy), ptr(factors), ref(sgd), ref(dims(wshape)),
-                                           ptr(c_w), ptr(scratch)) == TTE_OK
+                                           ptr(c_w), ptr(scratch), size) == TTE_OK
     same(c_w, want)
     _check_residual(c_res, r_res)
     assert not np.array_equal(want, trained)

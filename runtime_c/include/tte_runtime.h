@@ -277,14 +277,16 @@ typedef struct {
 } tte_saved_s8;
 
 /* conv weight gradient for the leading `channels` input channels (depthwise: channels), applied at once
- * with SGD, one output channel at a time: no gradient buffer (scratch: one channel's slice of floats).
- * Gradient order: samples, then output rows, then columns, ascending.  factors[o]: real -> integer units.
- * `weights` is the trained slice (the `trained` part of its tte_split_weights). */
+ * with SGD, one output channel at a time: no gradient buffer (scratch: one channel's slice of floats, at least
+ * tte_conv_weight_update_get_buffer_size; scratch_bytes: its size, which a pointwise conv on a Cortex-M FPU uses
+ * beyond that when it can, see the source).  Gradient order: samples, then output rows, then columns, ascending.
+ * factors[o]: real -> integer units.  `weights` is the trained slice (the `trained` part of its
+ * tte_split_weights). */
 int32_t tte_conv_weight_update_get_buffer_size(const tte_dims *w_dims, int32_t channels, int32_t depthwise);
 tte_status tte_conv_weight_update_s8(const tte_conv_geometry *geo, int32_t depthwise, int32_t channels,
                                      const tte_dims *x_dims, const tte_saved_s8 *x, const tte_dims *dz_dims,
                                      const float *dz, const float *factors, const tte_sgd_params *sgd,
-                                     const tte_dims *w_dims, int8_t *weights, float *scratch);
+                                     const tte_dims *w_dims, int8_t *weights, float *scratch, int32_t scratch_bytes);
 
 /* the same gradients as buffers, for updates that need them whole (momentum) */
 tte_status tte_conv_grad_weight_f32(const tte_conv_geometry *geo, int32_t depthwise, int32_t channels,

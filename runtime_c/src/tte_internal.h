@@ -111,6 +111,14 @@ static inline float tte_mla_f32(float acc, float a, float b) { return acc + a * 
 #define TTE_ARM_NOINLINE static inline
 #endif
 
+/* A small helper that every compiler inlines (GCC's heuristics may keep a larger one out of line, and with it its
+ * caller's loop invariants). */
+#if defined(__GNUC__)
+#define TTE_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define TTE_ALWAYS_INLINE static inline
+#endif
+
 /* clamp(round_half_even(v) + zero_point, qmin, qmax). */
 static inline int8_t tte_round_clamp(float v, int32_t zero_point, int32_t qmin, int32_t qmax) {
     int32_t r = tte_round_s32(v) + zero_point;

@@ -7,11 +7,27 @@
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
+/* v toward zero, saturated to int32, NaN to 0 (for whole numbers: exact within range). */
+static inline int32_t tte_f32_to_s32_sat(float v) {
+#if defined(__arm__) && defined(__ARM_FP) && (__ARM_FP & 4) && defined(__GNUC__)
+    float t;
+    int32_t k;
+    __asm__("vcvt.s32.f32 %0, %1" : "=t"(t) : "t"(v)); /* round toward zero, saturating, NaN -> 0 */
+    memcpy(&k, &t, 4);
+    return k;
+#else
+    if (v != v) return 0;
+    if (v >= 2147483648.0f) return INT32_MAX;
+    if (v < -2147483648.0f) return INT32_MIN;
+    return (int32_t)v;
+#endif
+}
+
 /* New value of an integer parameter `current` for gradient `grad` (real units) and factor (real ->
  * integer units); `index` numbers the value within the trained slice (the random stream and the
- * residual use it). */
-static inline int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current, float grad, float factor,
-                                    uint32_t index) {
+ * residual use it).  Always inlined: in a caller's loop over a slice, what depends on p alone is computed once. */
+TTE_ALWAYS_INLINE int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current, float grad, float factor,
+                                        uint32_t index) {
     const float step = (p->lr * grad) * factor;
     float delta;
     switch (p->rounding) {
@@ -23,6 +39,17 @@ static inline int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current, fl
         delta = rintf(total);
         p->residual[index] = total - delta;
     }
+    }
+    const uint32_t range = (uint32_t)p->qmax - (uint32_t)p->qmin; /* qmax - qmin, modulo 2^32 */
+    if (range - 1u < 65535u) { /* 1 <= qmax - qmin <= 65535 */
+        /* int8 / int16 parameters, in int32: delta (a whole number) converted saturated, NaN to 0 (VCVT does both
+         * on a Cortex-M FPU), then limited to +-span: the same d as below, without the float comparisons */
+        const int32_t span32 = (int32_t)range;
+        int32_t d = tte_f32_to_s32_sat(delta);
+        if (d == 0) return current;
+        d = d > span32 ? span32 : d < -span32 ? -span32 : d;
+        const int32_t v = (int32_t)current - d;
+        return v < p->qmin ? p->qmin : v > p->qmax ? p->qmax : v;
     }
     const float span = (float)p->qmax - (float)p->qmin;
     if (delta != delta) delta = 0.0f; /* NaN: a diverged gradient moves nothing */
@@ -37,5 +64,27 @@ static inline int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current, fl
     if (v > p->qmax) v = p->qmax;
     return v;
 }
+
+/* tte_sgd_value over a block of an int8 parameter: w[i * ldw + j] for i < rows, j < cols, gradient g[i * ldg + j],
+ * factor factors[i], index index + i * ldw + j (w's offset in the trained slice).  One loop per rounding mode, so
+ * that in each the mode is a constant and what depends on p alone (the range, the random stream's seed, step and
+ * stream) is computed once per block, not per value. */
+#define TTE_SGD_BLOCK(MODE)                                                                                           \
+    for (int32_t i = 0; i < rows; i++) {                                                                              \
+        for (int32_t j = 0; j < cols; j++) {                                                                          \
+            int8_t *v = w + i * ldw + j;                                                                              \
+            *v = (int8_t)tte_sgd_value(&q, *v, g[i * ldg + j], factors[i], index + (uint32_t)(i * ldw + j));          \
+        }                                                                                                             \
+    }
+TTE_ARM_NOINLINE void tte_sgd_block_s8(const tte_sgd_params *p, int8_t *w, int32_t ldw, const float *g, int32_t ldg,
+                                       const float *factors, int32_t rows, int32_t cols, uint32_t index) {
+    tte_sgd_params q = *p;
+    switch (q.rounding) {
+    case TTE_ROUND_STOCHASTIC: q.rounding = TTE_ROUND_STOCHASTIC; TTE_SGD_BLOCK(TTE_ROUND_STOCHASTIC) break;
+    case TTE_ROUND_NEAREST: q.rounding = TTE_ROUND_NEAREST; TTE_SGD_BLOCK(TTE_ROUND_NEAREST) break;
+    default: TTE_SGD_BLOCK(q.rounding)
+    }
+}
+#undef TTE_SGD_BLOCK
 
 #endif /* TTE_SGD_CORE_H */

@@ -105,7 +105,7 @@ def emit_conv_weight_update(e: cg.Emitter, node: Node) -> None:
     geo = cg.conv_geo(a)
     e.call(node, f"tte_conv_weight_update_s8({geo}, {dw}, {a['channels']}, {e.dims(x)}, {cg.saved(e, x)}, "
                  f"{e.dims(gy)}, {e.ptr(gy)}, {e.value_const(factor)}, {cg.sgd_params(e, node, aux)}, {e.dims(param)}, "
-                 f"{e.ptr(param)}, tte_fscratch)")
+                 f"{e.ptr(param)}, tte_fscratch, {e.scratch})")
 
 
 def emit_conv_grad_weight(e: cg.Emitter, node: Node) -> None:
