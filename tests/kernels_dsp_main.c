@@ -345,6 +345,9 @@ int main(void) {
     dw("dw-3x3s1p0-22x25", 2, 22, 25, 3, 1, 0, 0, 0, 0, 0);
     dw("dw-3x3s1p01-23x20", 2, 23, 20, 3, 1, 0, 1, 1, -128, 127);
     pw_dw("pwdw-6x5-20x19-3x3s1", 6, 20, 19, 5, 3, 1, 1, 1);
+    dw("dw-3x3s2p1-25x22", 3, 25, 22, 3, 2, 1, 1, 1, -128, 127);
+    dw("dw-3x3s2p01-24x23", 2, 24, 23, 3, 2, 0, 1, 0, 0, 0);
+    pw_dw("pwdw-5x4-21x24-3x3s2", 5, 21, 24, 4, 3, 2, 1, 1);
     for (bias_limits = 1; bias_limits >= 0; bias_limits--) { /* then the same data with ordinary biases */
         rng_state = 99u;
         dw(bias_limits ? "limits-dw-small" : "ordinary-dw-small", 4, 9, 9, 3, 1, 1, 1, 1, -128, 127);

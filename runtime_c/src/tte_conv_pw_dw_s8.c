@@ -1,6 +1,14 @@
 #include "tte_internal.h"
 #include "tte_runtime.h"
 
+/* Positions per run of the 1x1 conv: on Arm longer runs than the host's vector loops take (TTE_PW_RUN), so that a
+ * run's calls cost less per position (tte_pw_acc_s8 takes any count; its group loop runs them 4 at a time). */
+#if defined(__ARM_FEATURE_DSP)
+#define TTE_PWDW_RUN 64
+#else
+#define TTE_PWDW_RUN TTE_PW_RUN
+#endif
+
 int32_t tte_conv_pw_dw_s8_get_buffer_size(const tte_dims *in_dims) { return in_dims->h * in_dims->w; }
 
 /* A 1x1 conv (w1: [M, C]) feeding a depthwise conv (w2: [M, 1, KH, KW]): for each of the M expanded
@@ -28,9 +36,9 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             for (int32_t c = 0; c < C; c++) wsum += (int32_t)wm[c] - z1;
             const int32_t offset = -q1->input_zero_point * wsum;
             const tte_rq r1 = tte_rq_channel(q1, b1, m1, m), r2 = tte_rq_channel(q2, b2, m2, m);
-            int32_t acc[TTE_PW_RUN];
-            for (int32_t p0 = 0; p0 < HW; p0 += TTE_PW_RUN) {
-                const int32_t n = HW - p0 < TTE_PW_RUN ? HW - p0 : TTE_PW_RUN;
+            int32_t acc[TTE_PWDW_RUN];
+            for (int32_t p0 = 0; p0 < HW; p0 += TTE_PWDW_RUN) {
+                const int32_t n = HW - p0 < TTE_PWDW_RUN ? HW - p0 : TTE_PWDW_RUN;
 #if defined(__ARM_FEATURE_DSP)
                 tte_pw_acc_s8(x + p0, (size_t)HW, wm, C, z1, offset, n, acc);
 #else

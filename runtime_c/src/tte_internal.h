@@ -1043,23 +1043,70 @@ TTE_ARM_NOINLINE void tte_dw3_pairs_s8(const int8_t *x, int32_t W, const int32_t
                      : "cc", "memory");
 }
 
-/* tte_conv_plane_s8 for one input plane, a 3x3 kernel at stride 1 across the rows and every window inside the
+/* tte_dw3_pairs_s8 at stride 2: outputs q, q + 1 read x0..x4 of each tap row: (x0, x2) . (w0, w2) + x1 * w1 and
+ * x2 * w0 + x3 * w1 + x4 * w2, from one word load ((x0, x2), (x1, x3) by SXTB16) and one byte load (x4). */
+TTE_ARM_NOINLINE void tte_dw3_pairs_s2_s8(const int8_t *x, int32_t W, const int32_t *wp, int32_t pairs, int32_t *acc) {
+    const int32_t a02 = wp[0], b02 = wp[1], c02 = wp[2], m01 = wp[3], m2 = wp[4];
+    const int32_t *end = acc + 2 * pairs;
+    int32_t s0, s1, t, u;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[t], [%[x]]\n\t" /* row 0: x0 x1 x2 x3 */
+                     "sxtb16 %[u], %[t], ror #8\n\t" /* (x1, x3) */
+                     "sxtb16 %[t], %[t]\n\t"         /* (x0, x2) */
+                     "smuad %[s0], %[t], %[a02]\n\t"
+                     "smultb %[s1], %[t], %[a02]\n\t" /* x2 * w0 */
+                     "smlabb %[s0], %[u], %[m01], %[s0]\n\t"
+                     "smlatb %[s1], %[u], %[m01], %[s1]\n\t" /* x3 * w1 */
+                     "ldrsb %[u], [%[x], #4]\n\t"
+                     "smlabt %[s1], %[u], %[a02], %[s1]\n\t" /* x4 * w2 */
+                     "ldr %[t], [%[x], %[W]]\n\t" /* row 1 */
+                     "sxtb16 %[u], %[t], ror #8\n\t"
+                     "sxtb16 %[t], %[t]\n\t"
+                     "smlad %[s0], %[t], %[b02], %[s0]\n\t"
+                     "smlatb %[s1], %[t], %[b02], %[s1]\n\t"
+                     "smlabt %[s0], %[u], %[m01], %[s0]\n\t"
+                     "smlatt %[s1], %[u], %[m01], %[s1]\n\t"
+                     "add %[u], %[x], %[W]\n\t"
+                     "ldrsb %[u], [%[u], #4]\n\t"
+                     "smlabt %[s1], %[u], %[b02], %[s1]\n\t"
+                     "ldr %[t], [%[x], %[W], lsl #1]\n\t" /* row 2 */
+                     "sxtb16 %[u], %[t], ror #8\n\t"
+                     "sxtb16 %[t], %[t]\n\t"
+                     "smlad %[s0], %[t], %[c02], %[s0]\n\t"
+                     "smlatb %[s1], %[t], %[c02], %[s1]\n\t"
+                     "smlabb %[s0], %[u], %[m2], %[s0]\n\t"
+                     "smlatb %[s1], %[u], %[m2], %[s1]\n\t"
+                     "add %[u], %[x], %[W], lsl #1\n\t"
+                     "ldrsb %[u], [%[u], #4]\n\t"
+                     "smlabt %[s1], %[u], %[c02], %[s1]\n\t"
+                     "adds %[x], %[x], #4\n\t"
+                     "strd %[s0], %[s1], [%[acc]], #8\n\t"
+                     "cmp %[acc], %[end]\n\t"
+                     "bne 1b"
+                     : [x] "+&r"(x), [acc] "+&r"(acc), [s0] "=&r"(s0), [s1] "=&r"(s1), [t] "=&r"(t), [u] "=&r"(u)
+                     : [W] "r"(W), [end] "r"(end), [a02] "r"(a02), [b02] "r"(b02), [c02] "r"(c02), [m01] "r"(m01),
+                       [m2] "r"(m2)
+                     : "cc", "memory");
+}
+
+/* tte_conv_plane_s8 for one input plane, a 3x3 kernel at stride 1 or 2 across the rows and every window inside the
  * plane (as after a small plane's padding copy): runs of TTE_DW_RUN window sums in acc, two at a time by
- * tte_dw3_pairs_s8 (an odd one by tte_window_interior_s8), each run then requantized together.  z_x's offset is
- * folded into the bias (r), so no instruction adds it per output: tte_rq_run adds the bias saturated (QADD), and
- * (sum - offset) + (bias + offset) saturates to what sum + bias does, the caller having checked that bias + offset
- * fits int32.  wp: the weight pairs of tte_dw3_pairs_s8. */
-TTE_ARM_NOINLINE void tte_dw3_plane_s8(const int8_t *x, int32_t W, int32_t SH, const int16_t *wk, const int32_t *wp,
-                                       int32_t HO, int32_t WO, const tte_rq *r, int8_t *y, uint8_t *mask, size_t base,
-                                       int32_t acc[TTE_DW_RUN]) {
+ * tte_dw3_pairs_s8 or tte_dw3_pairs_s2_s8 (an odd one by tte_window_interior_s8), each run then requantized
+ * together.  z_x's offset is folded into the bias (r), so no instruction adds it per output: tte_rq_run adds the
+ * bias saturated (QADD), and (sum - offset) + (bias + offset) saturates to what sum + bias does, the caller having
+ * checked that bias + offset fits int32.  wp: the weight pairs of tte_dw3_pairs_s8. */
+TTE_ARM_NOINLINE void tte_dw3_plane_s8(const int8_t *x, int32_t W, int32_t SH, int32_t SW, const int16_t *wk,
+                                       const int32_t *wp, int32_t HO, int32_t WO, const tte_rq *r, int8_t *y,
+                                       uint8_t *mask, size_t base, int32_t acc[TTE_DW_RUN]) {
     int32_t fill = 0;
     size_t start = 0;
     for (int32_t oh = 0; oh < HO; oh++) {
         const int8_t *row = x + oh * SH * W;
         for (int32_t ow = 0; ow < WO;) {
             const int32_t n = WO - ow < TTE_DW_RUN - fill ? WO - ow : TTE_DW_RUN - fill;
-            if (n >= 2) tte_dw3_pairs_s8(row + ow, W, wp, n / 2, acc + fill);
-            if (n & 1) acc[fill + n - 1] = tte_window_interior_s8(row + ow + n - 1, W, wk, 3, 3, 0);
+            if (n >= 2 && SW == 1) tte_dw3_pairs_s8(row + ow, W, wp, n / 2, acc + fill);
+            if (n >= 2 && SW == 2) tte_dw3_pairs_s2_s8(row + 2 * ow, W, wp, n / 2, acc + fill);
+            if (n & 1) acc[fill + n - 1] = tte_window_interior_s8(row + (ow + n - 1) * SW, W, wk, 3, 3, 0);
             ow += n;
             fill += n;
             if (fill == TTE_DW_RUN || (oh == HO - 1 && ow == WO)) {
@@ -1109,7 +1156,7 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
     int32_t fold = 0;
 #if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
     int32_t wp[5];
-    const int pairs3 = fast && nc == 1 && KH == 3 && KW == 3 && SW == 1 &&
+    const int pairs3 = fast && nc == 1 && KH == 3 && KW == 3 && (SW == 1 || SW == 2) &&
                        (int64_t)rq.bias + offset >= INT32_MIN && (int64_t)rq.bias + offset <= INT32_MAX;
     if (pairs3) {
         fold = offset;
@@ -1119,8 +1166,8 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
         wp[2] = tte_pair16(wk[6], wk[8]);
         wp[3] = tte_pair16(wk[1], wk[4]);
         wp[4] = wk[7];
-        if (PT == 0 && PL == 0 && (HO - 1) * SH + 3 <= H && WO + 2 <= W) {
-            tte_dw3_plane_s8(x, W, SH, wk, wp, HO, WO, &rqf, y, mask, base, acc);
+        if (PT == 0 && PL == 0 && (HO - 1) * SH + 3 <= H && (WO - 1) * SW + 3 <= W) {
+            tte_dw3_plane_s8(x, W, SH, SW, wk, wp, HO, WO, &rqf, y, mask, base, acc);
             return;
         }
     }
@@ -1150,8 +1197,9 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
                     const int8_t *xw = x + (top + i0) * W + ow * SW - PL;
 #if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
                     if (pairs3 && i1 - i0 == 3) { /* a whole 3x3 window: offset folded, rows_offset - fold = 0 */
-                        if (n >= 2) tte_dw3_pairs_s8(xw, W, wp, n / 2, acc + fill);
-                        if (n & 1) acc[fill + n - 1] = tte_window_interior_s8(xw + n - 1, W, wk, 3, 3, 0);
+                        if (n >= 2 && SW == 1) tte_dw3_pairs_s8(xw, W, wp, n / 2, acc + fill);
+                        if (n >= 2 && SW == 2) tte_dw3_pairs_s2_s8(xw, W, wp, n / 2, acc + fill);
+                        if (n & 1) acc[fill + n - 1] = tte_window_interior_s8(xw + (n - 1) * SW, W, wk, 3, 3, 0);
                     } else
 #endif
                     tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset - fold, n, acc + fill);
