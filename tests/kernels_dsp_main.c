@@ -352,6 +352,7 @@ int main(void) {
         rng_state = 99u;
         dw(bias_limits ? "limits-dw-small" : "ordinary-dw-small", 4, 9, 9, 3, 1, 1, 1, 1, -128, 127);
         dw(bias_limits ? "limits-dw-large" : "ordinary-dw-large", 4, 24, 21, 3, 1, 1, 1, 1, -128, 127);
+        pw_dw(bias_limits ? "limits-pwdw" : "ordinary-pwdw", 12, 9, 10, 8, 3, 1, 1, 0);
     }
     bias_limits = 0;
     /* depthwise input gradients at stride 1 (on Arm, 3x3 through a ring of zero-padded dz rows): in place, pads 0 to

@@ -34,8 +34,17 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
              * at a time (tte_pw_run: the compiler's vectors) */
             int32_t wsum = 0;
             for (int32_t c = 0; c < C; c++) wsum += (int32_t)wm[c] - z1;
-            const int32_t offset = -q1->input_zero_point * wsum;
-            const tte_rq r1 = tte_rq_channel(q1, b1, m1, m), r2 = tte_rq_channel(q2, b2, m2, m);
+            int32_t offset = -q1->input_zero_point * wsum;
+            tte_rq r1 = tte_rq_channel(q1, b1, m1, m);
+            const tte_rq r2 = tte_rq_channel(q2, b2, m2, m);
+#if defined(__ARM_FEATURE_DSP)
+            /* the sums start at the bias when no sum plus it can leave int32 (|(x - z_x)(w - z_w)| <= 255 * 255):
+             * the output stage's saturating add of the bias is then a plain one, done here once per sum */
+            if (!r1.q31 && (r1.bias < 0 ? -(int64_t)r1.bias : (int64_t)r1.bias) + (int64_t)C * 65025 < INT32_MAX) {
+                offset += r1.bias;
+                r1.bias = 0;
+            }
+#endif
             int32_t acc[TTE_PWDW_RUN];
             for (int32_t p0 = 0; p0 < HW; p0 += TTE_PWDW_RUN) {
                 const int32_t n = HW - p0 < TTE_PWDW_RUN ? HW - p0 : TTE_PWDW_RUN;

@@ -96,8 +96,14 @@ TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x
             const int8_t *wt = weights->trained + (size_t)o * (size_t)CT;
             const int8_t *wf = weights->frozen ? weights->frozen + (size_t)o * (size_t)CF : wt;
             const int32_t wsum = tte_sum_s8(wt, CT) + (CF ? tte_sum_s8(wf, CF) : 0);
-            int32_t acc[TTE_PW_RUN];
-            for (int32_t i = 0; i < n; i++) acc[i] = -q->input_zero_point * wsum;
+            tte_rq r = tte_rq_channel(q, bias, multipliers, o);
+            int32_t acc[TTE_PW_RUN], start = -q->input_zero_point * wsum;
+            /* the sums start at the bias when no sum plus it can leave int32 (as in tte_conv_pw_dw_s8) */
+            if (!r.q31 && (r.bias < 0 ? -(int64_t)r.bias : (int64_t)r.bias) + (int64_t)C * 65025 < INT32_MAX) {
+                start += r.bias;
+                r.bias = 0;
+            }
+            for (int32_t i = 0; i < n; i++) acc[i] = start;
             for (int32_t j = 0; j < quads; j++) {
                 const int32_t *tq = t + (size_t)j * (size_t)G * 8u;
                 tte_pw_staged_dot(tq, wt, GT, acc + 4 * j);
@@ -113,7 +119,6 @@ TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x
             for (int32_t i = 4 * quads; i < n; i++)
                 for (int32_t c = 0; c < C; c++)
                     acc[i] += (int32_t)x[(size_t)c * SP + (size_t)(p0 + i)] * (c < CT ? wt[c] : wf[c - CT]);
-            const tte_rq r = tte_rq_channel(q, bias, multipliers, o);
             const size_t at = base + (size_t)o * SP + (size_t)p0;
             tte_rq_run(&r, acc, n, y + (size_t)o * SP + (size_t)p0, mask, at);
         }

@@ -288,6 +288,32 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     "pkhbt %[k1], %[k1], %[k3], lsl #16\n\t" /* outputs 1 and 3 */                                                  \
     "qadd16 %[k0], %[k0], %[zp2]\n\t"                                                                                \
     "qadd16 %[k1], %[k1], %[zp2]\n\t"
+/* TTE_RQ4_BODY for a bias of 0 (a kernel that starts its sums at the bias): QADD of 0 leaves a value as it is, so
+ * the four sums go straight to s12-s15 with one VLDM */
+#define TTE_RQ4_BODY0                                                                                                 \
+    "vldmia %[acc]!, {s12-s15}\n\t"                                                                                \
+    "vcvt.f32.s32 s12, s12\n\t"                                                                                    \
+    "vcvt.f32.s32 s13, s13\n\t"                                                                                    \
+    "vcvt.f32.s32 s14, s14\n\t"                                                                                    \
+    "vcvt.f32.s32 s15, s15\n\t"                                                                                    \
+    "vmul.f32 s12, s12, %[m]\n\t"                                                                                  \
+    "vmul.f32 s13, s13, %[m]\n\t"                                                                                  \
+    "vmul.f32 s14, s14, %[m]\n\t"                                                                                  \
+    "vmul.f32 s15, s15, %[m]\n\t"                                                                                  \
+    "vcvtr.s32.f32 s12, s12\n\t"                                                                                   \
+    "vcvtr.s32.f32 s13, s13\n\t"                                                                                   \
+    "vcvtr.s32.f32 s14, s14\n\t"                                                                                   \
+    "vcvtr.s32.f32 s15, s15\n\t"                                                                                   \
+    "vmov %[k0], %[k1], s12, s13\n\t"                                                                              \
+    "vmov %[k2], %[k3], s14, s15\n\t"                                                                              \
+    "ssat %[k0], #16, %[k0]\n\t"                                                                                   \
+    "ssat %[k1], #16, %[k1]\n\t"                                                                                   \
+    "ssat %[k2], #16, %[k2]\n\t"                                                                                   \
+    "ssat %[k3], #16, %[k3]\n\t"                                                                                   \
+    "pkhbt %[k0], %[k0], %[k2], lsl #16\n\t"                                                                       \
+    "pkhbt %[k1], %[k1], %[k3], lsl #16\n\t"                                                                       \
+    "qadd16 %[k0], %[k0], %[zp2]\n\t"                                                                              \
+    "qadd16 %[k1], %[k1], %[zp2]\n\t"
 #define TTE_RQ4_STORE                                                                                                 \
     "uxtb16 %[k0], %[k0]\n\t"                                                                                        \
     "uxtb16 %[k1], %[k1]\n\t"                                                                                        \
@@ -300,7 +326,25 @@ TTE_ARM_NOINLINE void tte_rq4_dsp(const tte_rq *r, const int32_t *acc, int32_t q
     const float m = r->m;
     int32_t k0, k1, k2, k3;
     if (quads <= 0) return;
-    if (r->qmin == -128 && r->qmax == 127) {
+    if (bias == 0 && r->qmin == -128 && r->qmax == 127) {
+        __asm__ volatile("1:\n\t" TTE_RQ4_BODY0 "ssat16 %[k0], #8, %[k0]\n\t"
+                             "ssat16 %[k1], #8, %[k1]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
+                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
+                : [end] "r"(end), [zp2] "r"(zp2), [m] "t"(m)
+                : "cc", "memory", "s12", "s13", "s14", "s15");
+    } else if (bias == 0) {
+        __asm__ volatile("1:\n\t" TTE_RQ4_BODY0 "ssub16 %[k2], %[k0], %[lo2]\n\t"
+                             "sel %[k0], %[k0], %[lo2]\n\t"
+                             "ssub16 %[k2], %[hi2], %[k0]\n\t"
+                             "sel %[k0], %[k0], %[hi2]\n\t"
+                             "ssub16 %[k2], %[k1], %[lo2]\n\t"
+                             "sel %[k1], %[k1], %[lo2]\n\t"
+                             "ssub16 %[k2], %[hi2], %[k1]\n\t"
+                             "sel %[k1], %[k1], %[hi2]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
+                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
+                : [end] "r"(end), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
+                : "cc", "memory", "s12", "s13", "s14", "s15");
+    } else if (r->qmin == -128 && r->qmax == 127) {
         __asm__ volatile("1:\n\t" TTE_RQ4_BODY "ssat16 %[k0], #8, %[k0]\n\t"
                              "ssat16 %[k1], #8, %[k1]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
                 : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
@@ -340,6 +384,19 @@ TTE_ARM_NOINLINE void tte_rq8_mask_dsp(const tte_rq *r, const int32_t *acc, int3
     "and %[k3], %[k3], #0x50000\n\t"                                                                                 \
     "orr %[bits], %[bits], %[k3], lsr #" SHIFT "\n\t"
     if (bytes <= 0) return;
+    if (bias == 0) { /* TTE_RQ4_BODY0 */
+        __asm__ volatile("1:\n\t"
+                         "mov %[bits], #0\n\t" TTE_RQ4_BODY0 TTE_RQ4_MASK("%[k0]", "16") TTE_RQ4_MASK("%[k1]", "15")
+                         TTE_RQ4_STORE TTE_RQ4_BODY0 TTE_RQ4_MASK("%[k0]", "12") TTE_RQ4_MASK("%[k1]", "11")
+                         TTE_RQ4_STORE "strb %[bits], [%[mask]], #1\n\t"
+                         "cmp %[acc], %[end]\n\t"
+                         "bne 1b"
+                         : [acc] "+&r"(acc), [y] "+&r"(y), [mask] "+&r"(mask), [k0] "=&r"(k0), [k1] "=&r"(k1),
+                           [k2] "=&r"(k2), [k3] "=&r"(k3), [bits] "=&r"(bits)
+                         : [end] "r"(end), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
+                         : "cc", "memory", "s12", "s13", "s14", "s15");
+        return;
+    }
     __asm__ volatile("1:\n\t"
                      "mov %[bits], #0\n\t" TTE_RQ4_BODY TTE_RQ4_MASK("%[k0]", "16") TTE_RQ4_MASK("%[k1]", "15")
                      TTE_RQ4_STORE TTE_RQ4_BODY TTE_RQ4_MASK("%[k0]", "12") TTE_RQ4_MASK("%[k1]", "11") TTE_RQ4_STORE
@@ -353,6 +410,7 @@ TTE_ARM_NOINLINE void tte_rq8_mask_dsp(const tte_rq *r, const int32_t *acc, int3
 #undef TTE_RQ4_MASK
 }
 #undef TTE_RQ4_BODY
+#undef TTE_RQ4_BODY0
 #undef TTE_RQ4_STORE
 #endif
 
