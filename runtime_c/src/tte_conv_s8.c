@@ -208,30 +208,35 @@ TTE_ARM_NOINLINE int tte_conv_gathered_s8(const tte_conv_geometry *geo, const tt
     for (int32_t c = 0; c < C; c++)
         for (int32_t i = 0; i < KH; i++)
             for (int32_t j = 0; j < KW; j++) off[c * KK + i * KW + j] = (c * H + i) * W + j;
-    for (int32_t t = T; t < 2 * T2; t++) v[t] = 0;
+    for (int32_t k = 0; k < R; k++) /* the halfwords past T of every window: zeros, written once */
+        for (int32_t t = T; t < 2 * T2; t++) ((int16_t *)(void *)(xp + k * T2))[t] = 0;
     const int32_t HWO = HO * WO;
     for (int32_t n = 0; n < in_dims->n; n++) {
         const int8_t *x = input + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
+        int32_t oh = 0, ow = 0; /* the position s0 + k, stepped along */
         for (int32_t s0 = 0; s0 < HWO; s0 += R) {
             const int32_t r = HWO - s0 < R ? HWO - s0 : R;
-            for (int32_t k = 0; k < r; k++) { /* the windows of this chunk's positions */
-                const int32_t oh = (s0 + k) / WO, ow = (s0 + k) % WO;
+            for (int32_t k = 0; k < r; k++) { /* the windows of this chunk's positions, as int16 x - z_x */
+                int16_t *vk = (int16_t *)(void *)(xp + k * T2);
                 const int32_t top = oh * geo->stride_h - geo->pad_top, left = ow * geo->stride_w - geo->pad_left;
                 if (top >= 0 && top + KH <= H && left >= 0 && left + KW <= W) { /* inside: no tap checks */
                     const int8_t *xw = x + (size_t)top * (size_t)W + (size_t)left;
-                    for (int32_t t = 0; t < T; t++) v[t] = (int16_t)(xw[off[t]] - zx);
+                    for (int32_t t = 0; t < T; t++) vk[t] = (int16_t)(xw[off[t]] - zx);
                 } else {
                     for (int32_t c = 0; c < C; c++)
                         for (int32_t i = 0; i < KH; i++)
                             for (int32_t j = 0; j < KW; j++) {
                                 const int32_t h = top + i, w = left + j;
-                                v[c * KK + i * KW + j] =
+                                vk[c * KK + i * KW + j] =
                                     (int16_t)(h >= 0 && h < H && w >= 0 && w < W
                                                   ? x[((size_t)c * (size_t)H + (size_t)h) * (size_t)W + (size_t)w] - zx
                                                   : 0);
                             }
                 }
-                memcpy(xp + k * T2, v, (size_t)T2 * 4u);
+                if (++ow == WO) {
+                    ow = 0;
+                    oh++;
+                }
             }
             for (int32_t o = 0; o < O; o += 2) {
                 const int32_t o1 = o + 1 < O ? o + 1 : o; /* an odd last channel pairs with itself */
