@@ -80,9 +80,16 @@ TTE_ARM_NOINLINE void tte_pw_staged_dot(const int32_t *t, const int8_t *w, int32
 TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x, int32_t C, size_t SP, int32_t O,
                                       const tte_split_weights *weights, const int32_t *bias, const float *multipliers,
                                       int8_t *y, uint8_t *mask, size_t base, int8_t *scratch, int32_t scratch_bytes) {
-    const int32_t CT = weights->frozen ? weights->channels : C, CF = C - CT, P = (int32_t)SP;
+    /* a split whose trained part is not whole groups of 4: each output row's weights are first joined (trained,
+     * then frozen) into one row at the start of scratch, and the channels staged as one part */
+    const int join = weights->frozen != NULL && (weights->channels & 3) != 0;
+    const int32_t CT = weights->frozen && !join ? weights->channels : C, CF = C - CT, P = (int32_t)SP;
     const int32_t GT = CT / 4, GF = CF / 4, G = GT + GF; /* channel groups: trained ones, then frozen ones */
+    const int32_t row_bytes = join ? (C + 3) & ~3 : 0;
     if (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u || G == 0 || P < 4) return 0;
+    int8_t *row = scratch;
+    scratch += row_bytes;
+    scratch_bytes -= row_bytes;
     int32_t R = scratch_bytes / (32 * G) * 4; /* positions per chunk: 8 G words per 4 positions */
     if (R > TTE_PW_RUN) R = TTE_PW_RUN;
     if (R < 4) return 0;
@@ -93,8 +100,22 @@ TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x
         tte_pw_stage(x + p0, SP, GT, G, quads, t);
         if (GF) tte_pw_stage(x + (size_t)CT * SP + (size_t)p0, SP, GF, G, quads, t + 8 * GT);
         for (int32_t o = 0; o < O; o++) {
-            const int8_t *wt = weights->trained + (size_t)o * (size_t)CT;
-            const int8_t *wf = weights->frozen ? weights->frozen + (size_t)o * (size_t)CF : wt;
+            const int8_t *wt = row, *wf = row;
+            if (join) { /* trained, then frozen, as one row of C */
+                const int32_t ct = weights->channels, cf = C - ct;
+                const int8_t *a = weights->trained + (size_t)o * (size_t)ct;
+                const int8_t *b = weights->frozen + (size_t)o * (size_t)cf; /* b[c - ct]: channel c >= ct */
+                int32_t c = 0;
+                for (; c < ct; c++) row[c] = a[c];
+                for (; c + 4 <= C; c += 4) {
+                    const int32_t v = tte_ld32(b + (c - ct));
+                    memcpy(row + c, &v, 4);
+                }
+                for (; c < C; c++) row[c] = b[c - ct];
+            } else {
+                wt = weights->trained + (size_t)o * (size_t)CT;
+                wf = weights->frozen ? weights->frozen + (size_t)o * (size_t)CF : wt;
+            }
             const int32_t wsum = tte_sum_s8(wt, CT) + (CF ? tte_sum_s8(wf, CF) : 0);
             tte_rq r = tte_rq_channel(q, bias, multipliers, o);
             int32_t acc[TTE_PW_RUN], start = -q->input_zero_point * wsum;
