@@ -320,7 +320,8 @@ static const float tte_gi3_zeros[8];
 /* out0[q], out1[q] (q < 4 groups) = the sums of dx rows h0, h0 + 1 at 4 groups of 4 columns (groups >= 1): row r's
  * tap row i reads the six floats at p[3 r + i] + 4 g for group g (window k = lane l + 2 - tap j); wr: the 9
  * weights.  The pointers advance in the loop, the weights stay in s8-s16. */
-static void tte_gi_dw3_rows(const float *const p[6], const float *wr, float *out0, float *out1, int32_t groups) {
+TTE_ARM_NOINLINE void tte_gi_dw3_rows(const float *const p[6], const float *wr, float *out0, float *out1,
+                                      int32_t groups) {
 #define TTE_GI3_ROWTAP(P, A0, A1, A2, A3, W0, W1, W2)                                                                \
     "vldmia " P "!, {s17-s22}\n\t" /* then 2 floats back: the next group's window starts 4 floats on */            \
     "vmla.f32 " A0 ", s19, " W0 "\n\t"                                                                             \
