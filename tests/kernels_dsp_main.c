@@ -180,6 +180,23 @@ static void grad_input_dw(const char *name, int32_t N, int32_t C, int32_t H, int
     report_bytes(name, st, fdx, sizeof(float) * (size_t)(N * C * H * W), (uint64_t)(N * C * HO * WO * K * K), t1 - t0);
 }
 
+/* the bias update (its gradient: each channel's sum over samples, then positions): int32 biases near zero and near
+ * the int32 limits, gradients of both signs */
+static void bias_update(const char *name, int32_t N, int32_t O, int32_t H, int32_t W, int32_t rounding) {
+    static int32_t b[512];
+    const tte_dims dzd = {N, O, H, W};
+    for (int32_t i = 0; i < N * O * H * W; i++) fdz[i] = frnd();
+    for (int32_t i = 0; i < O; i++) {
+        b[i] = i % 5 == 4 ? INT32_MAX - rnd(0, 100) : i % 5 == 3 ? INT32_MIN + rnd(0, 100) : rnd(-5000, 5000);
+        ffactors[i] = (float)rnd(1000, 900000) * 1e-3f;
+    }
+    const tte_sgd_params sgd = {0.05f, rounding, 7u, 3u, 11u, INT32_MIN, INT32_MAX, NULL};
+    const uint64_t t0 = TICKS();
+    const int st = tte_bias_update_s32(&dzd, fdz, ffactors, &sgd, b);
+    const uint64_t t1 = TICKS();
+    report_bytes(name, st, b, sizeof(int32_t) * (size_t)O, (uint64_t)(N * O * H * W), t1 - t0);
+}
+
 static void grad_input(const char *name, int32_t O, int32_t C, int32_t H, int32_t W, int32_t K, int32_t s, int32_t p,
                        int32_t groups, int zps) {
     const int32_t CG = C / groups, HO = out_size(H, K, s, p, p), WO = out_size(W, K, s, p, p);
@@ -392,5 +409,9 @@ int main(void) {
         }
     }
     wu_scratch_bytes = (int32_t)sizeof fscratch;
+    bias_update("bias-16x4x4-stochastic", 1, 16, 4, 4, TTE_ROUND_STOCHASTIC);
+    bias_update("bias-2x9x3x3-nearest", 2, 9, 3, 3, TTE_ROUND_NEAREST);
+    bias_update("bias-7x2x2-trunc", 1, 7, 2, 2, TTE_ROUND_TRUNC);
+    bias_update("bias-40x8x8-stochastic", 1, 40, 8, 8, TTE_ROUND_STOCHASTIC);
     return 0;
 }
