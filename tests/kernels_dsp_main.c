@@ -385,6 +385,13 @@ int main(void) {
     grad_input_dw("gi-dw-3x3-w31", 1, 2, 5, 31, 3, 1, 1, 1, 1);
     grad_input_dw("gi-dw-3x3s2-inplace-9x9", 1, 3, 9, 9, 3, 2, 1, 1, 1);
     grad_input_dw("gi-dw-5x5-inplace-8x8", 1, 3, 8, 8, 5, 1, 2, 2, 1);
+    grad_input_dw("gi-dw-5x5-p13-2x3x9x7", 2, 3, 9, 7, 5, 1, 1, 3, 0);
+    grad_input_dw("gi-dw-5x5-p4-inplace-6x5", 1, 2, 6, 5, 5, 1, 4, 0, 1);
+    grad_input_dw("gi-dw-7x7-inplace-11x10", 1, 3, 11, 10, 7, 1, 3, 3, 1);
+    grad_input_dw("gi-dw-7x7-p06-7x9", 1, 2, 7, 9, 7, 1, 0, 6, 0);
+    grad_input_dw("gi-dw-7x7-w17", 1, 2, 5, 17, 7, 1, 3, 3, 1);
+    grad_input_dw("gi-dw-7x7-w20", 1, 2, 5, 20, 7, 1, 3, 3, 1);
+    grad_input_dw("gi-dw-5x5-w20-noinplace", 1, 2, 6, 20, 5, 1, 2, 2, 0);
     /* pointwise weight updates: blocks of 4 x 3 at the ends of rows and columns, positions past the last 4 (or
      * fewer than 4 in all), too few rows or columns for a block, the residual of accumulate; then without the
      * scratch for converted inputs (the unconverted tiles) */

@@ -399,6 +399,63 @@ static void grad_input_dw3_s1(const tte_conv_geometry *geo, const tte_weights_s8
 }
 #endif
 
+/* The same ring for K x K kernels (K = 5, 7) at stride 1, in C: K + 1 rows of TTE_GIK_ROW floats (dz rows h0 + pt -
+ * K + 1 .. h0 + pt + 1 for dx rows h0, h0 + 1; ring[.][K - 1 + wo] = dz[., wo]), 2 rows x 4 columns at a time, the
+ * loops over a tap row unrolled so that the window, the sums and the weight stay in registers (VMLA).  The order
+ * of each element's terms, and the in-place argument, are the 3 x 3 ring's. */
+#if defined(TTE_GI_ARM)
+#define TTE_GIK_ROW 32
+#define TTE_GI_DWK(K)                                                                                                 \
+    static void grad_input_dw##K##_s1(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C,              \
+                                      const float *dz, int32_t HO, int32_t WO, float *dx, int32_t H, int32_t W) {    \
+        float ring[K + 1][TTE_GIK_ROW], wr[K * K];                                                                    \
+        const int32_t pt = geo->pad_top, pl = geo->pad_left;                                                          \
+        memset(ring, 0, sizeof ring); /* only columns K - 1 .. K + WO - 2 are written below */                        \
+        for (int32_t c = 0; c < C; c++, dz += HO * WO, dx += H * W) {                                                 \
+            const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, K * K);                                           \
+            const int32_t wz = w->zero_points ? w->zero_points[c] : 0;                                                \
+            for (int32_t t = 0; t < K * K; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];                  \
+            for (int32_t h0 = 0; h0 < H; h0 += 2) {                                                                   \
+                for (int32_t d = h0 == 0 ? pt - K + 1 : h0 + pt; d <= h0 + pt + 1; d++) {                             \
+                    float *row = ring[(d + 2 * (K + 1)) % (K + 1)] + K - 1;                                           \
+                    if (d >= 0 && d < HO)                                                                             \
+                        for (int32_t q = 0; q < WO; q++) row[q] = dz[d * WO + q];                                     \
+                    else                                                                                              \
+                        for (int32_t q = 0; q < WO; q++) row[q] = 0.0f;                                               \
+                }                                                                                                     \
+                const float *rows[K + 1]; /* rows[e]: dz row h0 + pt - K + 1 + e */                                    \
+                for (int32_t e = 0; e <= K; e++) rows[e] = ring[(h0 + pt - K + 1 + e + 2 * (K + 1)) % (K + 1)] + pl;  \
+                for (int32_t w0 = 0; w0 < W; w0 += 4) {                                                               \
+                    float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};                           \
+                    for (int32_t i = 0; i < K; i++) {                                                                 \
+                        TTE_ARM_UNROLL                                                                                \
+                        for (int32_t r = 0; r < 2; r++) {                                                             \
+                            const float *p = rows[r - i + K - 1] + w0;                                                \
+                            float v[K + 3];                                                                           \
+                            TTE_ARM_UNROLL                                                                            \
+                            for (int32_t k = 0; k < K + 3; k++) v[k] = p[k];                                          \
+                            TTE_ARM_UNROLL                                                                            \
+                            for (int32_t j = 0; j < K; j++) {                                                         \
+                                const float wij = wr[i * K + j];                                                      \
+                                TTE_ARM_UNROLL                                                                        \
+                                for (int32_t l = 0; l < 4; l++)                                               \
+                                    acc[r][l] = tte_mla_f32(acc[r][l], v[l + K - 1 - j], wij);                \
+                            }                                                                                         \
+                        }                                                                                             \
+                    }                                                                                                 \
+                    const int32_t lanes = W - w0 < 4 ? W - w0 : 4;                                                    \
+                    for (int32_t l = 0; l < lanes; l++) dx[h0 * W + w0 + l] = acc[0][l];                              \
+                    if (h0 + 1 < H)                                                                                   \
+                        for (int32_t l = 0; l < lanes; l++) dx[(h0 + 1) * W + w0 + l] = acc[1][l];                    \
+                }                                                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+TTE_GI_DWK(5)
+TTE_GI_DWK(7)
+#undef TTE_GI_DWK
+#endif
+
 static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w_dims, const tte_weights_s8 *w,
                                  const tte_dims *dz_dims, const float *dz, const tte_dims *in_dims, float *dx,
                                  float *scratch) {
@@ -417,6 +474,14 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
             geo->pad_left >= 0 && geo->pad_left <= 2 && W + geo->pad_left + 5 <= TTE_GI3_ROW &&
             WO + 4 <= TTE_GI3_ROW && ((H == HO && W == WO) || b1 <= a0 || a1 <= b0)) {
             grad_input_dw3_s1(geo, w, C, dzn, HO, WO, dxn, H, W);
+            continue;
+        }
+        const int32_t K = KH; /* 5 x 5 and 7 x 7 through their ring (TTE_GI_DWK) */
+        if ((K == 5 || K == 7) && KW == K && sh == 1 && sw == 1 && geo->pad_top >= 0 && geo->pad_top < K &&
+            geo->pad_left >= 0 && geo->pad_left < K && W + geo->pad_left + K + 3 <= TTE_GIK_ROW &&
+            WO + K - 1 <= TTE_GIK_ROW && ((H == HO && W == WO) || b1 <= a0 || a1 <= b0)) {
+            if (K == 5) grad_input_dw5_s1(geo, w, C, dzn, HO, WO, dxn, H, W);
+            else grad_input_dw7_s1(geo, w, C, dzn, HO, WO, dxn, H, W);
             continue;
         }
 #endif
