@@ -365,6 +365,9 @@ int main(void) {
     dw("dw-3x3s2p1-25x22", 3, 25, 22, 3, 2, 1, 1, 1, -128, 127);
     dw("dw-3x3s2p01-24x23", 2, 24, 23, 3, 2, 0, 1, 0, 0, 0);
     pw_dw("pwdw-5x4-21x24-3x3s2", 5, 21, 24, 4, 3, 2, 1, 1);
+    dw("dw-5x5s1p2-22x19", 3, 22, 19, 5, 1, 2, 2, 1, -128, 127); /* 5x5 and 7x7 two outputs at a time */
+    dw("dw-7x7s1p3-20x17", 2, 20, 17, 7, 1, 3, 3, 0, 0, 0);
+    dw("dw-7x7s1p3-4x4", 5, 4, 4, 7, 1, 3, 3, 1, -128, 127);
     for (bias_limits = 1; bias_limits >= 0; bias_limits--) { /* then the same data with ordinary biases */
         rng_state = 99u;
         dw(bias_limits ? "limits-dw-small" : "ordinary-dw-small", 4, 9, 9, 3, 1, 1, 1, 1, -128, 127);

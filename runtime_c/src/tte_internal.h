@@ -1019,6 +1019,54 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
         return;
     }
 #if defined(__ARM_FEATURE_DSP)
+    /* 5x5 and 7x7 at stride 1, two outputs at a time: per tap row, x0..x5 (5x5: a word and two bytes) or x0..x7
+     * (7x7: two words), exactly the bytes the two windows read, spread by SXTB16 into (x0, x2), (x1, x3), ...:
+     * 5x5: (x0, x2).(w0, w2) + (x1, x3).(w1, w3) + x4 w4 and (x1, x3).(w0, w2) + x2 w1 + x4 w3 + x5 w4;
+     * 7x7: the same pairs for w0..w3, then (x4, x6).(w4, w6) + x5 w5 and (x5, x7).(w4, w6) + x4 w3 + x6 w5 */
+    if (((KH == 5 && KW == 5) || (KH == 7 && KW == 7)) && sw == 1 && n >= 2) {
+        int32_t wp[7][4];
+        for (int32_t r = 0; r < KH; r++) {
+            const int16_t *wr = wk + r * KW;
+            wp[r][0] = tte_pair16(wr[0], wr[2]);
+            wp[r][1] = tte_pair16(wr[1], wr[3]);
+            wp[r][2] = KW == 5 ? wr[4] : tte_pair16(wr[4], wr[6]);
+            wp[r][3] = KW == 5 ? 0 : wr[5];
+        }
+        for (; i + 2 <= n; i += 2) {
+            int32_t s0 = offset, s1 = offset;
+            if (KW == 5) {
+                for (int32_t r = 0; r < 5; r++) {
+                    const int8_t *xr = x + r * W + i;
+                    const int32_t u = tte_ld32(xr), u02 = __sxtb16(u), u13 = tte_sxtb16_ror8(u);
+                    const int32_t x4 = xr[4], x5 = xr[5];
+                    s0 = __smlad(u02, wp[r][0], s0);
+                    s0 = __smlad(u13, wp[r][1], s0);
+                    s0 = __smlabb(x4, wp[r][2], s0);
+                    s1 = __smlad(u13, wp[r][0], s1);
+                    s1 = __smlatb(u02, wp[r][1], s1);
+                    s1 = __smlabt(x4, wp[r][1], s1);
+                    s1 = __smlabb(x5, wp[r][2], s1);
+                }
+            } else {
+                for (int32_t r = 0; r < 7; r++) {
+                    const int8_t *xr = x + r * W + i;
+                    const int32_t u = tte_ld32(xr), u02 = __sxtb16(u), u13 = tte_sxtb16_ror8(u);
+                    const int32_t v = tte_ld32(xr + 4), v02 = __sxtb16(v), v13 = tte_sxtb16_ror8(v);
+                    s0 = __smlad(u02, wp[r][0], s0);
+                    s0 = __smlad(u13, wp[r][1], s0);
+                    s0 = __smlad(v02, wp[r][2], s0);
+                    s0 = __smlabb(v13, wp[r][3], s0);
+                    s1 = __smlad(u13, wp[r][0], s1);
+                    s1 = __smlatb(u02, wp[r][1], s1);
+                    s1 = __smlabt(v02, wp[r][1], s1);
+                    s1 = __smlad(v13, wp[r][2], s1);
+                    s1 = __smlatb(v02, wp[r][3], s1);
+                }
+            }
+            acc[i] = s0;
+            acc[i + 1] = s1;
+        }
+    }
     /* other kernels: two taps per SMLAD (tte_window_pairs_s8), square 5x5 and 7x7 ones unrolled */
     if (KH == 5 && KW == 5) {
         for (; i < n; i++) acc[i] = tte_window_pairs_s8(x + i * sw, W, wk, 5, 5, offset);
