@@ -395,6 +395,11 @@ int main(void) {
     grad_input_dw("gi-dw-7x7-w17", 1, 2, 5, 17, 7, 1, 3, 3, 1);
     grad_input_dw("gi-dw-7x7-w20", 1, 2, 5, 20, 7, 1, 3, 3, 1);
     grad_input_dw("gi-dw-5x5-w20-noinplace", 1, 2, 6, 20, 5, 1, 2, 2, 0);
+    /* at stride 2, zero-stuffed rows (out of place: dx is larger than dz) */
+    grad_input_dw("gi-dw-3x3s2-p01-9x8", 2, 3, 9, 8, 3, 2, 0, 1, 0);
+    grad_input_dw("gi-dw-5x5s2-p2-11x10", 1, 3, 11, 10, 5, 2, 2, 2, 0);
+    grad_input_dw("gi-dw-7x7s2-p23-8x8", 1, 4, 8, 8, 7, 2, 2, 3, 0);
+    grad_input_dw("gi-dw-7x7s2-p3-16x15", 1, 2, 16, 15, 7, 2, 3, 3, 0);
     /* pointwise weight updates: blocks of 4 x 3 at the ends of rows and columns, positions past the last 4 (or
      * fewer than 4 in all), too few rows or columns for a block, the residual of accumulate; then without the
      * scratch for converted inputs (the unconverted tiles) */

@@ -362,23 +362,37 @@ TTE_ARM_NOINLINE void tte_gi_dw3_rows(const float *const p[6], const float *wr, 
 
 /* Channels c0 .. C - 1 of sample n (one plane each: dz HO x WO, dx H x W, weights wc and scales as
  * grad_input_depthwise reads them). */
+/* Ring row d of dz at stride s, zero-stuffed: row[q] = dz[d / s, q / s] where s divides d and q, else 0, for
+ * q < (WO - 1) s + 1.  At stride 2 a dx element's taps are those that land on dz positions: the stride-1 sum over
+ * the zero-stuffed plane adds the same terms in the same order, and zeros (0 * W) that change no sum. */
+static inline void tte_gi_ring_row(float *row, const float *dz, int32_t d, int32_t s, int32_t HO, int32_t WO) {
+    if (d < 0 || d % s != 0 || d / s >= HO) {
+        for (int32_t q = 0; q < (WO - 1) * s + 1; q++) row[q] = 0.0f;
+        return;
+    }
+    const float *src = dz + (d / s) * WO;
+    if (s == 1) {
+        for (int32_t q = 0; q < WO; q++) row[q] = src[q];
+        return;
+    }
+    for (int32_t q = 0; q < WO; q++) {
+        row[2 * q] = src[q];
+        if (q + 1 < WO) row[2 * q + 1] = 0.0f;
+    }
+}
+
 static void grad_input_dw3_s1(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C, const float *dz,
-                              int32_t HO, int32_t WO, float *dx, int32_t H, int32_t W) {
+                              int32_t HO, int32_t WO, int32_t st, float *dx, int32_t H, int32_t W) {
     float ring[4][TTE_GI3_ROW], out[2][4], wr[9];
     const int32_t pt = geo->pad_top, pl = geo->pad_left;
-    memset(ring, 0, sizeof ring); /* only columns 2 .. WO + 1 of a row are written below: the rest stays zero */
+    memset(ring, 0, sizeof ring); /* only columns 2 .. (WO - 1) st + 2 of a row are written below: the rest stays 0 */
     for (int32_t c = 0; c < C; c++, dz += HO * WO, dx += H * W) {
         const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, 9);
         const int32_t wz = w->zero_points ? w->zero_points[c] : 0;
         for (int32_t t = 0; t < 9; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];
         for (int32_t h0 = 0; h0 < H; h0 += 2) {
-            for (int32_t d = h0 == 0 ? pt - 2 : h0 + pt; d <= h0 + pt + 1; d++) { /* the dz rows new to the ring */
-                float *row = ring[(d + 4) & 3] + 2;
-                if (d >= 0 && d < HO)
-                    for (int32_t q = 0; q < WO; q++) row[q] = dz[d * WO + q];
-                else
-                    for (int32_t q = 0; q < WO; q++) row[q] = 0.0f;
-            }
+            for (int32_t d = h0 == 0 ? pt - 2 : h0 + pt; d <= h0 + pt + 1; d++) /* the dz rows new to the ring */
+                tte_gi_ring_row(ring[(d + 4) & 3] + 2, dz, d, st, HO, WO);
             const float *p[6];
             for (int32_t r = 0; r < 2; r++)
                 for (int32_t i = 0; i < 3; i++) p[3 * r + i] = ring[(h0 + r + pt - i + 4) & 3] + pl;
@@ -407,22 +421,18 @@ static void grad_input_dw3_s1(const tte_conv_geometry *geo, const tte_weights_s8
 #define TTE_GIK_ROW 32
 #define TTE_GI_DWK(K)                                                                                                 \
     static void grad_input_dw##K##_s1(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C,              \
-                                      const float *dz, int32_t HO, int32_t WO, float *dx, int32_t H, int32_t W) {    \
+                                      const float *dz, int32_t HO, int32_t WO, int32_t st, float *dx, int32_t H,     \
+                                      int32_t W) {                                                                    \
         float ring[K + 1][TTE_GIK_ROW], wr[K * K];                                                                    \
         const int32_t pt = geo->pad_top, pl = geo->pad_left;                                                          \
-        memset(ring, 0, sizeof ring); /* only columns K - 1 .. K + WO - 2 are written below */                        \
+        memset(ring, 0, sizeof ring); /* only columns K - 1 .. K + (WO - 1) st - 1 are written below */             \
         for (int32_t c = 0; c < C; c++, dz += HO * WO, dx += H * W) {                                                 \
             const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, K * K);                                           \
             const int32_t wz = w->zero_points ? w->zero_points[c] : 0;                                                \
             for (int32_t t = 0; t < K * K; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];                  \
             for (int32_t h0 = 0; h0 < H; h0 += 2) {                                                                   \
-                for (int32_t d = h0 == 0 ? pt - K + 1 : h0 + pt; d <= h0 + pt + 1; d++) {                             \
-                    float *row = ring[(d + 2 * (K + 1)) % (K + 1)] + K - 1;                                           \
-                    if (d >= 0 && d < HO)                                                                             \
-                        for (int32_t q = 0; q < WO; q++) row[q] = dz[d * WO + q];                                     \
-                    else                                                                                              \
-                        for (int32_t q = 0; q < WO; q++) row[q] = 0.0f;                                               \
-                }                                                                                                     \
+                for (int32_t d = h0 == 0 ? pt - K + 1 : h0 + pt; d <= h0 + pt + 1; d++)                               \
+                    tte_gi_ring_row(ring[(d + 2 * (K + 1)) % (K + 1)] + K - 1, dz, d, st, HO, WO);                   \
                 const float *rows[K + 1]; /* rows[e]: dz row h0 + pt - K + 1 + e */                                    \
                 for (int32_t e = 0; e <= K; e++) rows[e] = ring[(h0 + pt - K + 1 + e + 2 * (K + 1)) % (K + 1)] + pl;  \
                 for (int32_t w0 = 0; w0 < W; w0 += 4) {                                                               \
@@ -470,18 +480,20 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
         float *dxn = dx + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
         const uintptr_t a0 = (uintptr_t)dzn, a1 = (uintptr_t)(dzn + (size_t)C * (size_t)HO * (size_t)WO);
         const uintptr_t b0 = (uintptr_t)dxn, b1 = (uintptr_t)(dxn + (size_t)C * (size_t)H * (size_t)W);
-        if (KH == 3 && KW == 3 && sh == 1 && sw == 1 && geo->pad_top >= 0 && geo->pad_top <= 2 &&
-            geo->pad_left >= 0 && geo->pad_left <= 2 && W + geo->pad_left + 5 <= TTE_GI3_ROW &&
-            WO + 4 <= TTE_GI3_ROW && ((H == HO && W == WO) || b1 <= a0 || a1 <= b0)) {
-            grad_input_dw3_s1(geo, w, C, dzn, HO, WO, dxn, H, W);
+        /* strides 1 and 2 (zero-stuffed rows: tte_gi_ring_row); WU: a zero-stuffed dz row's length */
+        const int32_t st = sh, WU = (WO - 1) * st + 1;
+        const int ring = sh == sw && (sh == 1 || sh == 2) && geo->pad_top >= 0 && geo->pad_left >= 0 &&
+                         ((H == HO && W == WO) || b1 <= a0 || a1 <= b0);
+        if (ring && KH == 3 && KW == 3 && geo->pad_top <= 2 && geo->pad_left <= 2 &&
+            W + geo->pad_left + 5 <= TTE_GI3_ROW && WU + 4 <= TTE_GI3_ROW) {
+            grad_input_dw3_s1(geo, w, C, dzn, HO, WO, st, dxn, H, W);
             continue;
         }
         const int32_t K = KH; /* 5 x 5 and 7 x 7 through their ring (TTE_GI_DWK) */
-        if ((K == 5 || K == 7) && KW == K && sh == 1 && sw == 1 && geo->pad_top >= 0 && geo->pad_top < K &&
-            geo->pad_left >= 0 && geo->pad_left < K && W + geo->pad_left + K + 3 <= TTE_GIK_ROW &&
-            WO + K - 1 <= TTE_GIK_ROW && ((H == HO && W == WO) || b1 <= a0 || a1 <= b0)) {
-            if (K == 5) grad_input_dw5_s1(geo, w, C, dzn, HO, WO, dxn, H, W);
-            else grad_input_dw7_s1(geo, w, C, dzn, HO, WO, dxn, H, W);
+        if (ring && (K == 5 || K == 7) && KW == K && geo->pad_top < K && geo->pad_left < K &&
+            W + geo->pad_left + K + 3 <= TTE_GIK_ROW && WU + K - 1 <= TTE_GIK_ROW) {
+            if (K == 5) grad_input_dw5_s1(geo, w, C, dzn, HO, WO, st, dxn, H, W);
+            else grad_input_dw7_s1(geo, w, C, dzn, HO, WO, st, dxn, H, W);
             continue;
         }
 #endif
