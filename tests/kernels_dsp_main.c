@@ -30,6 +30,7 @@ static int8_t x[MAXX], w[MAXW], w2[MAXW], y[MAXX];
 static int32_t scratch_words[MAXX / 4]; /* word-aligned, as the emitted programs' */
 #define scratch ((int8_t *)scratch_words)
 static int32_t stage_bytes; /* the scratch a conv is given (0: none) */
+static int pwdw_plane_only; /* a fused 1x1 + depthwise conv told of one plane of scratch, not all of it */
 static uint8_t mask[MAXX / 8 + 1];
 static int32_t zw[512], zw2[512], bias[512], bias2[512];
 static float mult[512], mult2[512];
@@ -128,8 +129,9 @@ static void pw_dw(const char *name, int32_t C, int32_t H, int32_t W, int32_t M, 
     memset(y, 0, sizeof y);
     memset(mask, 0, sizeof mask);
     const uint64_t t0 = TICKS();
+    const int32_t bytes = pwdw_plane_only ? H * W : (int32_t)sizeof scratch_words;
     const int st = tte_conv_pw_dw_s8(&q1, w, zps ? zw : NULL, bias, mult, &geo, &q2, &w2d, w2, zps ? zw2 : NULL, bias2,
-                                     mult2, &xd, x, &yd, y, scratch);
+                                     mult2, &xd, x, &yd, y, scratch, bytes);
     const uint64_t t1 = TICKS();
     report(name, st, (size_t)(M * HO * WO), (uint64_t)M * (uint64_t)(H * W * C + HO * WO * K * K), t1 - t0);
 }
@@ -365,6 +367,11 @@ int main(void) {
     dw("dw-3x3s2p1-25x22", 3, 25, 22, 3, 2, 1, 1, 1, -128, 127);
     dw("dw-3x3s2p01-24x23", 2, 24, 23, 3, 2, 0, 1, 0, 0, 0);
     pw_dw("pwdw-5x4-21x24-3x3s2", 5, 21, 24, 4, 3, 2, 1, 1);
+    for (pwdw_plane_only = 1; pwdw_plane_only >= 0; pwdw_plane_only--) { /* the plane inside its padding, or not */
+        pw_dw(pwdw_plane_only ? "pwdw-7x6-17x18-3x3s1-plane" : "pwdw-7x6-17x18-3x3s1", 7, 17, 18, 6, 3, 1, 1, 1);
+        pw_dw(pwdw_plane_only ? "pwdw-4x5-19x16-5x5s2-plane" : "pwdw-4x5-19x16-5x5s2", 4, 19, 16, 5, 5, 2, 2, 0);
+    }
+    pwdw_plane_only = 0;
     dw("dw-5x5s1p2-22x19", 3, 22, 19, 5, 1, 2, 2, 1, -128, 127); /* 5x5 and 7x7 two outputs at a time */
     dw("dw-7x7s1p3-20x17", 2, 20, 17, 7, 1, 3, 3, 0, 0, 0);
     dw("dw-7x7s1p3-4x4", 5, 4, 4, 7, 1, 3, 3, 1, -128, 127);

@@ -291,7 +291,7 @@ def run_pw_dw(x, zx, w1, z1, b1, w2, z2, b2, strides, pads, *, sx=0.05, s1=None,
     assert n == x.shape[2] * x.shape[3]
     out, scratch = np.full(want.shape, 99, np.int8), np.full(n + 16, 0x55, np.int8)  # with 16 guard bytes
     status = lib().tte_conv_pw_dw_s8(ref(q1), ptr(w1), ptr(z1), ptr(b1), ptr(m1), ref(geo), ref(q2), ref(w2d), ptr(w2),
-                                     ptr(z2), ptr(b2), ptr(m2), ref(xd), ptr(x), ref(yd), ptr(out), ptr(scratch))
+                                     ptr(z2), ptr(b2), ptr(m2), ref(xd), ptr(x), ref(yd), ptr(out), ptr(scratch), n)
     assert status == TTE_OK and (scratch[n:] == 0x55).all()
     np.testing.assert_array_equal(out, want)
     return want
@@ -549,7 +549,7 @@ def _error_call(kernel: str, **bad) -> tuple[int, np.ndarray]:
         geo = cr.ConvGeometry(1, 1, 1, 1, 1, 1, a["groups"])
         status = lib().tte_conv_pw_dw_s8(ref(q), ptr(z), None, ptr(zi), ptr(mf), ref(geo), ref(q), ref(dims(a["w2"])),
                                          ptr(z), None, ptr(zi), ptr(mf), ref(dims((1, 2, 5, 5))), ptr(z),
-                                         ref(dims(a["y"])), ptr(out), ptr(scratch))
+                                         ref(dims(a["y"])), ptr(out), ptr(scratch), scratch.size)
     elif kernel == "add":
         a = {"size": 12, "b_size": 4, "b_inner": 1} | bad
         status = lib().tte_add_s8(a["size"], ptr(z), 0, c_float(1.0), a["b_size"], a["b_inner"], ptr(z), 0,

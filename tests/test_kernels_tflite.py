@@ -204,7 +204,8 @@ def test_conv_pw_dw_s8_tflite(case):
     geo, xd, w2d, yd = cr.ConvGeometry(*strides, *pads, mch), dims(x.shape), dims(w2.shape), dims(want.shape)
     out, scratch = np.full(want.shape, 99, np.int8), np.zeros(x.shape[2] * x.shape[3], np.int8)
     assert lib().tte_conv_pw_dw_s8(ref(q1), ptr(w1), ptr(z1), ptr(b1), None, ref(geo), ref(q2), ref(w2d), ptr(w2),
-                                   ptr(z2), ptr(b2), None, ref(xd), ptr(x), ref(yd), ptr(out), ptr(scratch)) == TTE_OK
+                                   ptr(z2), ptr(b2), None, ref(xd), ptr(x), ref(yd), ptr(out), ptr(scratch),
+                                   scratch.size) == TTE_OK
     np.testing.assert_array_equal(out, want)
     assert len(np.unique(want)) > 10
 

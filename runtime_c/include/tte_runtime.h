@@ -96,14 +96,15 @@ tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *
                           const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
                           const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch);
 
-/* 1x1 conv feeding a depthwise conv, one expanded channel plane at a time (scratch: one plane). */
+/* 1x1 conv feeding a depthwise conv, one expanded channel plane at a time (scratch: one plane; scratch_bytes: its
+ * size, which a Cortex-M uses for the plane inside its padding when it can: see the source). */
 int32_t tte_conv_pw_dw_s8_get_buffer_size(const tte_dims *in_dims);
 tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const int32_t *w1_zero_points,
                              const int32_t *b1, const float *m1, const tte_conv_geometry *geo2,
                              const tte_quant_params *q2, const tte_dims *w2_dims, const int8_t *w2,
                              const int32_t *w2_zero_points, const int32_t *b2, const float *m2,
                              const tte_dims *in_dims, const int8_t *input, const tte_dims *out_dims,
-                             int8_t *output, int8_t *scratch);
+                             int8_t *output, int8_t *scratch, int32_t scratch_bytes);
 
 /* fully connected: input [n, k], weights [m, k], output [n, m].  q->multiplier set: TFLite Micro's output stage
  * (MBQM per output channel, as a conv; `multipliers` unused). */

@@ -16,5 +16,5 @@ tte_status tte_patch_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, cons
     const tte_dims in = {in_dims->n, in_dims->c, in_rows[1] - in_rows[0], in_dims->w};
     const tte_dims out = {out_dims->n, out_dims->c, out_rows[1] - out_rows[0], out_dims->w};
     return tte_conv_pw_dw_s8(q1, w1, w1_zero_points, b1, m1, &band, q2, w2_dims, w2, w2_zero_points, b2, m2, &in,
-                             input, &out, output, scratch);
+                             input, &out, output, scratch, 0);
 }

@@ -83,7 +83,7 @@ def emit_pw_dw(e: cg.Emitter, node: Node) -> None:
     e.call(node, f"tte_conv_pw_dw_s8({q1}, {e.value_const(w1)}, {e.weight_zero_points(w1)}, {e.value_const(b1)}, "
                  f"{m1}, {geo}, {q2}, {e.dims(w2)}, {e.value_const(w2)}, "
                  f"{e.weight_zero_points(w2)}, {e.value_const(b2)}, {m2}, "
-                 f"{e.dims(x)}, {e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, tte_scratch)")
+                 f"{e.dims(x)}, {e.ptr(x)}, {e.dims(y)}, {e.ptr(y)}, tte_scratch, {e.scratch})")
 
 
 def emit_conv_grad_input(e: cg.Emitter, node: Node) -> None:
