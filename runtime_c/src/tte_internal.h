@@ -257,63 +257,47 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
  * VCVTR the results are saturated to 16 bits and paired (outputs i, i + 2 and i + 1, i + 3), z_y added by QADD16,
  * the clamp done two at a time (SSAT16 for the whole int8 range, else SSUB16 + SEL against qmin then qmax), and the
  * four bytes stored as one word.  Each value goes through the same operations as in tte_rq_round_dsp. */
-#define TTE_RQ4_BODY                                                                                                  \
-    "ldrd %[k0], %[k1], [%[acc]], #8\n\t"                                                                            \
-    "ldrd %[k2], %[k3], [%[acc]], #8\n\t"                                                                            \
-    "qadd %[k0], %[k0], %[bias]\n\t"                                                                                 \
-    "qadd %[k1], %[k1], %[bias]\n\t"                                                                                 \
-    "qadd %[k2], %[k2], %[bias]\n\t"                                                                                 \
-    "qadd %[k3], %[k3], %[bias]\n\t"                                                                                 \
-    "vmov s12, s13, %[k0], %[k1]\n\t"                                                                                \
-    "vmov s14, s15, %[k2], %[k3]\n\t"                                                                                \
-    "vcvt.f32.s32 s12, s12\n\t"                                                                                      \
-    "vcvt.f32.s32 s13, s13\n\t"                                                                                      \
-    "vcvt.f32.s32 s14, s14\n\t"                                                                                      \
-    "vcvt.f32.s32 s15, s15\n\t"                                                                                      \
-    "vmul.f32 s12, s12, %[m]\n\t"                                                                                    \
-    "vmul.f32 s13, s13, %[m]\n\t"                                                                                    \
-    "vmul.f32 s14, s14, %[m]\n\t"                                                                                    \
-    "vmul.f32 s15, s15, %[m]\n\t"                                                                                    \
-    "vcvtr.s32.f32 s12, s12\n\t"                                                                                     \
-    "vcvtr.s32.f32 s13, s13\n\t"                                                                                     \
-    "vcvtr.s32.f32 s14, s14\n\t"                                                                                     \
-    "vcvtr.s32.f32 s15, s15\n\t"                                                                                     \
-    "vmov %[k0], %[k1], s12, s13\n\t"                                                                                \
-    "vmov %[k2], %[k3], s14, s15\n\t"                                                                                \
-    "ssat %[k0], #16, %[k0]\n\t"                                                                                     \
-    "ssat %[k1], #16, %[k1]\n\t"                                                                                     \
-    "ssat %[k2], #16, %[k2]\n\t"                                                                                     \
-    "ssat %[k3], #16, %[k3]\n\t"                                                                                     \
-    "pkhbt %[k0], %[k0], %[k2], lsl #16\n\t" /* outputs 0 and 2 */                                                  \
-    "pkhbt %[k1], %[k1], %[k3], lsl #16\n\t" /* outputs 1 and 3 */                                                  \
-    "qadd16 %[k0], %[k0], %[zp2]\n\t"                                                                                \
+/* The four sums in s12-s15 to halfwords with z_y added, k0 holding outputs 0 and 2, k1 outputs 1 and 3: VCVT, VMUL
+ * by m, VCVTR, a two-value VMOV back, SSAT to 16 bits, paired by PKHBT, z_y added by QADD16. */
+#define TTE_RQ4_FLOAT                                                                                                 \
+    "vcvt.f32.s32 s12, s12\n\t"                                                                                       \
+    "vcvt.f32.s32 s13, s13\n\t"                                                                                       \
+    "vcvt.f32.s32 s14, s14\n\t"                                                                                       \
+    "vcvt.f32.s32 s15, s15\n\t"                                                                                       \
+    "vmul.f32 s12, s12, %[m]\n\t"                                                                                     \
+    "vmul.f32 s13, s13, %[m]\n\t"                                                                                     \
+    "vmul.f32 s14, s14, %[m]\n\t"                                                                                     \
+    "vmul.f32 s15, s15, %[m]\n\t"                                                                                     \
+    "vcvtr.s32.f32 s12, s12\n\t"                                                                                      \
+    "vcvtr.s32.f32 s13, s13\n\t"                                                                                      \
+    "vcvtr.s32.f32 s14, s14\n\t"                                                                                      \
+    "vcvtr.s32.f32 s15, s15\n\t"                                                                                      \
+    "vmov %[k0], %[k1], s12, s13\n\t"                                                                                 \
+    "vmov %[k2], %[k3], s14, s15\n\t"                                                                                 \
+    "ssat %[k0], #16, %[k0]\n\t"                                                                                      \
+    "ssat %[k1], #16, %[k1]\n\t"                                                                                      \
+    "ssat %[k2], #16, %[k2]\n\t"                                                                                      \
+    "ssat %[k3], #16, %[k3]\n\t"                                                                                      \
+    "pkhbt %[k0], %[k0], %[k2], lsl #16\n\t" /* outputs 0 and 2 */                                                    \
+    "pkhbt %[k1], %[k1], %[k3], lsl #16\n\t" /* outputs 1 and 3 */                                                    \
+    "qadd16 %[k0], %[k0], %[zp2]\n\t"                                                                                 \
     "qadd16 %[k1], %[k1], %[zp2]\n\t"
+/* four sums from acc (advanced), the bias added saturated (QADD), moved to s12-s15, then TTE_RQ4_FLOAT */
+#define TTE_RQ4_BODY                                                                                                  \
+    "ldrd %[k0], %[k1], [%[acc]], #8\n\t"                                                                             \
+    "ldrd %[k2], %[k3], [%[acc]], #8\n\t"                                                                             \
+    "qadd %[k0], %[k0], %[bias]\n\t"                                                                                  \
+    "qadd %[k1], %[k1], %[bias]\n\t"                                                                                  \
+    "qadd %[k2], %[k2], %[bias]\n\t"                                                                                  \
+    "qadd %[k3], %[k3], %[bias]\n\t"                                                                                  \
+    "vmov s12, s13, %[k0], %[k1]\n\t"                                                                                 \
+    "vmov s14, s15, %[k2], %[k3]\n\t"                                                                                 \
+    TTE_RQ4_FLOAT
 /* TTE_RQ4_BODY for a bias of 0 (a kernel that starts its sums at the bias): QADD of 0 leaves a value as it is, so
  * the four sums go straight to s12-s15 with one VLDM */
 #define TTE_RQ4_BODY0                                                                                                 \
-    "vldmia %[acc]!, {s12-s15}\n\t"                                                                                \
-    "vcvt.f32.s32 s12, s12\n\t"                                                                                    \
-    "vcvt.f32.s32 s13, s13\n\t"                                                                                    \
-    "vcvt.f32.s32 s14, s14\n\t"                                                                                    \
-    "vcvt.f32.s32 s15, s15\n\t"                                                                                    \
-    "vmul.f32 s12, s12, %[m]\n\t"                                                                                  \
-    "vmul.f32 s13, s13, %[m]\n\t"                                                                                  \
-    "vmul.f32 s14, s14, %[m]\n\t"                                                                                  \
-    "vmul.f32 s15, s15, %[m]\n\t"                                                                                  \
-    "vcvtr.s32.f32 s12, s12\n\t"                                                                                   \
-    "vcvtr.s32.f32 s13, s13\n\t"                                                                                   \
-    "vcvtr.s32.f32 s14, s14\n\t"                                                                                   \
-    "vcvtr.s32.f32 s15, s15\n\t"                                                                                   \
-    "vmov %[k0], %[k1], s12, s13\n\t"                                                                              \
-    "vmov %[k2], %[k3], s14, s15\n\t"                                                                              \
-    "ssat %[k0], #16, %[k0]\n\t"                                                                                   \
-    "ssat %[k1], #16, %[k1]\n\t"                                                                                   \
-    "ssat %[k2], #16, %[k2]\n\t"                                                                                   \
-    "ssat %[k3], #16, %[k3]\n\t"                                                                                   \
-    "pkhbt %[k0], %[k0], %[k2], lsl #16\n\t"                                                                       \
-    "pkhbt %[k1], %[k1], %[k3], lsl #16\n\t"                                                                       \
-    "qadd16 %[k0], %[k0], %[zp2]\n\t"                                                                              \
-    "qadd16 %[k1], %[k1], %[zp2]\n\t"
+    "vldmia %[acc]!, {s12-s15}\n\t"                                                                                   \
+    TTE_RQ4_FLOAT
 #define TTE_RQ4_STORE                                                                                                 \
     "uxtb16 %[k0], %[k0]\n\t"                                                                                        \
     "uxtb16 %[k1], %[k1]\n\t"                                                                                        \
@@ -409,6 +393,7 @@ TTE_ARM_NOINLINE void tte_rq8_mask_dsp(const tte_rq *r, const int32_t *acc, int3
                      : "cc", "memory", "s12", "s13", "s14", "s15");
 #undef TTE_RQ4_MASK
 }
+#undef TTE_RQ4_FLOAT
 #undef TTE_RQ4_BODY
 #undef TTE_RQ4_BODY0
 #undef TTE_RQ4_STORE
