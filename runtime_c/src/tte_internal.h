@@ -1093,92 +1093,79 @@ static inline void tte_pad_plane_s8(int8_t *dst, int32_t HP, int32_t WP, const i
 
 #define TTE_DW_RUN 32
 #if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
+/* The two 3x3 pair kernels below: their weights and registers, a tap row's word x0..x3 at ADDR spread to t = (x0,
+ * x2) and u = (x1, x3), the loop's end (x advanced by STEP, the two sums stored), and their operands. */
+#define TTE_DW3_SETUP                                                                                                 \
+    const int32_t a02 = wp[0], b02 = wp[1], c02 = wp[2], m01 = wp[3], m2 = wp[4];                                     \
+    const int32_t *end = acc + 2 * pairs;                                                                             \
+    int32_t s0, s1, t, u
+#define TTE_DW3_SPREAD(ADDR)                                                                                          \
+    "ldr %[t], " ADDR "\n\t"                                                                                          \
+    "sxtb16 %[u], %[t], ror #8\n\t"                                                                                   \
+    "sxtb16 %[t], %[t]\n\t"
+#define TTE_DW3_NEXT(STEP)                                                                                            \
+    "adds %[x], %[x], #" STEP "\n\t"                                                                                  \
+    "strd %[s0], %[s1], [%[acc]], #8\n\t"                                                                             \
+    "cmp %[acc], %[end]\n\t"                                                                                          \
+    "bne 1b"
+#define TTE_DW3_OPERANDS                                                                                              \
+    : [x] "+&r"(x), [acc] "+&r"(acc), [s0] "=&r"(s0), [s1] "=&r"(s1), [t] "=&r"(t), [u] "=&r"(u)                      \
+    : [W] "r"(W), [end] "r"(end), [a02] "r"(a02), [b02] "r"(b02), [c02] "r"(c02), [m01] "r"(m01), [m2] "r"(m2)        \
+    : "cc", "memory"
 /* acc[q] = the 3x3 window sum at x + q (stride 1, W: the row stride), z_x's offset left out, for q < 2 * pairs:
  * per two outputs one word load per tap row gives x0..x3, SXTB16 spreads them to (x0, x2) and (x1, x3), and
  * (x0, x2) . (w0, w2) + x1 * w1 and (x1, x3) . (w0, w2) + x2 * w1 take two SMLADs and two SMLAxy (tte_dw_row_s8's
  * step).  wp: the pairs (w0, w2), (w3, w5), (w6, w8), then (w1, w4) and w7 (the middle taps of rows 0 and 1 as one
  * pair: SMLAxB and SMLAxT pick their halves), each w offset by z_w (tte_dw_prepare). */
 TTE_ARM_NOINLINE void tte_dw3_pairs_s8(const int8_t *x, int32_t W, const int32_t *wp, int32_t pairs, int32_t *acc) {
-    const int32_t a02 = wp[0], b02 = wp[1], c02 = wp[2], m01 = wp[3], m2 = wp[4];
-    const int32_t *end = acc + 2 * pairs;
-    int32_t s0, s1, t, u;
-    __asm__ volatile("1:\n\t"
-                     "ldr %[t], [%[x]]\n\t" /* row 0: x0 x1 x2 x3 */
-                     "sxtb16 %[u], %[t], ror #8\n\t" /* (x1, x3) */
-                     "sxtb16 %[t], %[t]\n\t"         /* (x0, x2) */
+    TTE_DW3_SETUP;
+    __asm__ volatile("1:\n\t" TTE_DW3_SPREAD("[%[x]]") /* row 0 */
                      "smuad %[s0], %[t], %[a02]\n\t"
                      "smuad %[s1], %[u], %[a02]\n\t"
                      "smlabb %[s0], %[u], %[m01], %[s0]\n\t"
-                     "smlatb %[s1], %[t], %[m01], %[s1]\n\t"
-                     "ldr %[t], [%[x], %[W]]\n\t" /* row 1 */
-                     "sxtb16 %[u], %[t], ror #8\n\t"
-                     "sxtb16 %[t], %[t]\n\t"
+                     "smlatb %[s1], %[t], %[m01], %[s1]\n\t" TTE_DW3_SPREAD("[%[x], %[W]]") /* row 1 */
                      "smlad %[s0], %[t], %[b02], %[s0]\n\t"
                      "smlad %[s1], %[u], %[b02], %[s1]\n\t"
                      "smlabt %[s0], %[u], %[m01], %[s0]\n\t"
-                     "smlatt %[s1], %[t], %[m01], %[s1]\n\t"
-                     "ldr %[t], [%[x], %[W], lsl #1]\n\t" /* row 2 */
-                     "sxtb16 %[u], %[t], ror #8\n\t"
-                     "sxtb16 %[t], %[t]\n\t"
+                     "smlatt %[s1], %[t], %[m01], %[s1]\n\t" TTE_DW3_SPREAD("[%[x], %[W], lsl #1]") /* row 2 */
                      "smlad %[s0], %[t], %[c02], %[s0]\n\t"
                      "smlad %[s1], %[u], %[c02], %[s1]\n\t"
                      "smlabb %[s0], %[u], %[m2], %[s0]\n\t"
-                     "smlatb %[s1], %[t], %[m2], %[s1]\n\t"
-                     "adds %[x], %[x], #2\n\t"
-                     "strd %[s0], %[s1], [%[acc]], #8\n\t"
-                     "cmp %[acc], %[end]\n\t"
-                     "bne 1b"
-                     : [x] "+&r"(x), [acc] "+&r"(acc), [s0] "=&r"(s0), [s1] "=&r"(s1), [t] "=&r"(t), [u] "=&r"(u)
-                     : [W] "r"(W), [end] "r"(end), [a02] "r"(a02), [b02] "r"(b02), [c02] "r"(c02), [m01] "r"(m01),
-                       [m2] "r"(m2)
-                     : "cc", "memory");
+                     "smlatb %[s1], %[t], %[m2], %[s1]\n\t" TTE_DW3_NEXT("2") TTE_DW3_OPERANDS);
 }
 
 /* tte_dw3_pairs_s8 at stride 2: outputs q, q + 1 read x0..x4 of each tap row: (x0, x2) . (w0, w2) + x1 * w1 and
  * x2 * w0 + x3 * w1 + x4 * w2, from one word load ((x0, x2), (x1, x3) by SXTB16) and one byte load (x4). */
 TTE_ARM_NOINLINE void tte_dw3_pairs_s2_s8(const int8_t *x, int32_t W, const int32_t *wp, int32_t pairs, int32_t *acc) {
-    const int32_t a02 = wp[0], b02 = wp[1], c02 = wp[2], m01 = wp[3], m2 = wp[4];
-    const int32_t *end = acc + 2 * pairs;
-    int32_t s0, s1, t, u;
-    __asm__ volatile("1:\n\t"
-                     "ldr %[t], [%[x]]\n\t" /* row 0: x0 x1 x2 x3 */
-                     "sxtb16 %[u], %[t], ror #8\n\t" /* (x1, x3) */
-                     "sxtb16 %[t], %[t]\n\t"         /* (x0, x2) */
+    TTE_DW3_SETUP;
+    __asm__ volatile("1:\n\t" TTE_DW3_SPREAD("[%[x]]") /* row 0 */
                      "smuad %[s0], %[t], %[a02]\n\t"
                      "smultb %[s1], %[t], %[a02]\n\t" /* x2 * w0 */
                      "smlabb %[s0], %[u], %[m01], %[s0]\n\t"
                      "smlatb %[s1], %[u], %[m01], %[s1]\n\t" /* x3 * w1 */
                      "ldrsb %[u], [%[x], #4]\n\t"
                      "smlabt %[s1], %[u], %[a02], %[s1]\n\t" /* x4 * w2 */
-                     "ldr %[t], [%[x], %[W]]\n\t" /* row 1 */
-                     "sxtb16 %[u], %[t], ror #8\n\t"
-                     "sxtb16 %[t], %[t]\n\t"
+                     TTE_DW3_SPREAD("[%[x], %[W]]") /* row 1 */
                      "smlad %[s0], %[t], %[b02], %[s0]\n\t"
                      "smlatb %[s1], %[t], %[b02], %[s1]\n\t"
                      "smlabt %[s0], %[u], %[m01], %[s0]\n\t"
                      "smlatt %[s1], %[u], %[m01], %[s1]\n\t"
                      "add %[u], %[x], %[W]\n\t"
                      "ldrsb %[u], [%[u], #4]\n\t"
-                     "smlabt %[s1], %[u], %[b02], %[s1]\n\t"
-                     "ldr %[t], [%[x], %[W], lsl #1]\n\t" /* row 2 */
-                     "sxtb16 %[u], %[t], ror #8\n\t"
-                     "sxtb16 %[t], %[t]\n\t"
+                     "smlabt %[s1], %[u], %[b02], %[s1]\n\t" TTE_DW3_SPREAD("[%[x], %[W], lsl #1]") /* row 2 */
                      "smlad %[s0], %[t], %[c02], %[s0]\n\t"
                      "smlatb %[s1], %[t], %[c02], %[s1]\n\t"
                      "smlabb %[s0], %[u], %[m2], %[s0]\n\t"
                      "smlatb %[s1], %[u], %[m2], %[s1]\n\t"
                      "add %[u], %[x], %[W], lsl #1\n\t"
                      "ldrsb %[u], [%[u], #4]\n\t"
-                     "smlabt %[s1], %[u], %[c02], %[s1]\n\t"
-                     "adds %[x], %[x], #4\n\t"
-                     "strd %[s0], %[s1], [%[acc]], #8\n\t"
-                     "cmp %[acc], %[end]\n\t"
-                     "bne 1b"
-                     : [x] "+&r"(x), [acc] "+&r"(acc), [s0] "=&r"(s0), [s1] "=&r"(s1), [t] "=&r"(t), [u] "=&r"(u)
-                     : [W] "r"(W), [end] "r"(end), [a02] "r"(a02), [b02] "r"(b02), [c02] "r"(c02), [m01] "r"(m01),
-                       [m2] "r"(m2)
-                     : "cc", "memory");
+                     "smlabt %[s1], %[u], %[c02], %[s1]\n\t" TTE_DW3_NEXT("4") TTE_DW3_OPERANDS);
 }
+#undef TTE_DW3_SETUP
+#undef TTE_DW3_SPREAD
+#undef TTE_DW3_NEXT
+#undef TTE_DW3_OPERANDS
+
 
 /* tte_conv_plane_s8 for one input plane, a 3x3 kernel at stride 1 or 2 across the rows and every window inside the
  * plane (as after a small plane's padding copy): runs of TTE_DW_RUN window sums in acc, two at a time by
