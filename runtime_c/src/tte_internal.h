@@ -310,43 +310,35 @@ TTE_ARM_NOINLINE void tte_rq4_dsp(const tte_rq *r, const int32_t *acc, int32_t q
     const float m = r->m;
     int32_t k0, k1, k2, k3;
     if (quads <= 0) return;
-    if (bias == 0 && r->qmin == -128 && r->qmax == 127) {
-        __asm__ volatile("1:\n\t" TTE_RQ4_BODY0 "ssat16 %[k0], #8, %[k0]\n\t"
-                             "ssat16 %[k1], #8, %[k1]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
-                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
-                : [end] "r"(end), [zp2] "r"(zp2), [m] "t"(m)
-                : "cc", "memory", "s12", "s13", "s14", "s15");
-    } else if (bias == 0) {
-        __asm__ volatile("1:\n\t" TTE_RQ4_BODY0 "ssub16 %[k2], %[k0], %[lo2]\n\t"
-                             "sel %[k0], %[k0], %[lo2]\n\t"
-                             "ssub16 %[k2], %[hi2], %[k0]\n\t"
-                             "sel %[k0], %[k0], %[hi2]\n\t"
-                             "ssub16 %[k2], %[k1], %[lo2]\n\t"
-                             "sel %[k1], %[k1], %[lo2]\n\t"
-                             "ssub16 %[k2], %[hi2], %[k1]\n\t"
-                             "sel %[k1], %[k1], %[hi2]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
-                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
-                : [end] "r"(end), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
-                : "cc", "memory", "s12", "s13", "s14", "s15");
-    } else if (r->qmin == -128 && r->qmax == 127) {
-        __asm__ volatile("1:\n\t" TTE_RQ4_BODY "ssat16 %[k0], #8, %[k0]\n\t"
-                             "ssat16 %[k1], #8, %[k1]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
-                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
-                : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [m] "t"(m)
-                : "cc", "memory", "s12", "s13", "s14", "s15");
-    } else {
-        __asm__ volatile("1:\n\t" TTE_RQ4_BODY "ssub16 %[k2], %[k0], %[lo2]\n\t" /* GE: k >= qmin, per half */
-                             "sel %[k0], %[k0], %[lo2]\n\t"
-                             "ssub16 %[k2], %[hi2], %[k0]\n\t" /* GE: k <= qmax */
-                             "sel %[k0], %[k0], %[hi2]\n\t"
-                             "ssub16 %[k2], %[k1], %[lo2]\n\t"
-                             "sel %[k1], %[k1], %[lo2]\n\t"
-                             "ssub16 %[k2], %[hi2], %[k1]\n\t"
-                             "sel %[k1], %[k1], %[hi2]\n\t" TTE_RQ4_STORE "cmp %[acc], %[end]\n\t" "bne 1b"
-                : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3)
-                : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
-                : "cc", "memory", "s12", "s13", "s14", "s15");
-    }
+#define TTE_RQ4_LOOP(BODY, CLAMP)                                                                                     \
+    __asm__ volatile("1:\n\t" BODY CLAMP TTE_RQ4_STORE "cmp %[acc], %[end]\n\t"                                    \
+                     "bne 1b"                                                                                         \
+                     : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3) \
+                     : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)   \
+                     : "cc", "memory", "s12", "s13", "s14", "s15")
+/* the whole int8 range: SSAT16; else SSUB16 + SEL against qmin (GE: k >= qmin, per half), then qmax */
+#define TTE_RQ4_SAT "ssat16 %[k0], #8, %[k0]\n\t" "ssat16 %[k1], #8, %[k1]\n\t"
+#define TTE_RQ4_SEL                                                                                                   \
+    "ssub16 %[k2], %[k0], %[lo2]\n\t"                                                                                \
+    "sel %[k0], %[k0], %[lo2]\n\t"                                                                                   \
+    "ssub16 %[k2], %[hi2], %[k0]\n\t"                                                                                \
+    "sel %[k0], %[k0], %[hi2]\n\t"                                                                                   \
+    "ssub16 %[k2], %[k1], %[lo2]\n\t"                                                                                \
+    "sel %[k1], %[k1], %[lo2]\n\t"                                                                                   \
+    "ssub16 %[k2], %[hi2], %[k1]\n\t"                                                                                \
+    "sel %[k1], %[k1], %[hi2]\n\t"
+    const int full = r->qmin == -128 && r->qmax == 127;
+    if (bias == 0 && full)
+        TTE_RQ4_LOOP(TTE_RQ4_BODY0, TTE_RQ4_SAT);
+    else if (bias == 0)
+        TTE_RQ4_LOOP(TTE_RQ4_BODY0, TTE_RQ4_SEL);
+    else if (full)
+        TTE_RQ4_LOOP(TTE_RQ4_BODY, TTE_RQ4_SAT);
+    else
+        TTE_RQ4_LOOP(TTE_RQ4_BODY, TTE_RQ4_SEL);
+#undef TTE_RQ4_LOOP
+#undef TTE_RQ4_SAT
+#undef TTE_RQ4_SEL
 }
 
 /* tte_rq4_dsp with the mask: eight outputs per iteration and their mask byte, clamped by SSUB16 + SEL against qmin then
@@ -368,29 +360,22 @@ TTE_ARM_NOINLINE void tte_rq8_mask_dsp(const tte_rq *r, const int32_t *acc, int3
     "and %[k3], %[k3], #0x50000\n\t"                                                                                 \
     "orr %[bits], %[bits], %[k3], lsr #" SHIFT "\n\t"
     if (bytes <= 0) return;
-    if (bias == 0) { /* TTE_RQ4_BODY0 */
-        __asm__ volatile("1:\n\t"
-                         "mov %[bits], #0\n\t" TTE_RQ4_BODY0 TTE_RQ4_MASK("%[k0]", "16") TTE_RQ4_MASK("%[k1]", "15")
-                         TTE_RQ4_STORE TTE_RQ4_BODY0 TTE_RQ4_MASK("%[k0]", "12") TTE_RQ4_MASK("%[k1]", "11")
-                         TTE_RQ4_STORE "strb %[bits], [%[mask]], #1\n\t"
-                         "cmp %[acc], %[end]\n\t"
-                         "bne 1b"
-                         : [acc] "+&r"(acc), [y] "+&r"(y), [mask] "+&r"(mask), [k0] "=&r"(k0), [k1] "=&r"(k1),
-                           [k2] "=&r"(k2), [k3] "=&r"(k3), [bits] "=&r"(bits)
-                         : [end] "r"(end), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
-                         : "cc", "memory", "s12", "s13", "s14", "s15");
-        return;
-    }
-    __asm__ volatile("1:\n\t"
-                     "mov %[bits], #0\n\t" TTE_RQ4_BODY TTE_RQ4_MASK("%[k0]", "16") TTE_RQ4_MASK("%[k1]", "15")
-                     TTE_RQ4_STORE TTE_RQ4_BODY TTE_RQ4_MASK("%[k0]", "12") TTE_RQ4_MASK("%[k1]", "11") TTE_RQ4_STORE
-                     "strb %[bits], [%[mask]], #1\n\t"
-                     "cmp %[acc], %[end]\n\t"
-                     "bne 1b"
-                     : [acc] "+&r"(acc), [y] "+&r"(y), [mask] "+&r"(mask), [k0] "=&r"(k0), [k1] "=&r"(k1),
-                       [k2] "=&r"(k2), [k3] "=&r"(k3), [bits] "=&r"(bits)
-                     : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)
-                     : "cc", "memory", "s12", "s13", "s14", "s15");
+#define TTE_RQ8_LOOP(BODY)                                                                                            \
+    __asm__ volatile("1:\n\t"                                                                                        \
+                     "mov %[bits], #0\n\t" BODY TTE_RQ4_MASK("%[k0]", "16") TTE_RQ4_MASK("%[k1]", "15") TTE_RQ4_STORE \
+                     BODY TTE_RQ4_MASK("%[k0]", "12") TTE_RQ4_MASK("%[k1]", "11") TTE_RQ4_STORE                      \
+                     "strb %[bits], [%[mask]], #1\n\t"                                                               \
+                     "cmp %[acc], %[end]\n\t"                                                                        \
+                     "bne 1b"                                                                                         \
+                     : [acc] "+&r"(acc), [y] "+&r"(y), [mask] "+&r"(mask), [k0] "=&r"(k0), [k1] "=&r"(k1),           \
+                       [k2] "=&r"(k2), [k3] "=&r"(k3), [bits] "=&r"(bits)                                             \
+                     : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)   \
+                     : "cc", "memory", "s12", "s13", "s14", "s15")
+    if (bias == 0) /* TTE_RQ4_BODY0 */
+        TTE_RQ8_LOOP(TTE_RQ4_BODY0);
+    else
+        TTE_RQ8_LOOP(TTE_RQ4_BODY);
+#undef TTE_RQ8_LOOP
 #undef TTE_RQ4_MASK
 }
 #undef TTE_RQ4_FLOAT
