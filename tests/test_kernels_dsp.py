@@ -5,8 +5,10 @@ tests/kernels_dsp_main.c runs tte_conv_s8 (pointwise with every tail: C % 4, odd
 split weights; the stem; grouped), tte_conv_dw_s8 (3x3 / 5x5 / 7x7 / 9x9, strides 1 and 2, asymmetric pads,
 weight zero points outside int8), tte_conv_pw_dw_s8 and tte_gemm_s8 on seeded pseudo-random data and prints a
 hash of each case's outputs and masks; and the float backward, tte_conv_grad_input_f32 (pointwise tiles and edges,
-depthwise, a regular conv) and tte_conv_weight_update_s8 (pointwise, depthwise; three roundings), whose Arm builds
-unroll their tiles into registers and multiply-add with VMLA.F32: a hash of their float outputs / updated weights.
+depthwise 3x3 / 5x5 / 7x7 at strides 1 and 2 through the Arm ring of zero-padded rows, in place and not, a regular
+conv), tte_conv_weight_update_s8 (pointwise with and without the scratch for converted inputs, depthwise; all four
+roundings, the residual of accumulate) and tte_bias_update_s32, whose Arm builds unroll their tiles into registers
+and multiply-add with VMLA.F32: a hash of their float outputs / updated weights.
 The host build (the portable loops, themselves checked against the numpy reference by tests/test_kernels_forward.py
 and tests/test_kernels_train.py) and the Cortex-M4 / M7 builds under QEMU (the DSP loops) must print the same
 hashes; the portable paths also hash exactly as the kernels before the DSP work did (FIXED)."""
