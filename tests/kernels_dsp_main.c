@@ -31,6 +31,20 @@ static int32_t scratch_words[MAXX / 4]; /* word-aligned, as the emitted programs
 #define scratch ((int8_t *)scratch_words)
 static int32_t stage_bytes; /* the scratch a conv is given (0: none) */
 static int pwdw_plane_only; /* a fused 1x1 + depthwise conv told of one plane of scratch, not all of it */
+/* zero points outside int8 when set (0: none): the input's of conv() and pw_dw(), the mid one of pw_dw() */
+static int32_t input_zp_override, mid_zp_override;
+/* every input and weight -128 and the biases just below what the sums reach with int8 zero points: a sum that
+ * starts at the bias would leave int32 unless the kernel counts the zero points as they are */
+static int fold_edge;
+
+static void fold_edge_fill(int32_t C, size_t nx, size_t nw, int32_t n, int32_t *b, float *m) {
+    memset(x, 0x80, nx);
+    memset(w, 0x80, nw);
+    for (int32_t i = 0; i < n; i++) {
+        b[i] = INT32_MAX - C * 65025 - 10;
+        m[i] = 1e-7f;
+    }
+}
 static uint8_t mask[MAXX / 8 + 1];
 static int32_t zw[512], zw2[512], bias[512], bias2[512];
 static float mult[512], mult2[512];
@@ -82,11 +96,13 @@ static void conv(const char *name, int32_t C, int32_t H, int32_t W, int32_t O, i
     const int32_t CG = C / groups, HO = out_size(H, K, s, p, p), WO = out_size(W, K, s, p, p);
     tte_conv_geometry geo = {s, s, p, p, p, p, groups};
     tte_quant_params q = {rnd(-128, 127), rnd(-20, 20), -128, 127, NULL, NULL};
+    if (input_zp_override) q.input_zero_point = input_zp_override;
     tte_dims xd = {1, C, H, W}, wd = {O, CG, K, K}, yd = {1, O, HO, WO};
     const size_t kk = (size_t)(K * K), nw = (size_t)O * (size_t)CG * kk;
     fill(x, (size_t)(C * H * W), -128, 127);
     fill(w, nw, -127, 127);
     params(O, bias, mult, zw, -128, 127);
+    if (fold_edge) fold_edge_fill(C, (size_t)(C * H * W), nw, O, bias, mult);
     /* the split layout: rows of `split` trained channels, then rows of the frozen rest */
     tte_split_weights sw = {w, split < CG ? w + (size_t)O * (size_t)split * kk : NULL, split < CG ? split : CG};
     memset(y, 0, sizeof y);
@@ -120,12 +136,15 @@ static void pw_dw(const char *name, int32_t C, int32_t H, int32_t W, int32_t M, 
     tte_conv_geometry geo = {s, s, p, p, p, p, M};
     tte_quant_params q1 = {rnd(-128, 127), rnd(-128, 127), -128, 127, NULL, NULL};
     tte_quant_params q2 = {q1.output_zero_point, rnd(-20, 20), -128, 127, NULL, NULL};
+    if (input_zp_override) q1.input_zero_point = input_zp_override;
+    if (mid_zp_override) q1.output_zero_point = q2.input_zero_point = mid_zp_override;
     tte_dims xd = {1, C, H, W}, w2d = {M, 1, K, K}, yd = {1, M, HO, WO};
     fill(x, (size_t)(C * H * W), -128, 127);
     fill(w, (size_t)(M * C), -127, 127);
     fill(w2, (size_t)(M * K * K), -127, 127);
     params(M, bias, mult, zw, -128, 127);
     params(M, bias2, mult2, zw2, -128, 127);
+    if (fold_edge) fold_edge_fill(C, (size_t)(C * H * W), (size_t)(M * C), M, bias, mult);
     memset(y, 0, sizeof y);
     memset(mask, 0, sizeof mask);
     const uint64_t t0 = TICKS();
@@ -435,5 +454,20 @@ int main(void) {
     bias_update("bias-2x9x3x3-nearest", 2, 9, 3, 3, TTE_ROUND_NEAREST);
     bias_update("bias-7x2x2-trunc", 1, 7, 2, 2, TTE_ROUND_TRUNC);
     bias_update("bias-40x8x8-stochastic", 1, 40, 8, 8, TTE_ROUND_STOCHASTIC);
+    /* inputs the emitted programs do not make, where a fast path must step aside: a depthwise input gradient in place
+     * at stride 2 whose dz happens to have dx's size; a mid zero point outside int8 (no padded plane); input zero
+     * points outside int8 with biases at the int32 limits (no sums started at the bias) */
+    grad_input_dw("gi-dw-3x3s2-p25-inplace-6x6", 1, 1, 6, 6, 3, 2, 2, 5, 1);
+    mid_zp_override = 200;
+    pw_dw("pwdw-zm200-2x1-20x20", 2, 20, 20, 1, 3, 1, 1, 0);
+    mid_zp_override = 0;
+    input_zp_override = 400;
+    fold_edge = 1;
+    pw_dw("pwdw-zx400-edge", 64, 4, 5, 3, 3, 1, 1, 0);
+    stage_bytes = 4096;
+    conv("pw-zx400-edge", 64, 4, 5, 6, 1, 1, 1, 0, 64, 0);
+    stage_bytes = 0;
+    fold_edge = 0;
+    input_zp_override = 0;
     return 0;
 }

@@ -432,6 +432,23 @@ def test_sgd_s32(mode):
     assert c_p[:6].tolist() == [5, I32.min, I32.max, I32.max, I32.min, I32.min]
 
 
+@pytest.mark.parametrize("qmin, qmax", [(I32.max - 10, I32.max), (I32.min, I32.min + 300), (-1000, 1000)])
+def test_sgd_s32_narrow_ranges(qmin, qmax):
+    """Ranges near the int32 limits (their span exact, not rounded to float32) and values far outside the range."""
+    rng = _rng("sgd32-narrow", qmin)
+    grad = np.array([-5.0, 5.0, 400.0, -400.0, 3e9, -3e9, np.nan, 1.0], F32)
+    lo, hi = max(qmin, I32.min + 3), min(qmax, I32.max - 3)
+    param = np.array([lo, hi, lo, hi, lo, hi, I32.min, I32.max], np.int32)
+    factors = np.ones(8, F32)
+    sgd, c_res, attrs, aux = _sgd("nearest", 1.0, qmin, qmax, (8,), rng)
+    g, node = _node("sgd", axis=0, channels=8, **attrs)
+    want, _ = _ref_update(gk.sgd, g, node, param, grad, factors, aux)
+    c_p = param.copy()
+    assert lib().tte_sgd_s32(8, ptr(grad), ptr(factors), ref(sgd), ptr(c_p)) == TTE_OK
+    same(c_p, want)
+    assert ((c_p[:6] >= qmin) & (c_p[:6] <= qmax)).all() and c_p[6] == I32.min  # a NaN step moves nothing
+
+
 def test_momentum():
     """velocity = beta * velocity + grad, in place."""
     rng = _rng("momentum")

@@ -475,7 +475,7 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
     for (int32_t n = 0; n < in_dims->n; n++) {
 #if defined(TTE_GI_ARM)
         /* the ring path writes a plane's dx rows while later dz rows are still to be read: in place only where dx
-         * and dz planes coincide (same size), else into other memory */
+         * and dz are the same planes (same address, same size, stride 1), else into memory dz does not share */
         const float *dzn = dz + (size_t)n * (size_t)C * (size_t)HO * (size_t)WO;
         float *dxn = dx + (size_t)n * (size_t)C * (size_t)H * (size_t)W;
         const uintptr_t a0 = (uintptr_t)dzn, a1 = (uintptr_t)(dzn + (size_t)C * (size_t)HO * (size_t)WO);
@@ -483,7 +483,7 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
         /* strides 1 and 2 (zero-stuffed rows: tte_gi_ring_row); WU: a zero-stuffed dz row's length */
         const int32_t st = sh, WU = (WO - 1) * st + 1;
         const int ring = sh == sw && (sh == 1 || sh == 2) && geo->pad_top >= 0 && geo->pad_left >= 0 &&
-                         ((H == HO && W == WO) || b1 <= a0 || a1 <= b0);
+                         ((a0 == b0 && sh == 1 && H == HO && W == WO) || b1 <= a0 || a1 <= b0);
         if (ring && KH == 3 && KW == 3 && geo->pad_top <= 2 && geo->pad_left <= 2 &&
             W + geo->pad_left + 5 <= TTE_GI3_ROW && WU + 4 <= TTE_GI3_ROW) {
             grad_input_dw3_s1(geo, w, C, dzn, HO, WO, st, dxn, H, W);

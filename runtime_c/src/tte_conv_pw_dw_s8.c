@@ -32,7 +32,7 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
     const int32_t HP = H + PT + PB, WP = W + PL + PR;
 #if defined(__ARM_FEATURE_DSP)
     const int padded = PT >= 0 && PL >= 0 && PB >= 0 && PR >= 0 && W >= 16 && HP * WP > TTE_PAD_BYTES &&
-                       (int64_t)HP * WP <= (int64_t)scratch_bytes;
+                       (int64_t)HP * WP <= (int64_t)scratch_bytes && tte_zp_s8(q2->input_zero_point);
 #else
     const int padded = 0;
     (void)scratch_bytes;
@@ -64,9 +64,9 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             tte_rq r1 = tte_rq_channel(q1, b1, m1, m);
             const tte_rq r2 = tte_rq_channel(q2, b2, m2, m);
 #if defined(__ARM_FEATURE_DSP)
-            /* the sums start at the bias when no sum plus it can leave int32 (|(x - z_x)(w - z_w)| <= 255 * 255):
-             * the output stage's saturating add of the bias is then a plain one, done here once per sum */
-            if (!r1.q31 && (r1.bias < 0 ? -(int64_t)r1.bias : (int64_t)r1.bias) + (int64_t)C * 65025 < INT32_MAX) {
+            /* the sums start at the bias when no sum plus it can leave int32 (tte_fold_bias_ok): the output stage's
+             * saturating add of the bias is then a plain one, done here once per sum */
+            if (!r1.q31 && tte_fold_bias_ok(r1.bias, C, q1->input_zero_point, z1)) {
                 offset += r1.bias;
                 r1.bias = 0;
             }

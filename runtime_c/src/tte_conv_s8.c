@@ -119,8 +119,8 @@ TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x
             const int32_t wsum = tte_sum_s8(wt, CT) + (CF ? tte_sum_s8(wf, CF) : 0);
             tte_rq r = tte_rq_channel(q, bias, multipliers, o);
             int32_t acc[TTE_PW_RUN], start = -q->input_zero_point * wsum;
-            /* the sums start at the bias when no sum plus it can leave int32 (as in tte_conv_pw_dw_s8) */
-            if (!r.q31 && (r.bias < 0 ? -(int64_t)r.bias : (int64_t)r.bias) + (int64_t)C * 65025 < INT32_MAX) {
+            /* the sums start at the bias when no sum plus it can leave int32 (tte_fold_bias_ok; weights symmetric) */
+            if (!r.q31 && tte_fold_bias_ok(r.bias, C, q->input_zero_point, 0)) {
                 start += r.bias;
                 r.bias = 0;
             }

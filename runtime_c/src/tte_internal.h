@@ -513,6 +513,15 @@ static inline void tte_rq_run(const tte_rq *r, const int32_t *acc, int32_t n, in
     for (int32_t i = 0; i < n; i++) y[i] = tte_round_clamp(tte_acc_to_float(acc[i], bias) * m, zp, qmin, qmax);
 }
 
+/* Whether a sum of n products (x - zx) (w - zw), int8 x and w, plus bias stays inside int32 however the products
+ * fall: |x - zx| <= 128 + |zx| and |w - zw| <= 128 + |zw|.  Then a kernel may start its sums at the bias (the output
+ * stage's saturating add of it would saturate nothing). */
+static inline int tte_fold_bias_ok(int32_t bias, int32_t n, int32_t zx, int32_t zw) {
+    const int64_t ax = 128 + (zx < 0 ? -(int64_t)zx : (int64_t)zx), aw = 128 + (zw < 0 ? -(int64_t)zw : (int64_t)zw);
+    const int64_t ab = bias < 0 ? -(int64_t)bias : (int64_t)bias;
+    return ax < (1 << 16) && aw < (1 << 16) && n >= 0 && ab + (int64_t)n * ax * aw < INT32_MAX;
+}
+
 /* Taps t in [lo, hi) of a window starting at `start` that land inside [0, size): no check in inner loops. */
 static inline void tte_tap_range(int32_t start, int32_t taps, int32_t size, int32_t *lo, int32_t *hi) {
     *lo = start < 0 ? -start : 0;

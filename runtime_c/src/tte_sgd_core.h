@@ -41,14 +41,14 @@ TTE_ALWAYS_INLINE int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current
     }
     }
     const uint32_t range = (uint32_t)p->qmax - (uint32_t)p->qmin; /* qmax - qmin, modulo 2^32 */
-    if (range - 1u < 65535u) { /* 1 <= qmax - qmin <= 65535 */
-        /* int8 / int16 parameters, in int32: delta (a whole number) converted saturated, NaN to 0 (VCVT does both
-         * on a Cortex-M FPU), then limited to +-span: the same d as below, without the float comparisons */
+    if (range - 1u < 0x7FFFFFFFu) { /* 1 <= qmax - qmin <= INT32_MAX: every range but (nearly) all of int32 */
+        /* in integers: delta (a whole number) converted saturated, NaN to 0 (VCVT does both on a Cortex-M FPU),
+         * then limited to +-span, which is exact here (the reference's span, a float64 difference) */
         const int32_t span32 = (int32_t)range;
         int32_t d = tte_f32_to_s32_sat(delta);
         if (d == 0) return current;
         d = d > span32 ? span32 : d < -span32 ? -span32 : d;
-        const int32_t v = (int32_t)current - d;
+        const int64_t v = current - d; /* int64: current may lie anywhere, the range near the int32 limits */
         return v < p->qmin ? p->qmin : v > p->qmax ? p->qmax : v;
     }
     const float span = (float)p->qmax - (float)p->qmin;
