@@ -305,15 +305,22 @@ static inline int32_t exact_quotient(int32_t t, int32_t s) {
     return t % s ? -1 : t / s;
 }
 
+/* Channel c's kk depthwise weights in real units: wr[t] = (W[c, t] - z_w) * s_w[c]. */
+static inline void dw_weights_f32(const tte_weights_s8 *w, int32_t c, int32_t kk, float *wr) {
+    const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, kk);
+    const int32_t wz = w->zero_points ? w->zero_points[c] : 0;
+    for (int32_t t = 0; t < kk; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];
+}
+
 #if defined(TTE_GI_ARM)
-/* 3x3 at stride 1 on Arm, planes of output rows up to TTE_GI3_ROW - 7 wide: the dz rows a pair of dx rows reads
- * (four: h0 + pt - 2 .. h0 + pt + 1) sit in a ring of zero-padded rows, ring[d % 4][2 + wo] = dz[d, wo], zeros
- * around and for rows outside the plane, so that no tap is checked: dx[h, w] = sum over i, j (ascending) of
- * ring[h + pt - i][w + pl - j + 2] * W[i, j], a tap that misses the plane adding 0 * W (which changes no sum, as
- * above).  tte_gi_dw3_rows computes 2 rows x 4 columns at a time: per tap row and dx row, one VLDM of the six dz
- * values its four columns read, then VMLA lane by lane.  Each pair of dx rows is written once its dz rows are in
- * the ring and later pairs read only later dz rows (or ring copies), so dx may be dz (in place), with no plane in
- * scratch. */
+/* 3x3 on Arm, planes of rows up to TTE_GI3_ROW - 7 wide (stride 2: tte_gi_ring_row below): the dz rows a pair of
+ * dx rows reads (four: h0 + pt - 2 .. h0 + pt + 1) sit in a ring of zero-padded rows, ring[d % 4][2 + wo] =
+ * dz[d, wo], zeros around and for rows outside the plane, so that no tap is checked: dx[h, w] = sum over i, j
+ * (ascending) of ring[h + pt - i][w + pl - j + 2] * W[i, j], a tap that misses the plane adding 0 * W (which
+ * changes no sum, as above).  tte_gi_dw3_rows computes 2 rows x 4 columns at a time: per tap row and dx row, one
+ * VLDM of the six dz values its four columns read, then VMLA lane by lane.  Each pair of dx rows is written once its
+ * dz rows are in the ring and later pairs read only later dz rows (or ring copies), so dx may be dz (in place), with
+ * no plane in scratch. */
 #define TTE_GI3_ROW 36
 static const float tte_gi3_zeros[8];
 
@@ -360,8 +367,6 @@ TTE_ARM_NOINLINE void tte_gi_dw3_rows(const float *const p[6], const float *wr, 
 #undef TTE_GI3_ROWTAP
 }
 
-/* Channels c0 .. C - 1 of sample n (one plane each: dz HO x WO, dx H x W, weights wc and scales as
- * grad_input_depthwise reads them). */
 /* Ring row d of dz at stride s, zero-stuffed: row[q] = dz[d / s, q / s] where s divides d and q, else 0, for
  * q < (WO - 1) s + 1.  At stride 2 a dx element's taps are those that land on dz positions: the stride-1 sum over
  * the zero-stuffed plane adds the same terms in the same order, and zeros (0 * W) that change no sum. */
@@ -381,15 +386,14 @@ static inline void tte_gi_ring_row(float *row, const float *dz, int32_t d, int32
     }
 }
 
-static void grad_input_dw3_s1(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C, const float *dz,
+/* The C planes of one sample through the 3 x 3 ring at stride st (dz HO x WO, dx H x W, plane after plane). */
+static void grad_input_dw3_ring(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C, const float *dz,
                               int32_t HO, int32_t WO, int32_t st, float *dx, int32_t H, int32_t W) {
     float ring[4][TTE_GI3_ROW], out[2][4], wr[9];
     const int32_t pt = geo->pad_top, pl = geo->pad_left;
     memset(ring, 0, sizeof ring); /* only columns 2 .. (WO - 1) st + 2 of a row are written below: the rest stays 0 */
     for (int32_t c = 0; c < C; c++, dz += HO * WO, dx += H * W) {
-        const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, 9);
-        const int32_t wz = w->zero_points ? w->zero_points[c] : 0;
-        for (int32_t t = 0; t < 9; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];
+        dw_weights_f32(w, c, 9, wr);
         for (int32_t h0 = 0; h0 < H; h0 += 2) {
             for (int32_t d = h0 == 0 ? pt - 2 : h0 + pt; d <= h0 + pt + 1; d++) /* the dz rows new to the ring */
                 tte_gi_ring_row(ring[(d + 4) & 3] + 2, dz, d, st, HO, WO);
@@ -413,23 +417,21 @@ static void grad_input_dw3_s1(const tte_conv_geometry *geo, const tte_weights_s8
 }
 #endif
 
-/* The same ring for K x K kernels (K = 5, 7) at stride 1, in C: K + 1 rows of TTE_GIK_ROW floats (dz rows h0 + pt -
- * K + 1 .. h0 + pt + 1 for dx rows h0, h0 + 1; ring[.][K - 1 + wo] = dz[., wo]), 2 rows x 4 columns at a time, the
- * loops over a tap row unrolled so that the window, the sums and the weight stay in registers (VMLA).  The order
- * of each element's terms, and the in-place argument, are the 3 x 3 ring's. */
+/* The same ring for K x K kernels (K = 5, 7), strides 1 and 2, in C: K + 1 rows of TTE_GIK_ROW floats (dz rows
+ * h0 + pt - K + 1 .. h0 + pt + 1 for dx rows h0, h0 + 1; ring[.][K - 1 + wo] = dz[., wo]), 2 rows x 4 columns at a
+ * time, the loops over a tap row unrolled so that the window, the sums and the weight stay in registers (VMLA).
+ * The order of each element's terms, and the in-place argument, are the 3 x 3 ring's. */
 #if defined(TTE_GI_ARM)
 #define TTE_GIK_ROW 32
 #define TTE_GI_DWK(K)                                                                                                 \
-    static void grad_input_dw##K##_s1(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C,              \
+    static void grad_input_dw##K##_ring(const tte_conv_geometry *geo, const tte_weights_s8 *w, int32_t C,            \
                                       const float *dz, int32_t HO, int32_t WO, int32_t st, float *dx, int32_t H,     \
                                       int32_t W) {                                                                    \
         float ring[K + 1][TTE_GIK_ROW], wr[K * K];                                                                    \
         const int32_t pt = geo->pad_top, pl = geo->pad_left;                                                          \
         memset(ring, 0, sizeof ring); /* only columns K - 1 .. K + (WO - 1) st - 1 are written below */             \
         for (int32_t c = 0; c < C; c++, dz += HO * WO, dx += H * W) {                                                 \
-            const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, K * K);                                           \
-            const int32_t wz = w->zero_points ? w->zero_points[c] : 0;                                                \
-            for (int32_t t = 0; t < K * K; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];                  \
+            dw_weights_f32(w, c, K * K, wr);                                                                          \
             for (int32_t h0 = 0; h0 < H; h0 += 2) {                                                                   \
                 for (int32_t d = h0 == 0 ? pt - K + 1 : h0 + pt; d <= h0 + pt + 1; d++)                               \
                     tte_gi_ring_row(ring[(d + 2 * (K + 1)) % (K + 1)] + K - 1, dz, d, st, HO, WO);                   \
@@ -448,8 +450,8 @@ static void grad_input_dw3_s1(const tte_conv_geometry *geo, const tte_weights_s8
                             for (int32_t j = 0; j < K; j++) {                                                         \
                                 const float wij = wr[i * K + j];                                                      \
                                 TTE_ARM_UNROLL                                                                        \
-                                for (int32_t l = 0; l < 4; l++)                                               \
-                                    acc[r][l] = tte_mla_f32(acc[r][l], v[l + K - 1 - j], wij);                \
+                                for (int32_t l = 0; l < 4; l++)                                                       \
+                                    acc[r][l] = tte_mla_f32(acc[r][l], v[l + K - 1 - j], wij);                        \
                             }                                                                                         \
                         }                                                                                             \
                     }                                                                                                 \
@@ -486,23 +488,21 @@ static void grad_input_depthwise(const tte_conv_geometry *geo, const tte_dims *w
                          ((a0 == b0 && sh == 1 && H == HO && W == WO) || b1 <= a0 || a1 <= b0);
         if (ring && KH == 3 && KW == 3 && geo->pad_top <= 2 && geo->pad_left <= 2 &&
             W + geo->pad_left + 5 <= TTE_GI3_ROW && WU + 4 <= TTE_GI3_ROW) {
-            grad_input_dw3_s1(geo, w, C, dzn, HO, WO, st, dxn, H, W);
+            grad_input_dw3_ring(geo, w, C, dzn, HO, WO, st, dxn, H, W);
             continue;
         }
         const int32_t K = KH; /* 5 x 5 and 7 x 7 through their ring (TTE_GI_DWK) */
         if (ring && (K == 5 || K == 7) && KW == K && geo->pad_top < K && geo->pad_left < K &&
             W + geo->pad_left + K + 3 <= TTE_GIK_ROW && WU + K - 1 <= TTE_GIK_ROW) {
-            if (K == 5) grad_input_dw5_s1(geo, w, C, dzn, HO, WO, st, dxn, H, W);
-            else grad_input_dw7_s1(geo, w, C, dzn, HO, WO, st, dxn, H, W);
+            if (K == 5) grad_input_dw5_ring(geo, w, C, dzn, HO, WO, st, dxn, H, W);
+            else grad_input_dw7_ring(geo, w, C, dzn, HO, WO, st, dxn, H, W);
             continue;
         }
 #endif
         for (int32_t c = 0; c < C; c++) {
             const float *dzc = dz + ((size_t)n * (size_t)C + (size_t)c) * (size_t)HO * (size_t)WO;
-            const int8_t *wc = tte_weight_row(&w->data, 1, c, 0, 1, KH * KW);
-            const int32_t wz = w->zero_points ? w->zero_points[c] : 0;
             float wr[TTE_DW_MAX_TAPS * TTE_DW_MAX_TAPS];
-            for (int32_t t = 0; t < KH * KW; t++) wr[t] = (float)((int32_t)wc[t] - wz) * w->scales[c];
+            dw_weights_f32(w, c, KH * KW, wr);
             for (int32_t w0 = 0; w0 < W; w0 += TTE_DW_LANES) {
                 /* lane l, tap j reads dz column u = w0 + l + pad_left - j, at win[l + KW - 1 - j]: columns u from
                  * base on, where u = wo * sw for the dz columns wo in [wo0, wo1); the others stay zero */
