@@ -64,12 +64,7 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
             tte_rq r1 = tte_rq_channel(q1, b1, m1, m);
             const tte_rq r2 = tte_rq_channel(q2, b2, m2, m);
 #if defined(__ARM_FEATURE_DSP)
-            /* the sums start at the bias when no sum plus it can leave int32 (tte_fold_bias_ok): the output stage's
-             * saturating add of the bias is then a plain one, done here once per sum */
-            if (!r1.q31 && tte_fold_bias_ok(r1.bias, C, q1->input_zero_point, z1)) {
-                offset += r1.bias;
-                r1.bias = 0;
-            }
+            offset = tte_sums_start(&r1, offset, C, q1->input_zero_point, z1); /* at the bias where that is exact */
 #endif
             int32_t acc[TTE_PWDW_RUN];
             /* runs of positions: of the plane, or of a row when the plane goes inside its padding */

@@ -118,12 +118,9 @@ TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x
             }
             const int32_t wsum = tte_sum_s8(wt, CT) + (CF ? tte_sum_s8(wf, CF) : 0);
             tte_rq r = tte_rq_channel(q, bias, multipliers, o);
-            int32_t acc[TTE_PW_RUN], start = -q->input_zero_point * wsum;
-            /* the sums start at the bias when no sum plus it can leave int32 (tte_fold_bias_ok; weights symmetric) */
-            if (!r.q31 && tte_fold_bias_ok(r.bias, C, q->input_zero_point, 0)) {
-                start += r.bias;
-                r.bias = 0;
-            }
+            int32_t acc[TTE_PW_RUN];
+            /* at the bias where that is exact (tte_sums_start; symmetric weights) */
+            const int32_t start = tte_sums_start(&r, -q->input_zero_point * wsum, C, q->input_zero_point, 0);
             for (int32_t i = 0; i < n; i++) acc[i] = start;
             for (int32_t j = 0; j < quads; j++) {
                 const int32_t *tq = t + (size_t)j * (size_t)G * 8u;

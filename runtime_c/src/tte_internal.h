@@ -522,6 +522,17 @@ static inline int tte_fold_bias_ok(int32_t bias, int32_t n, int32_t zx, int32_t 
     return ax < (1 << 16) && aw < (1 << 16) && n >= 0 && ab + (int64_t)n * ax * aw < INT32_MAX;
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* The value a 1x1 conv's sums start at (offset: -z_x times the weights' sum): offset + bias, r's bias then 0 (so
+ * that the output stage loads the sums straight into the FPU) when tte_fold_bias_ok allows it, else offset. */
+static inline int32_t tte_sums_start(tte_rq *r, int32_t offset, int32_t n, int32_t zx, int32_t zw) {
+    if (r->q31 || !tte_fold_bias_ok(r->bias, n, zx, zw)) return offset;
+    offset += r->bias;
+    r->bias = 0;
+    return offset;
+}
+#endif
+
 /* Taps t in [lo, hi) of a window starting at `start` that land inside [0, size): no check in inner loops. */
 static inline void tte_tap_range(int32_t start, int32_t taps, int32_t size, int32_t *lo, int32_t *hi) {
     *lo = start < 0 ? -start : 0;
