@@ -69,7 +69,7 @@ TTE_ALWAYS_INLINE int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current
  * factor factors[i], index index + i * ldw + j (w's offset in the trained slice).  One loop per rounding mode, so
  * that in each the mode is a constant and what depends on p alone (the range, the random stream's seed, step and
  * stream) is computed once per block, not per value. */
-#define TTE_SGD_BLOCK(MODE)                                                                                           \
+#define TTE_SGD_BLOCK                                                                                                 \
     for (int32_t i = 0; i < rows; i++) {                                                                              \
         for (int32_t j = 0; j < cols; j++) {                                                                          \
             int8_t *v = w + i * ldw + j;                                                                              \
@@ -79,10 +79,10 @@ TTE_ALWAYS_INLINE int64_t tte_sgd_value(const tte_sgd_params *p, int64_t current
 TTE_ARM_NOINLINE void tte_sgd_block_s8(const tte_sgd_params *p, int8_t *w, int32_t ldw, const float *g, int32_t ldg,
                                        const float *factors, int32_t rows, int32_t cols, uint32_t index) {
     tte_sgd_params q = *p;
-    switch (q.rounding) {
-    case TTE_ROUND_STOCHASTIC: q.rounding = TTE_ROUND_STOCHASTIC; TTE_SGD_BLOCK(TTE_ROUND_STOCHASTIC) break;
-    case TTE_ROUND_NEAREST: q.rounding = TTE_ROUND_NEAREST; TTE_SGD_BLOCK(TTE_ROUND_NEAREST) break;
-    default: TTE_SGD_BLOCK(q.rounding)
+    switch (q.rounding) { /* the mode stored as a constant in each case: the inlined tte_sgd_value folds its switch */
+    case TTE_ROUND_STOCHASTIC: q.rounding = TTE_ROUND_STOCHASTIC; TTE_SGD_BLOCK break;
+    case TTE_ROUND_NEAREST: q.rounding = TTE_ROUND_NEAREST; TTE_SGD_BLOCK break;
+    default: TTE_SGD_BLOCK
     }
 }
 #undef TTE_SGD_BLOCK
