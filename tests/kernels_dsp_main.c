@@ -31,6 +31,7 @@ static int32_t scratch_words[MAXX / 4]; /* word-aligned, as the emitted programs
 #define scratch ((int8_t *)scratch_words)
 static int32_t stage_bytes; /* the scratch a conv is given (0: none) */
 static int pwdw_plane_only; /* a fused 1x1 + depthwise conv told of one plane of scratch, not all of it */
+static int32_t pwdw_bytes;   /* else this much scratch (0: all of it) */
 /* zero points outside int8 when set (0: none): the input's of conv() and pw_dw(), the mid one of pw_dw() */
 static int32_t input_zp_override, mid_zp_override;
 /* every input and weight -128 and the biases just below what the sums reach with int8 zero points: a sum that
@@ -148,9 +149,10 @@ static void pw_dw(const char *name, int32_t C, int32_t H, int32_t W, int32_t M, 
     memset(y, 0, sizeof y);
     memset(mask, 0, sizeof mask);
     const uint64_t t0 = TICKS();
-    const int32_t bytes = pwdw_plane_only ? H * W : (int32_t)sizeof scratch_words;
-    const int st = tte_conv_pw_dw_s8(&q1, w, zps ? zw : NULL, bias, mult, &geo, &q2, &w2d, w2, zps ? zw2 : NULL, bias2,
-                                     mult2, &xd, x, &yd, y, scratch, bytes);
+    const int32_t bytes = pwdw_plane_only ? H * W : pwdw_bytes ? pwdw_bytes : (int32_t)sizeof scratch_words;
+    /* zps 1: zero points for both convs' weights, 2: for the depthwise conv's only */
+    const int st = tte_conv_pw_dw_s8(&q1, w, zps == 1 ? zw : NULL, bias, mult, &geo, &q2, &w2d, w2, zps ? zw2 : NULL,
+                                     bias2, mult2, &xd, x, &yd, y, scratch, bytes);
     const uint64_t t1 = TICKS();
     report(name, st, (size_t)(M * HO * WO), (uint64_t)M * (uint64_t)(H * W * C + HO * WO * K * K), t1 - t0);
 }
@@ -469,5 +471,34 @@ int main(void) {
     stage_bytes = 0;
     fold_edge = 0;
     input_zp_override = 0;
+    /* the fused 1x1 + depthwise conv's staged path (symmetric 1x1 weights, channels in groups of 4, even widths):
+     * bands of output rows as the scratch allows (3x3 at strides 1 and 2, 5x5, 7x7 at stride 2), an odd number of
+     * channel groups (a zero group staged), one group, an input zero point outside int8, too little scratch for two
+     * output rows (the per-channel path) */
+    pwdw_bytes = 1700;
+    pw_dw("pwdw-st-12x5-14x10-3x3s1-bands", 12, 14, 10, 5, 3, 1, 1, 2);
+    pwdw_bytes = 1200;
+    pw_dw("pwdw-st-8x6-17x12-3x3s2-bands", 8, 17, 12, 6, 3, 2, 1, 0);
+    pwdw_bytes = 900;
+    pw_dw("pwdw-st-4x3-11x8-5x5s1-bands", 4, 11, 8, 3, 5, 1, 2, 2);
+    pwdw_bytes = 2000;
+    pw_dw("pwdw-st-16x4-13x6-7x7s2-bands", 16, 13, 6, 4, 7, 2, 3, 0);
+    pwdw_bytes = 0;
+    pw_dw("pwdw-st-24x8-8x8-3x3s1", 24, 8, 8, 8, 3, 1, 1, 2);
+    pw_dw("pwdw-st-4x2-3x2-3x3s1", 4, 3, 2, 2, 3, 1, 1, 0);
+    pw_dw("pwdw-st-40x3-4x4-3x3s2", 40, 4, 4, 3, 3, 2, 1, 2);
+    pwdw_bytes = 700;
+    input_zp_override = 300;
+    pw_dw("pwdw-st-zx300-8x4-12x8-3x3s1", 8, 12, 8, 4, 3, 1, 1, 2);
+    input_zp_override = 0;
+    pwdw_bytes = 200;
+    pw_dw("pwdw-st-small-8x4-12x8-3x3s1", 8, 12, 8, 4, 3, 1, 1, 0);
+    pwdw_bytes = 0;
+    for (edge_multipliers = 1; edge_multipliers <= 2; edge_multipliers++)
+        pw_dw(edge_multipliers == 1 ? "ties-pwdw-st" : "edges-pwdw-st", 8, 8, 8, 16, 3, 1, 1, 2);
+    edge_multipliers = 0;
+    fold_edge = 1;
+    pw_dw("pwdw-st-fold-edge", 12, 6, 8, 5, 3, 1, 1, 0);
+    fold_edge = 0;
     return 0;
 }

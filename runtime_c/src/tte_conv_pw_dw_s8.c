@@ -11,6 +11,164 @@
 
 int32_t tte_conv_pw_dw_s8_get_buffer_size(const tte_dims *in_dims) { return in_dims->h * in_dims->w; }
 
+#if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
+/* The staged path (Arm DSP extension, symmetric 1x1 weights, C a multiple of 4, even W, an int8 zero point between
+ * the convs, and scratch for a band of rows): a band of the input's rows is staged once in scratch as the halfword
+ * pairs SMLAD takes, then every expanded channel reads it with word loads (the channels-major layout keeps a
+ * position's channels a plane apart: pairing them per expanded channel cost more than its multiply-accumulates).
+ * Staged per pair of channel groups (groups 2j, 2j + 1 of 4 channels) and pair of positions (p, p + 1), 8 words: per
+ * group (x[c][p], x[c + 2][p]), (x[c + 1][p], x[c + 3][p]), then the same for p + 1, the pairs SXTB16 makes of the
+ * weight word w[c .. c + 3]; a group pair's position pairs follow one another (pair_words apart from the next group
+ * pair's).  The positions past the last quad (and the second of an odd last pair) are staged one by one (zero:
+ * none).  With an odd number of groups the last pair's second group is not staged: its weight pairs are 0
+ * (tte_pwdw_staged_s8). */
+static void tte_pwdw_stage(const int8_t *x, size_t P, int32_t G, int32_t n, int32_t pair_words, int32_t *t) {
+    const int32_t quads = n / 4, pairs = (n + 1) / 2;
+    for (int32_t k = 0; k < G; k++) {
+        int32_t *tk = t + (size_t)(k >> 1) * (size_t)pair_words + 4 * (k & 1);
+        const int8_t *xc = x + (size_t)(4 * k) * P;
+        for (int32_t q = 0; q < quads; q++, tk += 16) {
+            const int32_t u0 = tte_ld32(xc + 4 * q), u1 = tte_ld32(xc + P + 4 * q);
+            const int32_t u2 = tte_ld32(xc + 2 * P + 4 * q), u3 = tte_ld32(xc + 3 * P + 4 * q);
+            const int32_t e0 = __sxtb16(u0), o0 = tte_sxtb16_ror8(u0), e2 = __sxtb16(u2), o2 = tte_sxtb16_ror8(u2);
+            const int32_t e1 = __sxtb16(u1), o1 = tte_sxtb16_ror8(u1), e3 = __sxtb16(u3), o3 = tte_sxtb16_ror8(u3);
+            tk[0] = tte_pkhbt16(e0, e2); /* position 0: channels (c, c + 2), then (c + 1, c + 3) */
+            tk[1] = tte_pkhbt16(e1, e3);
+            tk[2] = tte_pkhbt16(o0, o2); /* position 1 */
+            tk[3] = tte_pkhbt16(o1, o3);
+            tk[8] = tte_pkhtb16(e2, e0); /* position 2: the next pair */
+            tk[9] = tte_pkhtb16(e3, e1);
+            tk[10] = tte_pkhtb16(o2, o0); /* position 3 */
+            tk[11] = tte_pkhtb16(o3, o1);
+        }
+        for (int32_t i = 4 * quads; i < 2 * pairs; i++) {
+            int32_t *ti = t + (size_t)(k >> 1) * (size_t)pair_words + 4 * (k & 1) + 8 * (i / 2) + 2 * (i & 1);
+            ti[0] = i < n ? tte_pair16(xc[i], xc[2 * P + (size_t)i]) : 0;
+            ti[1] = i < n ? tte_pair16(xc[P + (size_t)i], xc[3 * P + (size_t)i]) : 0;
+        }
+    }
+}
+
+/* acc[2 i], acc[2 i + 1] += position pair i of one staged group pair (8 words at t + 8 i) times the weight pairs
+ * wp[0 .. 3] (groups 2j: wp[0], wp[1]; 2j + 1: wp[2], wp[3]), i < pairs (>= 1): two LDMs, 8 SMLADs, the sums loaded
+ * and stored as pairs (LDM lists its registers in order: fixed ones). */
+TTE_ARM_NOINLINE void tte_pwdw_pairs(const int32_t *t, const int32_t *wp, int32_t pairs, int32_t *acc) {
+    register int32_t r0 __asm__("r2"), r1 __asm__("r3"), r2 __asm__("r4"), r3 __asm__("r5");
+    const int32_t wa0 = wp[0], wa1 = wp[1], wb0 = wp[2], wb1 = wp[3];
+    const int32_t *end = acc + 2 * pairs;
+    int32_t a0, a1;
+    __asm__ volatile("1:\n\t"
+                     "ldrd %[a0], %[a1], [%[acc]]\n\t"
+                     "ldmia %[t]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+                     "smlad %[a0], %[r0], %[wa0], %[a0]\n\t"
+                     "smlad %[a0], %[r1], %[wa1], %[a0]\n\t"
+                     "smlad %[a1], %[r2], %[wa0], %[a1]\n\t"
+                     "smlad %[a1], %[r3], %[wa1], %[a1]\n\t"
+                     "ldmia %[t]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+                     "smlad %[a0], %[r0], %[wb0], %[a0]\n\t"
+                     "smlad %[a0], %[r1], %[wb1], %[a0]\n\t"
+                     "smlad %[a1], %[r2], %[wb0], %[a1]\n\t"
+                     "smlad %[a1], %[r3], %[wb1], %[a1]\n\t"
+                     "strd %[a0], %[a1], [%[acc]], #8\n\t"
+                     "cmp %[acc], %[end]\n\t"
+                     "bne 1b"
+                     : [t] "+&r"(t), [acc] "+&r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1), [r0] "=&r"(r0),
+                       [r1] "=&r"(r1), [r2] "=&r"(r2), [r3] "=&r"(r3)
+                     : [wa0] "r"(wa0), [wa1] "r"(wa1), [wb0] "r"(wb0), [wb1] "r"(wb1), [end] "r"(end)
+                     : "cc", "memory");
+}
+
+/* Bytes of scratch the staged path needs for bands of `rows` input rows: the band's plane inside its padding
+ * (`pads` rows at most), word-aligned, then its staged rows. */
+static int64_t tte_pwdw_band_bytes(int32_t rows, int32_t W, int32_t WP, int32_t pads, int32_t G) {
+    const int64_t plane = ((int64_t)(rows + pads) * WP + 3) & ~(int64_t)3;
+    return plane + (int64_t)((G + 1) / 2) * (((int64_t)rows * W + 1) / 2) * 32;
+}
+
+/* The fused conv through staged bands of output rows (see tte_pwdw_stage): band by band, the band's input rows are
+ * staged, then for each expanded channel its 1x1 conv fills the band's plane inside its padding (the depthwise conv's
+ * z_x, filled once per band: every window then lies inside the plane) and the depthwise conv computes the band's
+ * output rows from it.  A band's rows overlap the next band's by KH - SH (recomputed).  0 when it does not apply
+ * (nothing written). */
+static int tte_pwdw_staged_s8(const tte_quant_params *q1, const int8_t *w1, const int32_t *w1_zero_points,
+                              const int32_t *b1, const float *m1, const tte_conv_geometry *geo2,
+                              const tte_quant_params *q2, int32_t KH, int32_t KW, const int8_t *w2,
+                              const int32_t *w2_zero_points, const int32_t *b2, const float *m2, int32_t C, int32_t H,
+                              int32_t W, const int8_t *x, int32_t M, int32_t HO, int32_t WO, int8_t *y, int8_t *scratch,
+                              int32_t scratch_bytes) {
+    const int32_t SH = geo2->stride_h, PT = geo2->pad_top, PL = geo2->pad_left, PB = geo2->pad_bottom;
+    const int32_t PR = geo2->pad_right, WP = W + PL + PR, G = C / 4, GP = (G + 1) / 2;
+    if ((C & 3) != 0 || (W & 1) != 0 || scratch == NULL || ((uintptr_t)scratch & 3u) != 0u || HO < 1 || WO < 1 ||
+        PT < 0 || PL < 0 || PB < 0 || PR < 0 || PT >= KH || PB >= KH || !tte_zp_s8(q2->input_zero_point))
+        return 0;
+    if (w1_zero_points != NULL)
+        for (int32_t m = 0; m < M; m++)
+            if (w1_zero_points[m] != 0) return 0;
+    /* the most output rows per band that fit (a band of R output rows reads at most (R - 1) SH + KH input rows) */
+    int32_t R = HO;
+    while (R > 0 && tte_pwdw_band_bytes((R - 1) * SH + KH < H ? (R - 1) * SH + KH : H, W, WP, PT + PB, G) >
+                        (int64_t)scratch_bytes)
+        R--;
+    if (R < (HO < 2 ? HO : 2)) return 0;
+    const int8_t zm = (int8_t)q2->input_zero_point;
+    for (int32_t o0 = 0; o0 < HO; o0 += R) {
+        const int32_t o1 = HO - o0 < R ? HO : o0 + R;
+        const int32_t top = o0 * SH - PT, bottom = (o1 - 1) * SH - PT + KH; /* the band's window rows */
+        const int32_t i0 = top > 0 ? top : 0, i1 = bottom < H ? bottom : H, rows = i1 - i0, n = rows * W;
+        const int32_t pt = i0 - top, pb = bottom - i1; /* its padding rows above and below */
+        const int32_t BH = pt + rows + pb;
+        const int64_t plane = ((int64_t)BH * WP + 3) & ~(int64_t)3;
+        const int32_t pair_words = 8 * ((n + 1) / 2);
+        int32_t *t = (int32_t *)(void *)(scratch + plane);
+        tte_pwdw_stage(x + (size_t)i0 * (size_t)W, (size_t)H * (size_t)W, G, n, pair_words, t);
+        tte_conv_geometry band = *geo2;
+        band.pad_top = band.pad_left = band.pad_bottom = band.pad_right = 0;
+        for (int32_t h = 0; h < BH; h++) {
+            int8_t *row = scratch + (size_t)h * (size_t)WP;
+            if (h < pt || h >= pt + rows) {
+                memset(row, zm, (size_t)WP);
+            } else {
+                memset(row, zm, (size_t)PL);
+                memset(row + PL + W, zm, (size_t)PR);
+            }
+        }
+        for (int32_t m = 0; m < M; m++) {
+            const int8_t *wm = w1 + (size_t)m * (size_t)C;
+            tte_rq r1 = tte_rq_channel(q1, b1, m1, m);
+            const tte_rq r2 = tte_rq_channel(q2, b2, m2, m);
+            const int32_t start = tte_sums_start(&r1, -q1->input_zero_point * tte_sum_s8(wm, C), C,
+                                                 q1->input_zero_point, 0);
+            int32_t acc[TTE_PWDW_RUN + 1];
+            /* runs of positions within a row (the band's plane may be wider), each then requantized into it */
+            const int32_t run = W < TTE_PWDW_RUN ? W : TTE_PWDW_RUN;
+            for (int32_t p0 = 0, len; p0 < n; p0 += len) {
+                len = W - p0 % W < run ? W - p0 % W : run;
+                const int32_t h = p0 / W, pairs = (len + 1) / 2;
+                for (int32_t i = 0; i < 2 * pairs; i++) acc[i] = start;
+                for (int32_t j = 0; j < GP; j++) {
+                    int32_t wp[4] = {0, 0, 0, 0};
+                    const int32_t wa = tte_ld32(wm + 8 * j);
+                    wp[0] = __sxtb16(wa);
+                    wp[1] = tte_sxtb16_ror8(wa);
+                    if (2 * j + 1 < G) {
+                        const int32_t wb = tte_ld32(wm + 8 * j + 4);
+                        wp[2] = __sxtb16(wb);
+                        wp[3] = tte_sxtb16_ror8(wb);
+                    }
+                    tte_pwdw_pairs(t + (size_t)j * (size_t)pair_words + 4 * p0, wp, pairs, acc);
+                }
+                tte_rq_run(&r1, acc, len, scratch + (size_t)(pt + h) * (size_t)WP + (size_t)(PL + p0 % W), NULL, 0);
+            }
+            const int32_t z2 = w2_zero_points ? w2_zero_points[m] : 0;
+            tte_conv_plane_s8(scratch, 1, BH, WP, w2 + (size_t)m * (size_t)KH * (size_t)KW, KH, KW, &band, o1 - o0,
+                              WO, q2->input_zero_point, z2, &r2, y + ((size_t)m * (size_t)HO + (size_t)o0) * (size_t)WO,
+                              NULL, 0);
+        }
+    }
+    return 1;
+}
+#endif
+
 /* A 1x1 conv (w1: [M, C]) feeding a depthwise conv (w2: [M, 1, KH, KW]): for each of the M expanded
  * channels, its plane is computed into `scratch` (requantized with q1, as int8) and consumed at once by
  * the depthwise conv; the [M, H, W] expansion never exists.  Same integers as the two convs (each stage's
@@ -24,6 +182,16 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
     const int32_t C = in_dims->c, H = in_dims->h, W = in_dims->w, HW = H * W;
     const int32_t M = w2_dims->n, KH = w2_dims->h, KW = w2_dims->w, HO = out_dims->h, WO = out_dims->w;
     if (w2_dims->c != 1 || out_dims->c != M || geo2->groups != M) return TTE_ERROR_ARGUMENT;
+#if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
+    /* staged bands where scratch has room for them (every sample alike) */
+    for (int32_t n = 0; n < in_dims->n; n++) {
+        const size_t at = (size_t)n * (size_t)C * (size_t)HW, to = (size_t)n * (size_t)M * (size_t)HO * (size_t)WO;
+        if (!tte_pwdw_staged_s8(q1, w1, w1_zero_points, b1, m1, geo2, q2, KH, KW, w2, w2_zero_points, b2, m2, C, H, W,
+                                input + at, M, HO, WO, output + to, scratch, scratch_bytes))
+            break;
+        if (n == in_dims->n - 1) return TTE_OK;
+    }
+#endif
     /* With the Arm DSP extension and room in scratch, a plane too large to be copied inside its padding on the stack
      * (tte_conv_plane_s8) is written there by the 1x1 conv row by row, its padding (the depthwise conv's z_x)
      * filled once: every depthwise window then lies inside it (no tap checks, no border windows). */
