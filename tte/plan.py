@@ -9,7 +9,7 @@ both fit the budget, and every step of `--scheme auto` (:func:`auto_scheme`) dec
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import pipeline
 from .autodiff.scheme import SparseScheme, channel_count, weighted_layers
@@ -17,6 +17,7 @@ from .codegen.project import HEAP_BYTES, LIBC_BYTES, RUNTIME_RESERVE, STACK_BYTE
 from .errors import TteError
 from .ir import Graph
 from .ir.facts import is_depthwise
+from .ops.conv import speed_scratch
 from .passes.memory import MemoryReport
 from .passes.patch import StreamError
 from .program import Program
@@ -201,6 +202,26 @@ def plan(model: str | os.PathLike | Graph, sram: int | str = DEFAULT_SRAM, flash
     return p
 
 
+SPEED_SCRATCH_CAP = 32 * 1024  # --favor speed: kernel scratch up to this much, where the budget has room
+
+
+def with_speed_scratch(p: Plan) -> Plan:
+    """``p`` with its kernel scratch raised toward what its convs run fastest with on Cortex-M
+    (:func:`tte.ops.conv.speed_scratch`: the fused 1x1 + depthwise convs stage their input there), as far as the SRAM
+    budget allows and at most :data:`SPEED_SCRATCH_CAP`; ``p`` itself when that adds nothing.  The program's memory
+    report becomes the plan's (the emitted C takes its scratch).  Same numerics: only the kernels' paths change."""
+    m = p.memory
+    want = max((speed_scratch(g, n) for g in (p.program.train, p.program.inference[0]) for n in g.nodes), default=0)
+    scratch = min(want, SPEED_SCRATCH_CAP, m.scratch + p.sram - p.sram_needed) // 4 * 4
+    if scratch <= m.scratch:
+        return p
+    memory = replace(m, scratch=scratch)
+    p.program.memory = memory
+    log = [*p.auto_log, f"favor speed: kernel scratch {kb(m.scratch)} -> {kb(scratch)} (convs stage their inputs "
+                        f"there): {kb(p.sram_needed - m.scratch + scratch)} of {kb(p.sram)} SRAM"]
+    return replace(p, memory=memory, auto_log=log)
+
+
 def fastest_fit(model, p: Plan, classes: int | None, options: dict) -> Plan:
     """The first of :data:`SPEED_VARIANTS` (within the transformations ``options`` leaves on) that fits ``p``'s
     budgets, with ``p``'s scheme; ``p`` itself when none fits sooner."""
@@ -221,7 +242,7 @@ def fastest_fit(model, p: Plan, classes: int | None, options: dict) -> Plan:
                    f"{'fits' if candidate.fits else 'does not fit'}")
         if candidate.fits or candidate is p:
             candidate.auto_log, candidate.auto_plans = log, p.auto_plans
-            return candidate
+            return with_speed_scratch(candidate) if candidate.fits else candidate
     return p
 
 

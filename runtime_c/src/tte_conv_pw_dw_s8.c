@@ -109,7 +109,9 @@ static int tte_pwdw_staged_s8(const tte_quant_params *q1, const int8_t *w1, cons
     while (R > 0 && tte_pwdw_band_bytes((R - 1) * SH + KH < H ? (R - 1) * SH + KH : H, W, WP, PT + PB, G) >
                         (int64_t)scratch_bytes)
         R--;
-    if (R < (HO < 2 ? HO : 2)) return 0;
+    /* bands short enough that their overlap (KH - SH rows, recomputed) costs more than staging saves: the per-channel
+     * path instead (a quarter of a band's rows at most) */
+    if (R < 1 || (R < HO && R * SH < 4 * (KH - SH))) return 0;
     const int8_t zm = (int8_t)q2->input_zero_point;
     for (int32_t o0 = 0; o0 < HO; o0 += R) {
         const int32_t o1 = HO - o0 < R ? HO : o0 + R;
@@ -138,13 +140,16 @@ static int tte_pwdw_staged_s8(const tte_quant_params *q1, const int8_t *w1, cons
             const tte_rq r2 = tte_rq_channel(q2, b2, m2, m);
             const int32_t start = tte_sums_start(&r1, -q1->input_zero_point * tte_sum_s8(wm, C), C,
                                                  q1->input_zero_point, 0);
-            int32_t acc[TTE_PWDW_RUN + 1];
+            int32_t acc[TTE_PWDW_RUN];
             /* runs of positions within a row (the band's plane may be wider), each then requantized into it */
             const int32_t run = W < TTE_PWDW_RUN ? W : TTE_PWDW_RUN;
             for (int32_t p0 = 0, len; p0 < n; p0 += len) {
                 len = W - p0 % W < run ? W - p0 % W : run;
                 const int32_t h = p0 / W, pairs = (len + 1) / 2;
-                for (int32_t i = 0; i < 2 * pairs; i++) acc[i] = start;
+                for (int32_t i = 0; i < 2 * pairs; i += 4) { /* whole quads: acc holds TTE_PWDW_RUN, a multiple of 4 */
+                    acc[i] = acc[i + 1] = start;
+                    acc[i + 2] = acc[i + 3] = start;
+                }
                 for (int32_t j = 0; j < GP; j++) {
                     int32_t wp[4] = {0, 0, 0, 0};
                     const int32_t wa = tte_ld32(wm + 8 * j);

@@ -281,6 +281,24 @@ def pw_dw_scratch(g: Graph, n: Node) -> int:
     return g[n.inputs[0]].shape[2] * g[n.inputs[0]].shape[3]
 
 
+def speed_scratch(g: Graph, n: Node) -> int:
+    """The kernel scratch with which a conv runs fastest on Cortex-M (the Arm DSP paths; ``--favor speed`` gives
+    scratch up to this where the budget has room, :func:`tte.plan.with_speed_scratch`): a fused 1x1 + depthwise conv
+    whose 1x1 weights are symmetric, with channels in groups of 4 and an even width, stages its whole input as
+    halfword pairs beside its padded plane (tte_conv_pw_dw_s8's staged path: with less, bands of rows, the rows between
+    bands recomputed); a pointwise conv stages 32 positions of its input (tte_conv_s8).  0 for any other op."""
+    if n.op == "pw_dw":
+        (_, c, h, w), (pt, pl, pb, pr) = g[n.inputs[0]].shape, n.attrs["pads"]
+        if c % 4 or w % 2 or weight_zero_points(g, n.inputs[1]):
+            return 0
+        plane = ((h + pt + pb) * (w + pl + pr) + 3) // 4 * 4
+        return plane + (c // 4 + 1) // 2 * ((h * w + 1) // 2) * 32
+    if n.op == "conv" and n.attrs["groups"] == 1 and tuple(g[n.inputs[1]].shape[2:]) == (1, 1):
+        c = g[n.inputs[0]].shape[1]
+        return 256 * (c // 4) + (c + 3) // 4 * 4  # 32 positions of its channel groups, and a joined weight row
+    return 0
+
+
 def pw_dw_grad(b, node: Node, gy: str) -> None:
     raise AssertionError("pw_dw fuses frozen layers only (tte.passes.forward): no gradient passes through it")
 
