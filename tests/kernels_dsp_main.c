@@ -32,6 +32,7 @@ static int32_t scratch_words[MAXX / 4]; /* word-aligned, as the emitted programs
 static int32_t stage_bytes; /* the scratch a conv is given (0: none) */
 static int pwdw_plane_only; /* a fused 1x1 + depthwise conv told of one plane of scratch, not all of it */
 static int32_t pwdw_bytes;   /* else this much scratch (0: all of it) */
+static int32_t dw_bytes;     /* the scratch a depthwise conv is given (0: its output plane) */
 /* zero points outside int8 when set (0: none): the input's of conv() and pw_dw(), the mid one of pw_dw() */
 static int32_t input_zp_override, mid_zp_override;
 /* every input and weight -128 and the biases just below what the sums reach with int8 zero points: a sum that
@@ -126,7 +127,9 @@ static void dw(const char *name, int32_t C, int32_t H, int32_t W, int32_t K, int
     tte_split_weights sw = {w, NULL, C};
     memset(y, 0, sizeof y);
     const uint64_t t0 = TICKS();
-    const int st = tte_conv_dw_s8(&geo, &q, &xd, x, &wd, &sw, zps ? zw : NULL, bias, mult, &yd, y, mask, scratch);
+    const int32_t bytes = dw_bytes ? dw_bytes : HO * WO; /* default: the output plane, no room for a padded one */
+    const int st =
+        tte_conv_dw_s8(&geo, &q, &xd, x, &wd, &sw, zps ? zw : NULL, bias, mult, &yd, y, mask, scratch, bytes);
     const uint64_t t1 = TICKS();
     report(name, st, (size_t)(C * HO * WO), (uint64_t)C * (uint64_t)(HO * WO * K * K), t1 - t0);
 }
@@ -496,6 +499,19 @@ int main(void) {
     pwdw_bytes = 0;
     for (edge_multipliers = 1; edge_multipliers <= 2; edge_multipliers++)
         pw_dw(edge_multipliers == 1 ? "ties-pwdw-st" : "edges-pwdw-st", 8, 8, 8, 16, 3, 1, 1, 2);
+    /* depthwise convs with room for the input plane inside its padding (planes past the stack copy's 18 x 18): 3x3
+     * at strides 1 and 2, uneven pads, 5x5, 7x7, weight zero points (in int8, and outside: the tap-checked loop);
+     * one byte too little room (the border windows) */
+    dw_bytes = (int32_t)sizeof scratch_words;
+    dw("dw-pad-3x3s1p1-24x21", 3, 24, 21, 3, 1, 1, 1, 1, -128, 127);
+    dw("dw-pad-3x3s2p01-24x23", 2, 24, 23, 3, 2, 0, 1, 0, 0, 0);
+    dw("dw-pad-3x3s1p0-22x25", 2, 22, 25, 3, 1, 0, 0, 0, 0, 0);
+    dw("dw-pad-5x5s1p2-22x19", 3, 22, 19, 5, 1, 2, 2, 1, -128, 127);
+    dw("dw-pad-7x7s2p3-20x17", 2, 20, 17, 7, 2, 3, 3, 0, 0, 0);
+    dw("dw-pad-3x3-zp-wide-20x20", 2, 20, 20, 3, 1, 1, 1, 1, 150, 300);
+    dw_bytes = 24 * 21 + 26 * 23 - 1;
+    dw("dw-pad-short-3x3s1p1-24x21", 3, 24, 21, 3, 1, 1, 1, 1, -128, 127);
+    dw_bytes = 0;
     edge_multipliers = 0;
     fold_edge = 1;
     pw_dw("pwdw-st-fold-edge", 12, 6, 8, 5, 3, 1, 1, 0);

@@ -88,13 +88,15 @@ tte_status tte_conv_s8(const tte_conv_geometry *geo, const tte_quant_params *q, 
                        int32_t scratch_bytes);
 
 /* depthwise conv (one input and one output channel per group).  May run in place (output == input):
- * each output channel is computed into scratch (tte_conv_dw_s8_get_buffer_size bytes), then copied to
- * its place, which never overlaps an input channel still to be read. */
+ * each output channel is computed into scratch (tte_conv_dw_s8_get_buffer_size bytes: scratch_bytes at least
+ * that), then copied to its place, which never overlaps an input channel still to be read.  With more scratch the
+ * Arm DSP path also copies each input plane there inside its padding (no border windows). */
 int32_t tte_conv_dw_s8_get_buffer_size(const tte_dims *out_dims);
 tte_status tte_conv_dw_s8(const tte_conv_geometry *geo, const tte_quant_params *q, const tte_dims *in_dims,
                           const int8_t *input, const tte_dims *w_dims, const tte_split_weights *weights,
                           const int32_t *weight_zero_points, const int32_t *bias, const float *multipliers,
-                          const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch);
+                          const tte_dims *out_dims, int8_t *output, uint8_t *mask, int8_t *scratch,
+                          int32_t scratch_bytes);
 
 /* 1x1 conv feeding a depthwise conv, one expanded channel plane at a time (scratch: one plane; scratch_bytes: its
  * size, which a Cortex-M uses for the plane inside its padding when it can: see the source). */

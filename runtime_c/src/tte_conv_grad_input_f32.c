@@ -214,10 +214,16 @@ static void grad_input_pw_part(int32_t o0, int32_t o1, const int8_t *base, int32
         for (int32_t ob = o0; ob < o1; ob += TTE_GI_OBLOCK) {
             const int32_t nb = o1 - ob < TTE_GI_OBLOCK ? o1 - ob : TTE_GI_OBLOCK;
             const float *dzb = dzg + (size_t)(ob - o0) * (size_t)P;
-            for (int32_t k = 0; k < nb; k++) {
+            for (int32_t k = 0; k < nb; k++) { /* the scale in a register: the stores to wf may alias ws->scales */
                 const int8_t *wr = base + (size_t)(ob - o0 + k) * (size_t)ldw + c;
                 const int32_t wz = ws->zero_points ? ws->zero_points[ob + k] : 0;
-                for (int32_t j = 0; j < 4; j++) wf[4 * k + j] = (float)((int32_t)wr[j] - wz) * ws->scales[ob + k];
+                const float sk = ws->scales[ob + k];
+                const float w0 = (float)((int32_t)wr[0] - wz) * sk, w1 = (float)((int32_t)wr[1] - wz) * sk;
+                const float w2 = (float)((int32_t)wr[2] - wz) * sk, w3 = (float)((int32_t)wr[3] - wz) * sk;
+                wf[4 * k] = w0;
+                wf[4 * k + 1] = w1;
+                wf[4 * k + 2] = w2;
+                wf[4 * k + 3] = w3;
             }
             if (by4) {
                 for (int32_t p = 0; p < P; p += 4)

@@ -95,6 +95,8 @@ TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x
     if (R < 4) return 0;
     if (R >= 8) R &= ~7; /* whole bytes of the mask per chunk */
     int32_t *t = (int32_t *)(void *)scratch;
+    /* the output rows' weight sums, after the chunk where scratch has room for them: summed for the first chunk */
+    int32_t *sums = (int64_t)scratch_bytes - 32 * G * (R / 4) >= 4 * (int64_t)O && R < P ? t + 8 * G * (R / 4) : NULL;
     for (int32_t p0 = 0; p0 < P; p0 += R) {
         const int32_t n = P - p0 < R ? P - p0 : R, quads = n / 4;
         tte_pw_stage(x + p0, SP, GT, G, quads, t);
@@ -116,12 +118,21 @@ TTE_ARM_NOINLINE int tte_pw_staged_s8(const tte_quant_params *q, const int8_t *x
                 wt = weights->trained + (size_t)o * (size_t)CT;
                 wf = weights->frozen ? weights->frozen + (size_t)o * (size_t)CF : wt;
             }
-            const int32_t wsum = tte_sum_s8(wt, CT) + (CF ? tte_sum_s8(wf, CF) : 0);
+            int32_t wsum;
+            if (sums == NULL || p0 == 0) {
+                wsum = tte_sum_s8(wt, CT) + (CF ? tte_sum_s8(wf, CF) : 0);
+                if (sums != NULL) sums[o] = wsum;
+            } else {
+                wsum = sums[o];
+            }
             tte_rq r = tte_rq_channel(q, bias, multipliers, o);
             int32_t acc[TTE_PW_RUN];
             /* at the bias where that is exact (tte_sums_start; symmetric weights) */
             const int32_t start = tte_sums_start(&r, -q->input_zero_point * wsum, C, q->input_zero_point, 0);
-            for (int32_t i = 0; i < n; i++) acc[i] = start;
+            for (int32_t i = 0; i < n; i += 4) { /* whole quads: acc holds TTE_PW_RUN, a multiple of 4 */
+                acc[i] = acc[i + 1] = start;
+                acc[i + 2] = acc[i + 3] = start;
+            }
             for (int32_t j = 0; j < quads; j++) {
                 const int32_t *tq = t + (size_t)j * (size_t)G * 8u;
                 tte_pw_staged_dot(tq, wt, GT, acc + 4 * j);

@@ -258,8 +258,9 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
  * the clamp done two at a time (SSAT16 for the whole int8 range, else SSUB16 + SEL against qmin then qmax), and the
  * four bytes stored as one word.  Each value goes through the same operations as in tte_rq_round_dsp. */
 /* The four sums in s12-s15 to halfwords with z_y added, k0 holding outputs 0 and 2, k1 outputs 1 and 3: VCVT, VMUL
- * by m, VCVTR, a two-value VMOV back, SSAT to 16 bits, paired by PKHBT, z_y added by QADD16. */
-#define TTE_RQ4_FLOAT                                                                                                 \
+ * by m, VCVTR, a two-value VMOV back (TTE_RQ4_CONVERT: k0 .. k3), SSAT to 16 bits, paired by PKHBT, z_y added by
+ * QADD16. */
+#define TTE_RQ4_CONVERT                                                                                               \
     "vcvt.f32.s32 s12, s12\n\t"                                                                                       \
     "vcvt.f32.s32 s13, s13\n\t"                                                                                       \
     "vcvt.f32.s32 s14, s14\n\t"                                                                                       \
@@ -273,7 +274,9 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     "vcvtr.s32.f32 s14, s14\n\t"                                                                                      \
     "vcvtr.s32.f32 s15, s15\n\t"                                                                                      \
     "vmov %[k0], %[k1], s12, s13\n\t"                                                                                 \
-    "vmov %[k2], %[k3], s14, s15\n\t"                                                                                 \
+    "vmov %[k2], %[k3], s14, s15\n\t"
+#define TTE_RQ4_FLOAT                                                                                                 \
+    TTE_RQ4_CONVERT                                                                                                   \
     "ssat %[k0], #16, %[k0]\n\t"                                                                                      \
     "ssat %[k1], #16, %[k1]\n\t"                                                                                      \
     "ssat %[k2], #16, %[k2]\n\t"                                                                                      \
@@ -282,8 +285,8 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     "pkhbt %[k1], %[k1], %[k3], lsl #16\n\t" /* outputs 1 and 3 */                                                    \
     "qadd16 %[k0], %[k0], %[zp2]\n\t"                                                                                 \
     "qadd16 %[k1], %[k1], %[zp2]\n\t"
-/* four sums from acc (advanced), the bias added saturated (QADD), moved to s12-s15, then TTE_RQ4_FLOAT */
-#define TTE_RQ4_BODY                                                                                                  \
+/* four sums from acc (advanced), the bias added saturated (QADD), moved to s12-s15 (then TTE_RQ4_FLOAT) */
+#define TTE_RQ4_LOAD                                                                                                  \
     "ldrd %[k0], %[k1], [%[acc]], #8\n\t"                                                                             \
     "ldrd %[k2], %[k3], [%[acc]], #8\n\t"                                                                             \
     "qadd %[k0], %[k0], %[bias]\n\t"                                                                                  \
@@ -291,33 +294,49 @@ static inline int8_t tte_rq_apply(const tte_rq *r, int32_t acc, uint8_t *mask, s
     "qadd %[k2], %[k2], %[bias]\n\t"                                                                                  \
     "qadd %[k3], %[k3], %[bias]\n\t"                                                                                  \
     "vmov s12, s13, %[k0], %[k1]\n\t"                                                                                 \
-    "vmov s14, s15, %[k2], %[k3]\n\t"                                                                                 \
-    TTE_RQ4_FLOAT
+    "vmov s14, s15, %[k2], %[k3]\n\t"
+#define TTE_RQ4_BODY TTE_RQ4_LOAD TTE_RQ4_FLOAT
 /* TTE_RQ4_BODY for a bias of 0 (a kernel that starts its sums at the bias): QADD of 0 leaves a value as it is, so
  * the four sums go straight to s12-s15 with one VLDM */
-#define TTE_RQ4_BODY0                                                                                                 \
-    "vldmia %[acc]!, {s12-s15}\n\t"                                                                                   \
-    TTE_RQ4_FLOAT
+#define TTE_RQ4_LOAD0 "vldmia %[acc]!, {s12-s15}\n\t"
+#define TTE_RQ4_BODY0 TTE_RQ4_LOAD0 TTE_RQ4_FLOAT
+/* the whole int8 range, four values apart: z_y added by QADD, SSAT to 8 bits, the bytes packed by BFI and stored
+ * (the same values as SSAT to 16 bits, QADD16, SSAT16 to 8 bits: a value past 16 bits saturates either way) */
+#define TTE_RQ4_FULL(LOAD)                                                                                            \
+    LOAD TTE_RQ4_CONVERT                                                                                              \
+    "qadd %[k0], %[k0], %[zp]\n\t"                                                                                    \
+    "qadd %[k1], %[k1], %[zp]\n\t"                                                                                    \
+    "qadd %[k2], %[k2], %[zp]\n\t"                                                                                    \
+    "qadd %[k3], %[k3], %[zp]\n\t"                                                                                    \
+    "ssat %[k0], #8, %[k0]\n\t"                                                                                       \
+    "ssat %[k1], #8, %[k1]\n\t"                                                                                       \
+    "ssat %[k2], #8, %[k2]\n\t"                                                                                       \
+    "ssat %[k3], #8, %[k3]\n\t"                                                                                       \
+    "bfi %[k0], %[k1], #8, #8\n\t"                                                                                    \
+    "bfi %[k0], %[k2], #16, #8\n\t"                                                                                   \
+    "bfi %[k0], %[k3], #24, #8\n\t"                                                                                   \
+    "str %[k0], [%[y]], #4\n\t"
 #define TTE_RQ4_STORE                                                                                                 \
     "uxtb16 %[k0], %[k0]\n\t"                                                                                        \
     "uxtb16 %[k1], %[k1]\n\t"                                                                                        \
     "orr %[k0], %[k0], %[k1], lsl #8\n\t"                                                                            \
     "str %[k0], [%[y]], #4\n\t"
 TTE_ARM_NOINLINE void tte_rq4_dsp(const tte_rq *r, const int32_t *acc, int32_t quads, int8_t *y) {
-    const int32_t bias = r->bias, zp2 = tte_pair16(r->zero_point, r->zero_point);
+    const int32_t bias = r->bias, zp = r->zero_point, zp2 = tte_pair16(zp, zp);
     const int32_t lo2 = tte_pair16(r->qmin, r->qmin), hi2 = tte_pair16(r->qmax, r->qmax);
     const int32_t *end = acc + 4 * quads;
     const float m = r->m;
     int32_t k0, k1, k2, k3;
     if (quads <= 0) return;
-#define TTE_RQ4_LOOP(BODY, CLAMP)                                                                                     \
-    __asm__ volatile("1:\n\t" BODY CLAMP TTE_RQ4_STORE "cmp %[acc], %[end]\n\t"                                    \
+#define TTE_RQ4_LOOP(BODY, CLAMP) TTE_RQ4_ASM(BODY CLAMP TTE_RQ4_STORE)
+#define TTE_RQ4_ASM(STEP)                                                                                             \
+    __asm__ volatile("1:\n\t" STEP "cmp %[acc], %[end]\n\t"                                                         \
                      "bne 1b"                                                                                         \
                      : [acc] "+&r"(acc), [y] "+&r"(y), [k0] "=&r"(k0), [k1] "=&r"(k1), [k2] "=&r"(k2), [k3] "=&r"(k3) \
-                     : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m)   \
+                     : [end] "r"(end), [bias] "r"(bias), [zp2] "r"(zp2), [lo2] "r"(lo2), [hi2] "r"(hi2), [m] "t"(m),  \
+                       [zp] "r"(zp)                                                                                   \
                      : "cc", "memory", "s12", "s13", "s14", "s15")
-/* the whole int8 range: SSAT16; else SSUB16 + SEL against qmin (GE: k >= qmin, per half), then qmax */
-#define TTE_RQ4_SAT "ssat16 %[k0], #8, %[k0]\n\t" "ssat16 %[k1], #8, %[k1]\n\t"
+/* a narrower range than int8's: SSUB16 + SEL against qmin (GE: k >= qmin, per half), then qmax */
 #define TTE_RQ4_SEL                                                                                                   \
     "ssub16 %[k2], %[k0], %[lo2]\n\t"                                                                                \
     "sel %[k0], %[k0], %[lo2]\n\t"                                                                                   \
@@ -329,15 +348,16 @@ TTE_ARM_NOINLINE void tte_rq4_dsp(const tte_rq *r, const int32_t *acc, int32_t q
     "sel %[k1], %[k1], %[hi2]\n\t"
     const int full = r->qmin == -128 && r->qmax == 127;
     if (bias == 0 && full)
-        TTE_RQ4_LOOP(TTE_RQ4_BODY0, TTE_RQ4_SAT);
+        TTE_RQ4_ASM(TTE_RQ4_FULL(TTE_RQ4_LOAD0));
     else if (bias == 0)
         TTE_RQ4_LOOP(TTE_RQ4_BODY0, TTE_RQ4_SEL);
     else if (full)
-        TTE_RQ4_LOOP(TTE_RQ4_BODY, TTE_RQ4_SAT);
+        TTE_RQ4_ASM(TTE_RQ4_FULL(TTE_RQ4_LOAD));
     else
         TTE_RQ4_LOOP(TTE_RQ4_BODY, TTE_RQ4_SEL);
 #undef TTE_RQ4_LOOP
-#undef TTE_RQ4_SAT
+#undef TTE_RQ4_ASM
+#undef TTE_RQ4_FULL
 #undef TTE_RQ4_SEL
 }
 
@@ -379,8 +399,11 @@ TTE_ARM_NOINLINE void tte_rq8_mask_dsp(const tte_rq *r, const int32_t *acc, int3
 #undef TTE_RQ4_MASK
 }
 #undef TTE_RQ4_FLOAT
+#undef TTE_RQ4_CONVERT
 #undef TTE_RQ4_BODY
 #undef TTE_RQ4_BODY0
+#undef TTE_RQ4_LOAD
+#undef TTE_RQ4_LOAD0
 #undef TTE_RQ4_STORE
 #endif
 

@@ -17,7 +17,7 @@ tte_status tte_patch_conv_s8(const tte_conv_geometry *geo, const tte_quant_param
     if (geo->groups > 1 && geo->groups == in_dims->c && w_dims->c == 1 && w_dims->n == geo->groups) {
         if (scratch == NULL) return TTE_ERROR_ARGUMENT;
         return tte_conv_dw_s8(&band, q, &in, input, w_dims, weights, weight_zero_points, bias, multipliers, &out,
-                              output, NULL, scratch);
+                              output, NULL, scratch, out.h * out.w); /* a band's scratch: its output plane */
     }
     return tte_conv_s8(&band, q, &in, input, w_dims, weights, weight_zero_points, bias, multipliers, &out, output,
                        NULL, NULL, 0);

@@ -52,7 +52,7 @@ def emit_conv(e: cg.Emitter, node: Node) -> None:
             f"{e.split_weights(w, is_depthwise(g, node))}, "
             f"{e.weight_zero_points(w)}, {e.value_const(b)}, {m}, {e.dims(y)}, {e.ptr(y)}, {e.mask(node)}")
     if is_depthwise(g, node):
-        e.call(node, f"tte_conv_dw_s8({args}, tte_scratch)")
+        e.call(node, f"tte_conv_dw_s8({args}, tte_scratch, {e.scratch})")
     else:
         # the plan's scratch, free between calls: a pointwise conv stages its input there on Cortex-M
         e.call(node, f"tte_conv_s8({args}, {'tte_scratch' if e.scratch else 'NULL'}, {e.scratch})")
@@ -286,13 +286,18 @@ def speed_scratch(g: Graph, n: Node) -> int:
     scratch up to this where the budget has room, :func:`tte.plan.with_speed_scratch`): a fused 1x1 + depthwise conv
     whose 1x1 weights are symmetric, with channels in groups of 4 and an even width, stages its whole input as
     halfword pairs beside its padded plane (tte_conv_pw_dw_s8's staged path: with less, bands of rows, the rows between
-    bands recomputed); a pointwise conv stages 32 positions of its input (tte_conv_s8).  0 for any other op."""
+    bands recomputed); a pointwise conv stages 32 positions of its input (tte_conv_s8); a depthwise conv copies its
+    input plane inside its padding beside its output plane (tte_conv_dw_s8).  0 for any other op."""
     if n.op == "pw_dw":
         (_, c, h, w), (pt, pl, pb, pr) = g[n.inputs[0]].shape, n.attrs["pads"]
         if c % 4 or w % 2 or weight_zero_points(g, n.inputs[1]):
             return 0
         plane = ((h + pt + pb) * (w + pl + pr) + 3) // 4 * 4
         return plane + (c // 4 + 1) // 2 * ((h * w + 1) // 2) * 32
+    if n.op == "conv" and is_depthwise(g, n):  # its output plane, then its input plane inside its padding
+        (_, _, h, w), (pt, pl, pb, pr) = g[n.inputs[0]].shape, n.attrs["pads"]
+        ho, wo = g[n.outputs[0]].shape[2:]
+        return (ho * wo + 3) // 4 * 4 + (h + pt + pb) * (w + pl + pr)
     if n.op == "conv" and n.attrs["groups"] == 1 and tuple(g[n.inputs[1]].shape[2:]) == (1, 1):
         c = g[n.inputs[0]].shape[1]
         return 256 * (c // 4) + (c + 3) // 4 * 4  # 32 positions of its channel groups, and a joined weight row
