@@ -33,33 +33,37 @@ static void tte_pw_stage(const int8_t *x, size_t P, int32_t groups, int32_t stri
 
 /* acc[0 .. 3] += the 4 staged positions at t (groups channel groups) times the weight words at w: per group, 8 staged
  * words by two LDMs (positions 0, 1 then 2, 3; fixed registers, as LDM lists them in order), the weight word spread
- * by SXTB16, 8 SMLADs. */
+ * by SXTB16, 8 SMLADs; two groups per loop step (an odd first group apart). */
+#define TTE_PW_STAGED_GROUP                                                                                           \
+    "ldr %[w13], [%[w]], #4\n\t"                                                                                      \
+    "ldmia %[t]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"                                                                   \
+    "sxtb16 %[w02], %[w13]\n\t"                                                                                       \
+    "sxtb16 %[w13], %[w13], ror #8\n\t"                                                                               \
+    "smlad %[a0], %[r0], %[w02], %[a0]\n\t"                                                                           \
+    "smlad %[a0], %[r1], %[w13], %[a0]\n\t"                                                                           \
+    "smlad %[a1], %[r2], %[w02], %[a1]\n\t"                                                                           \
+    "smlad %[a1], %[r3], %[w13], %[a1]\n\t"                                                                           \
+    "ldmia %[t]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"                                                                   \
+    "smlad %[a2], %[r0], %[w02], %[a2]\n\t"                                                                           \
+    "smlad %[a2], %[r1], %[w13], %[a2]\n\t"                                                                           \
+    "smlad %[a3], %[r2], %[w02], %[a3]\n\t"                                                                           \
+    "smlad %[a3], %[r3], %[w13], %[a3]\n\t"
+#define TTE_PW_STAGED_OPERANDS                                                                                        \
+    : [t] "+&r"(t), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [w02] "=&r"(w02),   \
+      [w13] "=&r"(w13), [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [r3] "=&r"(r3)                               \
+    : [end] "r"(end)                                                                                                  \
+    : "cc", "memory"
 TTE_ARM_NOINLINE void tte_pw_staged_dot(const int32_t *t, const int8_t *w, int32_t groups, int32_t *acc) {
     if (groups <= 0) return;
 #if defined(TTE_ARM_ASM)
     register int32_t r0 __asm__("r2"), r1 __asm__("r3"), r2 __asm__("r4"), r3 __asm__("r5");
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], w13, w02;
     const int8_t *end = w + 4 * groups;
-    __asm__("1:\n\t"
-            "ldr %[w13], [%[w]], #4\n\t"
-            "ldmia %[t]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
-            "sxtb16 %[w02], %[w13]\n\t"
-            "sxtb16 %[w13], %[w13], ror #8\n\t"
-            "smlad %[a0], %[r0], %[w02], %[a0]\n\t"
-            "smlad %[a0], %[r1], %[w13], %[a0]\n\t"
-            "smlad %[a1], %[r2], %[w02], %[a1]\n\t"
-            "smlad %[a1], %[r3], %[w13], %[a1]\n\t"
-            "ldmia %[t]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
-            "smlad %[a2], %[r0], %[w02], %[a2]\n\t"
-            "smlad %[a2], %[r1], %[w13], %[a2]\n\t"
-            "smlad %[a3], %[r2], %[w02], %[a3]\n\t"
-            "smlad %[a3], %[r3], %[w13], %[a3]\n\t"
-            "cmp %[w], %[end]\n\t"
-            "bne 1b"
-            : [t] "+&r"(t), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),
-              [w02] "=&r"(w02), [w13] "=&r"(w13), [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [r3] "=&r"(r3)
-            : [end] "r"(end)
-            : "cc", "memory");
+    if (groups & 1) __asm__(TTE_PW_STAGED_GROUP TTE_PW_STAGED_OPERANDS);
+    if (groups > 1) __asm__("1:\n\t" TTE_PW_STAGED_GROUP TTE_PW_STAGED_GROUP "cmp %[w], %[end]\n\t"
+                            "bne 1b" TTE_PW_STAGED_OPERANDS);
+#undef TTE_PW_STAGED_GROUP
+#undef TTE_PW_STAGED_OPERANDS
 #else
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     for (int32_t k = 0; k < groups; k++, t += 8) {
