@@ -962,9 +962,27 @@ static inline int32_t tte_window_pairs_s8(const int8_t *x, int32_t W, const int1
  * first window's top-left input, W: the row stride), weights offset as in tte_window_interior_s8.  3x3 windows
  * are unrolled; with the Arm DSP extension they take SXTB16 + SMLAD: at stride 1 one word load per row serves
  * two outputs (x0..x3: (x0, x2) . (w0, w2) + x1 * w1 and (x1, x3) . (w0, w2) + x2 * w1). */
+#if defined(__ARM_FEATURE_DSP)
+/* The weight pairs of tte_dw_row_s8's 5x5 / 7x7 rows at stride 1, per tap row r: (w0, w2), (w1, w3), then 5x5: w4,
+ * 0; 7x7: (w4, w6), w5. */
+static inline void tte_dw57_weights(const int16_t *wk, int32_t KH, int32_t KW, int32_t wp[7][4]) {
+    for (int32_t r = 0; r < KH; r++) {
+        const int16_t *wr = wk + r * KW;
+        wp[r][0] = tte_pair16(wr[0], wr[2]);
+        wp[r][1] = tte_pair16(wr[1], wr[3]);
+        wp[r][2] = KW == 5 ? wr[4] : tte_pair16(wr[4], wr[6]);
+        wp[r][3] = KW == 5 ? 0 : wr[5];
+    }
+}
+#endif
+
+/* wp57: tte_dw57_weights of wk when KH = KW = 5 or 7 at stride 1 (made once per plane by the caller), else NULL */
 static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const int16_t *wk, int32_t KH, int32_t KW,
-                                 int32_t offset, int32_t n, int32_t *acc) {
+                                 int32_t offset, int32_t n, int32_t *acc, const int32_t (*wp57)[4]) {
     int32_t i = 0;
+#if !defined(__ARM_FEATURE_DSP)
+    (void)wp57;
+#endif
     if (KH == 3 && KW == 3) {
         const int8_t *r0 = x, *r1 = x + W, *r2 = x + 2 * W;
 #if defined(__ARM_FEATURE_DSP)
@@ -1037,14 +1055,9 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
      * 5x5: (x0, x2).(w0, w2) + (x1, x3).(w1, w3) + x4 w4 and (x1, x3).(w0, w2) + x2 w1 + x4 w3 + x5 w4;
      * 7x7: the same pairs for w0..w3, then (x4, x6).(w4, w6) + x5 w5 and (x5, x7).(w4, w6) + x4 w3 + x6 w5 */
     if (((KH == 5 && KW == 5) || (KH == 7 && KW == 7)) && sw == 1 && n >= 2) {
-        int32_t wp[7][4];
-        for (int32_t r = 0; r < KH; r++) {
-            const int16_t *wr = wk + r * KW;
-            wp[r][0] = tte_pair16(wr[0], wr[2]);
-            wp[r][1] = tte_pair16(wr[1], wr[3]);
-            wp[r][2] = KW == 5 ? wr[4] : tte_pair16(wr[4], wr[6]);
-            wp[r][3] = KW == 5 ? 0 : wr[5];
-        }
+        int32_t own[7][4];
+        if (wp57 == NULL) tte_dw57_weights(wk, KH, KW, own);
+        const int32_t (*wp)[4] = wp57 ? wp57 : (const int32_t (*)[4])own;
         for (; i + 2 <= n; i += 2) {
             int32_t s0 = offset, s1 = offset;
             if (KW == 5) {
@@ -1278,6 +1291,15 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
         }
     }
 #endif
+    /* 5x5 and 7x7 rows at stride 1 (one channel): their weight pairs made once for every row of the plane */
+    const int32_t (*wp57)[4] = NULL;
+#if defined(__ARM_FEATURE_DSP)
+    int32_t wp57s[7][4];
+    if (fast && nc == 1 && SW == 1 && ((KH == 5 && KW == 5) || (KH == 7 && KW == 7))) {
+        tte_dw57_weights(wk, KH, KW, wp57s);
+        wp57 = (const int32_t (*)[4])wp57s;
+    }
+#endif
     const size_t HW = (size_t)H * (size_t)W;
     tte_interior_range(SW, PL, KW, W, WO, &wlo, &whi);
     if (!fast) wlo = whi = 0; /* every window tap-checked */
@@ -1308,9 +1330,11 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
                         if (n & 1) acc[fill + n - 1] = tte_window_interior_s8(xw + (n - 1) * SW, W, wk, 3, 3, 0);
                     } else
 #endif
-                    tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset - fold, n, acc + fill);
+                    tte_dw_row_s8(xw, W, SW, wk + i0 * KW, i1 - i0, KW, rows_offset - fold, n, acc + fill,
+                                  wp57 ? (const int32_t (*)[4])(wp57 + i0) : NULL);
                     for (int32_t c = 1; c < nc; c++) {
-                        tte_dw_row_s8(xw + (size_t)c * HW, W, SW, wk + c * kk + i0 * KW, i1 - i0, KW, 0, n, part);
+                        tte_dw_row_s8(xw + (size_t)c * HW, W, SW, wk + c * kk + i0 * KW, i1 - i0, KW, 0, n, part,
+                                      NULL);
                         for (int32_t i = 0; i < n; i++) acc[fill + i] += part[i];
                     }
                     ow += n;
