@@ -976,7 +976,7 @@ static inline void tte_dw57_weights(const int16_t *wk, int32_t KH, int32_t KW, i
 }
 #endif
 
-/* wp57: tte_dw57_weights of wk when KH = KW = 5 or 7 at stride 1 (made once per plane by the caller), else NULL */
+/* wp57: tte_dw57_weights of wk when KH = KW = 5 or 7 (made once per plane by the caller), else NULL */
 static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const int16_t *wk, int32_t KH, int32_t KW,
                                  int32_t offset, int32_t n, int32_t *acc, const int32_t (*wp57)[4]) {
     int32_t i = 0;
@@ -1093,6 +1093,35 @@ static inline void tte_dw_row_s8(const int8_t *x, int32_t W, int32_t sw, const i
             acc[i + 1] = s1;
         }
     }
+    /* 5x5 and 7x7 windows one at a time (other strides, and an odd last window) when the caller made the weight
+     * pairs: per tap row a word x0..x3 spread to (x0, x2), (x1, x3) for (w0, w2), (w1, w3), then 5x5: x4 w4; 7x7: a
+     * word x3..x6 spread to (x3, x5), (x4, x6): (x4, x6) for (w4, w6) and x5 w5 (every byte read inside the window) */
+#define TTE_DW57_ONE(K)                                                                                               \
+    for (; i < n; i++) {                                                                                              \
+        const int8_t *xw = x + i * sw;                                                                                \
+        int32_t s0 = offset;                                                                                          \
+        TTE_ARM_UNROLL                                                                                                \
+        for (int32_t r = 0; r < (K); r++) {                                                                           \
+            const int8_t *xr = xw + r * W;                                                                            \
+            const int32_t u = tte_ld32(xr);                                                                           \
+            s0 = __smlad(__sxtb16(u), wp57[r][0], s0);                                                                \
+            s0 = __smlad(tte_sxtb16_ror8(u), wp57[r][1], s0);                                                         \
+            if ((K) == 5) {                                                                                           \
+                s0 = __smlabb(xr[4], wp57[r][2], s0);                                                                 \
+            } else {                                                                                                  \
+                const int32_t v = tte_ld32(xr + 3);                                                                   \
+                s0 = __smlad(tte_sxtb16_ror8(v), wp57[r][2], s0);                                                     \
+                s0 = __smlatb(__sxtb16(v), wp57[r][3], s0);                                                           \
+            }                                                                                                         \
+        }                                                                                                             \
+        acc[i] = s0;                                                                                                  \
+    }
+    if (wp57 != NULL && KH == 5 && KW == 5) {
+        TTE_DW57_ONE(5)
+    } else if (wp57 != NULL && KH == 7 && KW == 7) {
+        TTE_DW57_ONE(7)
+    }
+#undef TTE_DW57_ONE
     /* other kernels: two taps per SMLAD (tte_window_pairs_s8), square 5x5 and 7x7 ones unrolled */
     if (KH == 5 && KW == 5) {
         for (; i < n; i++) acc[i] = tte_window_pairs_s8(x + i * sw, W, wk, 5, 5, offset);
@@ -1291,11 +1320,11 @@ TTE_ARM_NOINLINE void tte_conv_plane_s8(const int8_t *x, int32_t nc, int32_t H, 
         }
     }
 #endif
-    /* 5x5 and 7x7 rows at stride 1 (one channel): their weight pairs made once for every row of the plane */
+    /* 5x5 and 7x7 rows (one channel): their weight pairs made once for every row of the plane */
     const int32_t (*wp57)[4] = NULL;
 #if defined(__ARM_FEATURE_DSP)
     int32_t wp57s[7][4];
-    if (fast && nc == 1 && SW == 1 && ((KH == 5 && KW == 5) || (KH == 7 && KW == 7))) {
+    if (fast && nc == 1 && ((KH == 5 && KW == 5) || (KH == 7 && KW == 7))) {
         tte_dw57_weights(wk, KH, KW, wp57s);
         wp57 = (const int32_t (*)[4])wp57s;
     }
