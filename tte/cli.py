@@ -103,8 +103,8 @@ def main() -> None:
 
 favor_option = click.option(
     "--favor", type=click.Choice(["memory", "speed"]), default="memory", show_default=True,
-    help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits --sram (the "
-         "frozen prefix unpatched, the block backward unfused, where the budget allows; same numerics, same scheme).")
+    help="memory: every memory transformation on, the lowest peak; speed: the fastest program that fits --sram (prefix "
+         "unpatched, block backward unfused, up to 32 KB of kernel scratch, where it fits; same numerics and scheme).")
 stream_option = click.option(
     "--stream-input", "stream_input", is_flag=True,
     help="Hold no input in the arena: the first frozen layers read the int8 input in rows from a row source the "
