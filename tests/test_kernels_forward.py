@@ -136,7 +136,7 @@ def run_conv(x, zx, w, wz, b, strides, pads, groups, *, sx=0.05, sw=None, sy=Non
             assert n == want.shape[2] * want.shape[3]
             scratch = np.full(n + 16, 0x55, np.int8)  # 16 guard bytes past the size asked for
             status = lib().tte_conv_dw_s8(ref(geo), ref(q), ref(xd), ptr(src), ref(wd), ref(weights), ptr(wz),
-                                          ptr(b), ptr(m), ref(yd), ptr(dst), ptr(mask), ptr(scratch))
+                                          ptr(b), ptr(m), ref(yd), ptr(dst), ptr(mask), ptr(scratch), n)
             assert (scratch[n:] == 0x55).all()
         else:
             status = lib().tte_conv_s8(ref(geo), ref(q), ref(xd), ptr(src), ref(wd), ref(weights), ptr(wz), ptr(b),
@@ -543,7 +543,8 @@ def _error_call(kernel: str, **bad) -> tuple[int, np.ndarray]:
         weights = cr.SplitWeights(ptr(z), None, a["w"][0 if kernel == "dw" else 1])
         args = (ref(geo), ref(q), ref(dims(a["x"])), ptr(z), ref(wd), ref(weights), ptr(zi), ptr(zi), ptr(mf),
                 ref(dims(a["y"])), ptr(out), None)
-        status = lib().tte_conv_s8(*args, None, 0) if kernel == "conv" else lib().tte_conv_dw_s8(*args, ptr(scratch))
+        status = (lib().tte_conv_s8(*args, None, 0) if kernel == "conv"
+                  else lib().tte_conv_dw_s8(*args, ptr(scratch), scratch.size))
     elif kernel == "pw_dw":
         a = {"w2": (4, 1, 3, 3), "y": (1, 4, 5, 5), "groups": 4} | bad
         geo = cr.ConvGeometry(1, 1, 1, 1, 1, 1, a["groups"])

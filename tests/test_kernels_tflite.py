@@ -85,7 +85,7 @@ def run_conv(x, zx, w, wz, b, strides, pads, groups, *, sx=0.05, sw=None, sy=Non
         if depthwise:
             scratch = np.zeros(want.shape[2] * want.shape[3], np.int8)
             status = lib().tte_conv_dw_s8(ref(geo), ref(q), ref(xd), ptr(src), ref(wd), ref(weights), ptr(wz), ptr(b),
-                                          None, ref(yd), ptr(dst), ptr(mask), ptr(scratch))
+                                          None, ref(yd), ptr(dst), ptr(mask), ptr(scratch), scratch.size)
         else:
             status = lib().tte_conv_s8(ref(geo), ref(q), ref(xd), ptr(src), ref(wd), ref(weights), ptr(wz), ptr(b),
                                        None, ref(yd), ptr(dst), ptr(mask), None, 0)
