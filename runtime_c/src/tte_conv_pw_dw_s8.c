@@ -11,6 +11,21 @@
 
 int32_t tte_conv_pw_dw_s8_get_buffer_size(const tte_dims *in_dims) { return in_dims->h * in_dims->w; }
 
+/* The padding of a plane of HP rows of WP bytes whose rows PT .. PT + H - 1, columns PL .. PL + W - 1 the 1x1 conv
+ * fills: z (the depthwise conv's z_x) everywhere else, so that every depthwise window lies inside the plane. */
+static void tte_pwdw_border(int8_t *plane, int32_t HP, int32_t WP, int32_t PT, int32_t H, int32_t PL, int32_t W,
+                            int8_t z) {
+    for (int32_t h = 0; h < HP; h++) {
+        int8_t *row = plane + (size_t)h * (size_t)WP;
+        if (h < PT || h >= PT + H) {
+            for (int32_t w = 0; w < WP; w++) row[w] = z;
+        } else {
+            for (int32_t w = 0; w < PL; w++) row[w] = z;
+            for (int32_t w = PL + W; w < WP; w++) row[w] = z;
+        }
+    }
+}
+
 #if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
 /* The staged path (Arm DSP extension, symmetric 1x1 weights, C a multiple of 4, even W, an int8 zero point between
  * the convs, and scratch for a band of rows): a band of the input's rows is staged once in scratch as the halfword
@@ -27,20 +42,7 @@ static void tte_pwdw_stage(const int8_t *x, size_t P, int32_t G, int32_t n, int3
     for (int32_t k = 0; k < G; k++) {
         int32_t *tk = t + (size_t)(k >> 1) * (size_t)pair_words + 4 * (k & 1);
         const int8_t *xc = x + (size_t)(4 * k) * P;
-        for (int32_t q = 0; q < quads; q++, tk += 16) {
-            const int32_t u0 = tte_ld32(xc + 4 * q), u1 = tte_ld32(xc + P + 4 * q);
-            const int32_t u2 = tte_ld32(xc + 2 * P + 4 * q), u3 = tte_ld32(xc + 3 * P + 4 * q);
-            const int32_t e0 = __sxtb16(u0), o0 = tte_sxtb16_ror8(u0), e2 = __sxtb16(u2), o2 = tte_sxtb16_ror8(u2);
-            const int32_t e1 = __sxtb16(u1), o1 = tte_sxtb16_ror8(u1), e3 = __sxtb16(u3), o3 = tte_sxtb16_ror8(u3);
-            tk[0] = tte_pkhbt16(e0, e2); /* position 0: channels (c, c + 2), then (c + 1, c + 3) */
-            tk[1] = tte_pkhbt16(e1, e3);
-            tk[2] = tte_pkhbt16(o0, o2); /* position 1 */
-            tk[3] = tte_pkhbt16(o1, o3);
-            tk[8] = tte_pkhtb16(e2, e0); /* position 2: the next pair */
-            tk[9] = tte_pkhtb16(e3, e1);
-            tk[10] = tte_pkhtb16(o2, o0); /* position 3 */
-            tk[11] = tte_pkhtb16(o3, o1);
-        }
+        for (int32_t q = 0; q < quads; q++, tk += 16) tte_stage_quad_s8(xc + 4 * q, P, tk, tk + 8); /* two pairs */
         for (int32_t i = 4 * quads; i < 2 * pairs; i++) {
             int32_t *ti = t + (size_t)(k >> 1) * (size_t)pair_words + 4 * (k & 1) + 8 * (i / 2) + 2 * (i & 1);
             ti[0] = i < n ? tte_pair16(xc[i], xc[2 * P + (size_t)i]) : 0;
@@ -125,15 +127,7 @@ static int tte_pwdw_staged_s8(const tte_quant_params *q1, const int8_t *w1, cons
         tte_pwdw_stage(x + (size_t)i0 * (size_t)W, (size_t)H * (size_t)W, G, n, pair_words, t);
         tte_conv_geometry band = *geo2;
         band.pad_top = band.pad_left = band.pad_bottom = band.pad_right = 0;
-        for (int32_t h = 0; h < BH; h++) {
-            int8_t *row = scratch + (size_t)h * (size_t)WP;
-            if (h < pt || h >= pt + rows) {
-                memset(row, zm, (size_t)WP);
-            } else {
-                memset(row, zm, (size_t)PL);
-                memset(row + PL + W, zm, (size_t)PR);
-            }
-        }
+        tte_pwdw_border(scratch, BH, WP, pt, rows, PL, W, zm);
         for (int32_t m = 0; m < M; m++) {
             const int8_t *wm = w1 + (size_t)m * (size_t)C;
             tte_rq r1 = tte_rq_channel(q1, b1, m1, m);
@@ -211,16 +205,7 @@ tte_status tte_conv_pw_dw_s8(const tte_quant_params *q1, const int8_t *w1, const
     (void)scratch_bytes;
 #endif
     if (padded) {
-        const int8_t zm = (int8_t)q2->input_zero_point;
-        for (int32_t h = 0; h < HP; h++) {
-            int8_t *row = scratch + (size_t)h * (size_t)WP;
-            if (h < PT || h >= PT + H) {
-                for (int32_t w = 0; w < WP; w++) row[w] = zm;
-            } else {
-                for (int32_t w = 0; w < PL; w++) row[w] = zm;
-                for (int32_t w = PL + W; w < WP; w++) row[w] = zm;
-            }
-        }
+        tte_pwdw_border(scratch, HP, WP, PT, H, PL, W, (int8_t)q2->input_zero_point);
         inner.pad_top = inner.pad_left = inner.pad_bottom = inner.pad_right = 0;
     }
     for (int32_t n = 0; n < in_dims->n; n++) {

@@ -14,20 +14,7 @@ static void tte_pw_stage(const int8_t *x, size_t P, int32_t groups, int32_t stri
     for (int32_t q = 0; q < quads; q++, x += 4) {
         int32_t *tq = t + (size_t)q * (size_t)stride * 8u;
         const int8_t *xc = x;
-        for (int32_t k = 0; k < groups; k++, xc += 4 * P, tq += 8) {
-            const int32_t u0 = tte_ld32(xc), u1 = tte_ld32(xc + P);
-            const int32_t u2 = tte_ld32(xc + 2 * P), u3 = tte_ld32(xc + 3 * P);
-            const int32_t e0 = __sxtb16(u0), o0 = tte_sxtb16_ror8(u0), e2 = __sxtb16(u2), o2 = tte_sxtb16_ror8(u2);
-            const int32_t e1 = __sxtb16(u1), o1 = tte_sxtb16_ror8(u1), e3 = __sxtb16(u3), o3 = tte_sxtb16_ror8(u3);
-            tq[0] = tte_pkhbt16(e0, e2); /* position 0: channels (c, c + 2), then (c + 1, c + 3) */
-            tq[1] = tte_pkhbt16(e1, e3);
-            tq[2] = tte_pkhbt16(o0, o2); /* position 1 */
-            tq[3] = tte_pkhbt16(o1, o3);
-            tq[4] = tte_pkhtb16(e2, e0); /* position 2 */
-            tq[5] = tte_pkhtb16(e3, e1);
-            tq[6] = tte_pkhtb16(o2, o0); /* position 3 */
-            tq[7] = tte_pkhtb16(o3, o1);
-        }
+        for (int32_t k = 0; k < groups; k++, xc += 4 * P, tq += 8) tte_stage_quad_s8(xc, P, tq, tq + 4);
     }
 }
 

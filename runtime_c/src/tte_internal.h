@@ -1161,6 +1161,25 @@ static inline void tte_pad_plane_s8(int8_t *dst, int32_t HP, int32_t WP, const i
 #endif
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* Four positions of a group of 4 channels (c .. c + 3, plane stride P, at x) as the halfword pairs SMLAD takes against
+ * the pairs SXTB16 makes of the weight word w[c .. c + 3]: lo gets positions 0 and 1, hi positions 2 and 3, each as
+ * (x[c], x[c + 2]) then (x[c + 1], x[c + 3]).  The staging of the pointwise convs (tte_conv_s8, tte_conv_pw_dw_s8). */
+static inline void tte_stage_quad_s8(const int8_t *x, size_t P, int32_t *lo, int32_t *hi) {
+    const int32_t u0 = tte_ld32(x), u1 = tte_ld32(x + P), u2 = tte_ld32(x + 2 * P), u3 = tte_ld32(x + 3 * P);
+    const int32_t e0 = __sxtb16(u0), o0 = tte_sxtb16_ror8(u0), e2 = __sxtb16(u2), o2 = tte_sxtb16_ror8(u2);
+    const int32_t e1 = __sxtb16(u1), o1 = tte_sxtb16_ror8(u1), e3 = __sxtb16(u3), o3 = tte_sxtb16_ror8(u3);
+    lo[0] = tte_pkhbt16(e0, e2); /* position 0: channels (c, c + 2), then (c + 1, c + 3) */
+    lo[1] = tte_pkhbt16(e1, e3);
+    lo[2] = tte_pkhbt16(o0, o2); /* position 1 */
+    lo[3] = tte_pkhbt16(o1, o3);
+    hi[0] = tte_pkhtb16(e2, e0); /* position 2 */
+    hi[1] = tte_pkhtb16(e3, e1);
+    hi[2] = tte_pkhtb16(o2, o0); /* position 3 */
+    hi[3] = tte_pkhtb16(o3, o1);
+}
+#endif
+
 #define TTE_DW_RUN 32
 #if defined(__ARM_FEATURE_DSP) && defined(TTE_ARM_ASM)
 /* The two 3x3 pair kernels below: their weights and registers, a tap row's word x0..x3 at ADDR spread to t = (x0,
